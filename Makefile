@@ -21,6 +21,9 @@ REGRESS      = $(REGRESS_DOCS) $(sort $(basename $(notdir $(filter-out test/sql/
 REGRESS_OPTS = --inputdir=test --outputdir=build/regress --load-extension=distill
 EXTRA_CLEAN  = build $(patsubst %,test/sql/%.sql,$(REGRESS_DOCS))
 
+# JIT bitcode of our C would buy nothing and need clang.
+override with_llvm = no
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

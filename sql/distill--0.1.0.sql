@@ -1,0 +1,345 @@
+-- distill 0.1.0: teachers, tasks, annotation
+\echo Use "CREATE EXTENSION distill" to load this file. \quit
+
+------------------------------------------------------------------------
+-- Catalog tables
+------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.teachers (
+    name        text PRIMARY KEY,
+    endpoint    text NOT NULL,
+    model       text NOT NULL,
+    api         text NOT NULL CHECK (api IN ('openai', 'ollama')),
+    api_key_env text,               -- name of a server environment variable, never the key
+    options     jsonb NOT NULL,     -- every option, defaults filled in
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE @extschema@.tasks (
+    name          text PRIMARY KEY,
+    instruction   text NOT NULL,
+    labels        text[],           -- NULL = free text or per-row choices
+    examples      jsonb NOT NULL,   -- [{"input", "rationale", "label"}, ...]
+    answer_prefix text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE @extschema@.annotations (
+    task              text NOT NULL REFERENCES @extschema@.tasks ON DELETE CASCADE,
+    teacher           text NOT NULL REFERENCES @extschema@.teachers ON DELETE CASCADE,
+    item_id           text NOT NULL,
+    input             text NOT NULL,
+    rationale         text,
+    label             text,
+    raw_output        text,         -- the teacher's reply verbatim, kept for re-parsing
+    status            text NOT NULL CHECK (status IN ('ok', 'unparsed', 'failed')),
+    error             text,
+    attempts          integer NOT NULL,
+    latency_ms        double precision,
+    prompt_tokens     integer,
+    completion_tokens integer,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (task, teacher, item_id)
+);
+
+CREATE TABLE @extschema@.jobs (
+    id          bigserial PRIMARY KEY,
+    kind        text NOT NULL CHECK (kind IN ('annotate', 'train', 'evaluate')),
+    args        jsonb NOT NULL,
+    owner       regrole NOT NULL DEFAULT current_user::text::regrole,
+    status      text NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    progress    real NOT NULL DEFAULT 0,
+    message     text,
+    error       text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    started_at  timestamptz,
+    finished_at timestamptz,
+    worker_pid  integer,
+    attempts    integer NOT NULL DEFAULT 0
+);
+
+------------------------------------------------------------------------
+-- Teachers
+------------------------------------------------------------------------
+
+-- NULL when the URL is a usable http(s) base URL, else why not (libcurl's parser).
+CREATE FUNCTION @extschema@._endpoint_problem(url text) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_endpoint_problem'
+    LANGUAGE C IMMUTABLE STRICT;
+
+-- The teacher options with defaults filled in; raises on anything unknown or out of range.
+CREATE FUNCTION @extschema@._teacher_options(options jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    -- key -> [default, min, max, integer?]
+    spec constant jsonb := '{
+        "temperature":   [0,     0,   2,       false],
+        "max_tokens":    [256,   1,   32768,   true],
+        "timeout_ms":    [30000, 100, 3600000, true],
+        "concurrency":   [8,     1,   256,     true],
+        "max_retries":   [4,     0,   20,      true],
+        "retry_base_ms": [500,   1,   60000,   true]}';
+    result jsonb := '{}';
+    key text;
+    value jsonb;
+    number numeric;
+BEGIN
+    IF options IS NULL THEN
+        options := '{}';
+    END IF;
+    IF jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'teacher options must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got a JSON %s.', jsonb_typeof(options)),
+                  HINT = 'For example: {"temperature": 0, "concurrency": 8}.';
+    END IF;
+    FOR key IN SELECT k FROM jsonb_object_keys(options) k LOOP
+        IF NOT spec ? key THEN
+            RAISE EXCEPTION 'unknown teacher option "%"', key
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Known options: ' || (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(spec) k) || '.';
+        END IF;
+    END LOOP;
+    FOR key, value IN SELECT * FROM jsonb_each(spec) LOOP
+        IF NOT options ? key THEN
+            result := result || jsonb_build_object(key, value->0);
+            CONTINUE;
+        END IF;
+        IF jsonb_typeof(options->key) <> 'number' THEN
+            RAISE EXCEPTION 'teacher option "%" must be a number', key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Got %s.', options->key);
+        END IF;
+        number := (options->>key)::numeric;
+        IF (value->>3)::boolean AND number <> trunc(number) THEN
+            RAISE EXCEPTION 'teacher option "%" must be an integer', key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Got %s.', number);
+        END IF;
+        IF number < (value->>1)::numeric OR number > (value->>2)::numeric THEN
+            RAISE EXCEPTION 'teacher option "%" is out of range', key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Got %s; allowed: %s to %s.', number, value->1, value->2);
+        END IF;
+        result := result || jsonb_build_object(key, options->key);
+    END LOOP;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION @extschema@.create_teacher(
+    name        text,
+    endpoint    text,
+    model       text,
+    api         text DEFAULT 'openai',
+    api_key_env text DEFAULT NULL,
+    options     jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF coalesce(name, '') = '' THEN
+        RAISE EXCEPTION 'teacher name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.teachers t WHERE t.name = create_teacher.name) THEN
+        RAISE EXCEPTION 'teacher "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Drop it first with distill.drop_teacher(%L), or choose another name.', name);
+    END IF;
+    problem := @extschema@._endpoint_problem(coalesce(endpoint, ''));
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid teacher endpoint "%"', endpoint
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = problem || '.',
+                  HINT = 'Give the base URL of the server, like http://127.0.0.1:8000/v1 (OpenAI-compatible) or http://127.0.0.1:11434 (Ollama).';
+    END IF;
+    IF coalesce(model, '') = '' THEN
+        RAISE EXCEPTION 'teacher model must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the model name the server expects, like gpt-4o-mini or llama3.1.';
+    END IF;
+    IF api IS NULL OR api NOT IN ('openai', 'ollama') THEN
+        RAISE EXCEPTION 'unknown teacher api "%"', api
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''openai'' for any OpenAI-compatible Chat Completions server (OpenAI, vLLM, llama.cpp server, LM Studio) or ''ollama'' for Ollama''s /api/chat.';
+    END IF;
+    IF api_key_env !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
+        RAISE EXCEPTION 'invalid api_key_env "%"', api_key_env
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'api_key_env is the name of an environment variable of the server process, not the key itself.',
+                  HINT = 'Use a name like OPENAI_API_KEY, and set that variable in the environment PostgreSQL starts with.';
+    END IF;
+    INSERT INTO @extschema@.teachers (name, endpoint, model, api, api_key_env, options)
+    VALUES (name, endpoint, model, api, api_key_env, @extschema@._teacher_options(options));
+END
+$$;
+
+CREATE FUNCTION @extschema@.drop_teacher(name text, cascade boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.teachers t WHERE t.name = drop_teacher.name) THEN
+        RAISE EXCEPTION 'teacher "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT count(*) INTO n FROM @extschema@.annotations a WHERE a.teacher = drop_teacher.name;
+    IF n > 0 AND NOT cascade THEN
+        RAISE EXCEPTION 'teacher "%" has % annotations', name, n
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = format('Use distill.drop_teacher(%L, cascade => true) to delete them too.', name);
+    END IF;
+    DELETE FROM @extschema@.teachers t WHERE t.name = drop_teacher.name;
+END
+$$;
+
+------------------------------------------------------------------------
+-- Tasks
+------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@._check_examples(examples jsonb, labels text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    example jsonb;
+    n integer := 0;
+    key text;
+BEGIN
+    IF jsonb_typeof(examples) <> 'array' THEN
+        RAISE EXCEPTION 'task examples must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got a JSON %s.', jsonb_typeof(examples)),
+                  HINT = 'For example: [{"input": "...", "rationale": "...", "label": "..."}].';
+    END IF;
+    FOR example IN SELECT e FROM jsonb_array_elements(examples) e LOOP
+        n := n + 1;
+        IF jsonb_typeof(example) <> 'object' THEN
+            RAISE EXCEPTION 'task example % is not a JSON object', n
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Each example is {"input": "...", "rationale": "...", "label": "..."}.';
+        END IF;
+        FOR key IN SELECT k FROM jsonb_object_keys(example) k LOOP
+            IF key NOT IN ('input', 'rationale', 'label') THEN
+                RAISE EXCEPTION 'task example % has unknown key "%"', n, key
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Each example is {"input": "...", "rationale": "...", "label": "..."}.';
+            END IF;
+        END LOOP;
+        FOREACH key IN ARRAY ARRAY['input', 'rationale', 'label'] LOOP
+            IF coalesce(jsonb_typeof(example->key), 'missing') <> 'string' OR example->>key = '' THEN
+                RAISE EXCEPTION 'task example % needs a non-empty string "%"', n, key
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Each example is {"input": "...", "rationale": "...", "label": "..."}.';
+            END IF;
+        END LOOP;
+        IF labels IS NOT NULL AND NOT lower(example->>'label') = ANY (SELECT lower(l) FROM unnest(labels) l) THEN
+            RAISE EXCEPTION 'task example % has label "%", which is not in the label set', n, example->>'label'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Labels: %s.', array_to_string(labels, ', ')),
+                      HINT = 'Fix the example''s label or add it to labels.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION @extschema@._check_labels(labels text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF labels IS NULL THEN
+        RETURN;
+    END IF;
+    IF array_ndims(labels) > 1 THEN
+        RAISE EXCEPTION 'labels must be a one-dimensional array'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cardinality(labels) < 2 THEN
+        RAISE EXCEPTION 'a label set needs at least two labels'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass labels => NULL for free-text answers or per-row choices.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(labels) l WHERE coalesce(trim(l), '') = '') THEN
+        RAISE EXCEPTION 'labels must not be NULL or empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT count(DISTINCT lower(l)) FROM unnest(labels) l) < cardinality(labels) THEN
+        RAISE EXCEPTION 'labels must be distinct, ignoring case'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Labels: %s.', array_to_string(labels, ', '));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION @extschema@.create_task(
+    name          text,
+    instruction   text,
+    labels        text[] DEFAULT NULL,
+    examples      jsonb DEFAULT '[]',
+    answer_prefix text DEFAULT 'So the answer is')
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(name, '') = '' THEN
+        RAISE EXCEPTION 'task name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.tasks t WHERE t.name = create_task.name) THEN
+        RAISE EXCEPTION 'task "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Drop it first with distill.drop_task(%L), or choose another name.', name);
+    END IF;
+    IF instruction IS NULL THEN
+        RAISE EXCEPTION 'task instruction must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Say what the teacher should answer about each input; an empty string is allowed.';
+    END IF;
+    IF coalesce(trim(answer_prefix), '') = '' THEN
+        RAISE EXCEPTION 'answer_prefix must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It is the phrase that precedes the answer in a reply, like ''So the answer is''.';
+    END IF;
+    PERFORM @extschema@._check_labels(labels);
+    PERFORM @extschema@._check_examples(coalesce(examples, '[]'), labels);
+    INSERT INTO @extschema@.tasks (name, instruction, labels, examples, answer_prefix)
+    VALUES (name, instruction, labels, coalesce(examples, '[]'), trim(answer_prefix));
+END
+$$;
+
+CREATE FUNCTION @extschema@.drop_task(name text, cascade boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.tasks t WHERE t.name = drop_task.name) THEN
+        RAISE EXCEPTION 'task "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT count(*) INTO n FROM @extschema@.annotations a WHERE a.task = drop_task.name;
+    IF n > 0 AND NOT cascade THEN
+        RAISE EXCEPTION 'task "%" has % annotations', name, n
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = format('Use distill.drop_task(%L, cascade => true) to delete them too.', name);
+    END IF;
+    DELETE FROM @extschema@.tasks t WHERE t.name = drop_task.name;
+END
+$$;
+
+------------------------------------------------------------------------
+-- Asking and annotating
+------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.ask(
+    teacher text, task text, input text,
+    OUT rationale text, OUT label text, OUT raw text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'distill_ask'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION @extschema@.annotate(
+    task text, teacher text, source text, background boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'distill_annotate'
+LANGUAGE C VOLATILE STRICT;

@@ -1,0 +1,72 @@
+/*
+ * distill.c - module entry point and small SQL helpers.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/*
+ * Runs in the postmaster when preloaded: define settings only.  No libcurl
+ * or BLAS here, since their threads and global state must not be forked.
+ */
+void
+_PG_init(void)
+{
+	MarkGUCPrefixReserved("distill");
+}
+
+/* A part of a parsed URL, or NULL when absent. */
+static char *
+url_part(CURLU *url, CURLUPart part)
+{
+	char	   *value = NULL;
+	char	   *copy;
+
+	if (curl_url_get(url, part, &value, 0) != CURLUE_OK)
+		return NULL;
+	copy = pstrdup(value);
+	curl_free(value);
+	return copy;
+}
+
+/* Why a URL cannot be a teacher's base URL, or NULL when it can. */
+static const char *
+endpoint_problem(const char *endpoint)
+{
+	CURLU	   *url = curl_url();
+	CURLUcode	rc = curl_url_set(url, CURLUPART_URL, endpoint, 0);
+	const char *problem = NULL;
+	char	   *scheme;
+
+	if (rc != CURLUE_OK)
+		problem = curl_url_strerror(rc);
+	else if ((scheme = url_part(url, CURLUPART_SCHEME)) == NULL ||
+			 (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+		problem = "Only http and https URLs are supported";
+	else if (url_part(url, CURLUPART_USER) != NULL)
+		problem = "Credentials do not belong in the URL: name an environment variable in api_key_env instead";
+	else if (url_part(url, CURLUPART_QUERY) != NULL || url_part(url, CURLUPART_FRAGMENT) != NULL)
+		problem = "A base URL has no query or fragment";
+	curl_url_cleanup(url);
+	return problem;
+}
+
+PG_FUNCTION_INFO_V1(distill_endpoint_problem);
+
+Datum
+distill_endpoint_problem(PG_FUNCTION_ARGS)
+{
+	const char *problem = endpoint_problem(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	if (problem == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(problem));
+}

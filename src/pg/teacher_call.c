@@ -1,0 +1,146 @@
+/*
+ * teacher_call.c - the teacher seen from the backend: a pool that cannot
+ * leak, prompts for a task, and replies turned into annotations.
+ */
+#include "postgres.h"
+
+#include <stdlib.h>
+
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "pg/glue.h"
+#include "teacher/parse.h"
+
+/* How long one wait for replies may last before we check for interrupts. */
+#define POLL_INTERVAL_MS 100
+
+static void
+guard_callback(void *arg)
+{
+	GuardedPool *guard = arg;
+
+	teacher_pool_destroy(guard->pool);
+	guard->pool = NULL;
+}
+
+GuardedPool *
+guarded_pool_create(const TeacherDef *teacher)
+{
+	GuardedPool *guard = palloc0(sizeof(GuardedPool));
+	char		errbuf[256];
+
+	guard->pool = teacher_pool_create(&teacher->config, errbuf, sizeof(errbuf));
+	if (guard->pool == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not start the HTTP client for teacher \"%s\": %s",
+						teacher->name, errbuf)));
+	guard->callback.func = guard_callback;
+	guard->callback.arg = guard;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &guard->callback);
+	return guard;
+}
+
+/* Free the pool now; the reset callback then finds nothing left to do. */
+void
+guarded_pool_release(GuardedPool *guard)
+{
+	guard_callback(guard);
+}
+
+/*
+ * The next finished request, or NULL when none finished within the poll
+ * interval.  Checks for interrupts first, so a cancel or a statement
+ * timeout takes effect within the interval.
+ */
+const TeacherResult *
+guarded_pool_next(GuardedPool *guard)
+{
+	CHECK_FOR_INTERRUPTS();
+	return teacher_pool_next(guard->pool, POLL_INTERVAL_MS);
+}
+
+/* The prompt for one input, palloc'd. */
+char *
+task_prompt(const TaskDef *task, const char *input)
+{
+	char	   *prompt = prompt_build(task->instruction, task->examples,
+									  task->n_examples, task->answer_prefix,
+									  input);
+	char	   *copy;
+
+	if (prompt == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	copy = pstrdup(prompt);
+	free(prompt);
+	return copy;
+}
+
+static char *
+pstrdup_free(char *s)
+{
+	char	   *copy = s ? pstrdup(s) : NULL;
+
+	free(s);
+	return copy;
+}
+
+/*
+ * Parse a reply: split off the rationale, find the answer, and when the
+ * task has a label set, map the answer onto it.
+ */
+Annotation
+read_reply(const TaskDef *task, const TeacherResult *result)
+{
+	Annotation	a = {0};
+	char	   *rationale;
+	char	   *answer;
+	int			label;
+
+	if (!result->ok)
+	{
+		a.status = ANNOTATION_FAILED;
+		a.error = pstrdup(result->error);
+		return a;
+	}
+	if (!parse_teacher_reply(result->content, task->answer_prefix, &rationale, &answer))
+	{
+		a.status = ANNOTATION_UNPARSED;
+		a.error = psprintf("no \"%s\" in the reply", task->answer_prefix);
+		return a;
+	}
+	a.rationale = pstrdup_free(rationale);
+	answer = pstrdup_free(answer);
+	if (task->labels == NULL)
+	{
+		a.status = ANNOTATION_OK;
+		a.label = answer;
+		return a;
+	}
+	label = match_label(answer, (const char *const *) task->labels, task->n_labels);
+	if (label < 0)
+	{
+		a.status = ANNOTATION_UNPARSED;
+		a.error = psprintf("answer \"%s\" is not one of the task's labels", answer);
+		return a;
+	}
+	a.status = ANNOTATION_OK;
+	a.label = pstrdup(task->labels[label]);
+	return a;
+}
+
+const char *
+annotation_status_name(AnnotationStatus status)
+{
+	switch (status)
+	{
+		case ANNOTATION_OK:
+			return "ok";
+		case ANNOTATION_UNPARSED:
+			return "unparsed";
+		case ANNOTATION_FAILED:
+			return "failed";
+	}
+	return "?";					/* keep the compiler quiet */
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole test suite: C unit tests, the replay teacher's self-test,
+# pg_regress against a throwaway cluster, and checks on the server log.
+# Prints "N passed, N failed" last; exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.."
+. test/env.sh
+
+passed=0
+failed=0
+
+# Add the "N passed, N failed" lines of a test log to the totals.
+count() {
+	local p f
+	while read -r p f; do
+		passed=$((passed + p))
+		failed=$((failed + f))
+	done < <(sed -n 's/.*\b\([0-9]\+\) passed, \([0-9]\+\) failed.*/\1 \2/p' "$1")
+}
+
+# pg_regress ends with "All N tests passed." or "M of N tests failed."
+count_regress() {
+	local all n m
+	all=$(sed -n 's/.*All \([0-9]\+\) tests passed.*/\1/p' "$1")
+	if [ -n "$all" ]; then
+		passed=$((passed + all))
+		return
+	fi
+	m=$(sed -n 's/.* \([0-9]\+\) of \([0-9]\+\) tests failed.*/\1/p' "$1")
+	n=$(sed -n 's/.* \([0-9]\+\) of \([0-9]\+\) tests failed.*/\2/p' "$1")
+	passed=$((passed + ${n:-0} - ${m:-0}))
+	failed=$((failed + ${m:-1}))
+}
+
+# A check on the server after the tests: the API keys never reach its log.
+check_no_key_in_log() {
+	if grep -q -e "$DISTILL_TEST_KEY" -e "$DISTILL_WRONG_KEY" "$PGTMP/server.log"; then
+		echo "FAIL: an API key appears in the server log"
+		failed=$((failed + 1))
+	else
+		echo "ok: no API key in the server log"
+		passed=$((passed + 1))
+	fi
+}
+
+install_packages || exit 1
+build_and_install || exit 1
+logs=$(mktemp -d)
+trap 'stop_all; rm -rf "$logs"' EXIT
+
+echo "== unit tests"
+before=$failed
+make -s unit 2>&1 | tee "$logs/unit"
+status=${PIPESTATUS[0]}
+count "$logs/unit"
+# A build that broke before any test could count itself still fails.
+[ "$status" = 0 ] || [ "$failed" -gt "$before" ] || failed=$((failed + 1))
+
+echo "== replay teacher self-test"
+"$PYTHON" test/test_replay_teacher.py 2>&1 | tee "$logs/replay"
+count "$logs/replay"
+
+start_cluster || exit 1
+start_teacher || exit 1
+
+echo "== pg_regress"
+make -s installcheck 2>&1 | tee "$logs/regress"
+count_regress "$logs/regress"
+[ -f build/regress/regression.diffs ] && head -200 build/regress/regression.diffs
+
+check_no_key_in_log
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,525 @@
+#!/usr/bin/env python3
+"""Self-test of the replay teacher: python3 test/test_replay_teacher.py
+
+Starts test/replay_teacher.py on a free port in a subprocess, exercises every
+endpoint and fault over HTTP, stops it, and prints
+`replay_teacher: N passed, N failed` (exit status 1 on any failure).
+"""
+
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "replay_teacher.py")
+CQA = os.path.join(HERE, "data", "cqa_sample.jsonl")
+SVAMP = os.path.join(HERE, "data", "svamp_sample.jsonl")
+NO_ANSWER = "I have no recorded answer for this question."
+OPENAI = "/v1/chat/completions"
+OLLAMA = "/api/chat"
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, condition, detail=""):
+    if condition:
+        results["passed"] += 1
+    else:
+        results["failed"] += 1
+        print(f"FAIL {name} {detail}".rstrip())
+
+
+def read_rows(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+CQA_ROWS = read_rows(CQA)
+SVAMP_ROWS = read_rows(SVAMP)
+
+
+# Not recorded inputs: with recorded ones, an unknown question would fall back to
+# the answer of the longest recorded input in the prompt, i.e. of an example.
+EXAMPLES = [("What is 2 plus 3?", "2 plus 3 is 5.", "5"),
+            ("Where do fish live?\nAnswer Choices:\n(a) sky\n(b) water",
+             "Fish need water.", "(b) water")]
+
+
+def few_shot_prompt(question):
+    shots = [f"Q: {q}\nA: {rationale} So the answer is {label}."
+             for q, rationale, label in EXAMPLES]
+    return "\n\n".join(["Answer the question."] + shots + [f"Q: {question}\nA:"])
+
+
+def messages_for(question):
+    return [{"role": "system", "content": "You are a careful teacher."},
+            {"role": "user", "content": few_shot_prompt(question)}]
+
+
+# --------------------------------------------------------------------------
+# Server process and HTTP helpers
+
+class Server:
+    """A replay teacher subprocess on a free port."""
+
+    def __init__(self, *args):
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, SCRIPT, "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 10)
+        self.banner = self.proc.stdout.readline().strip() if ready else ""
+        if not self.banner.startswith("replay teacher listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {self.banner!r}")
+        address = self.banner.split()[4]
+        self.port = int(address.rsplit(":", 1)[1])
+
+    def stop(self, signum=signal.SIGTERM):
+        """Signal the server; returns (exit status, seconds it took)."""
+        start = time.monotonic()
+        self.proc.send_signal(signum)
+        try:
+            rc = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        return rc, time.monotonic() - start
+
+    def error_output(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode()
+
+
+def call(port, method, path, body=None, headers=None, timeout=10, conn=None):
+    """One request; returns (status, headers dict, body bytes)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        if own:
+            conn.close()
+
+
+def chat(port, path, question, conn=None, headers=None, **extra):
+    body = {"model": "replay-model", "messages": messages_for(question), **extra}
+    return call(port, "POST", path, body, headers, conn=conn)
+
+
+def stats(port):
+    return json.loads(call(port, "GET", "/stats")[2])
+
+
+def reset(port):
+    call(port, "POST", "/stats/reset", b"")
+
+
+def outcome_of(port, path, question):
+    """'200', '500', ..., or 'drop' when the connection closes without a reply."""
+    try:
+        return str(chat(port, path, question)[0])
+    except (http.client.RemoteDisconnected, ConnectionError):
+        return "drop"
+
+
+# --------------------------------------------------------------------------
+# Tests (each takes the port of the shared server)
+
+def test_health(port):
+    status, headers, body = call(port, "GET", "/health")
+    check("health", status == 200 and body == b"ok", f"{status} {body!r}")
+
+
+def test_openai_exact(port):
+    row = CQA_ROWS[7]
+    status, headers, body = chat(port, OPENAI, row["input"], temperature=0,
+                                 max_tokens=256)
+    reply = json.loads(body)
+    choice = reply["choices"][0]
+    check("openai status", status == 200, status)
+    check("openai content verbatim",
+          choice["message"] == {"role": "assistant", "content": row["teacher_output"]})
+    check("openai envelope",
+          reply["id"].startswith("replay-") and reply["object"] == "chat.completion"
+          and reply["model"] == "replay-model" and isinstance(reply["created"], int)
+          and choice["index"] == 0 and choice["finish_reason"] == "stop", reply)
+    words = sum(len(m["content"].split()) for m in messages_for(row["input"]))
+    usage = reply["usage"]
+    check("openai usage",
+          usage["prompt_tokens"] == words
+          and usage["completion_tokens"] == len(row["teacher_output"].split())
+          and usage["total_tokens"] == words + usage["completion_tokens"], usage)
+    check("openai content type", headers["content-type"] == "application/json")
+
+
+def test_substring_fallback(port):
+    row = SVAMP_ROWS[3]
+    body = {"messages": [{"role": "user",
+                          "content": f"Please solve:\n{row['input']}\nThanks!"}]}
+    reply = json.loads(call(port, "POST", OPENAI, body)[2])
+    check("substring fallback",
+          reply["choices"][0]["message"]["content"] == row["teacher_output"])
+
+
+def test_last_user_message(port):
+    first, last = CQA_ROWS[0], CQA_ROWS[1]
+    body = {"messages": [{"role": "user", "content": f"Q: {first['input']}\nA:"},
+                         {"role": "assistant", "content": "hmm"},
+                         {"role": "user", "content": f"Q: {last['input']}\nA:"}]}
+    reply = json.loads(call(port, "POST", OPENAI, body)[2])
+    check("last user message wins",
+          reply["choices"][0]["message"]["content"] == last["teacher_output"])
+
+
+def test_unknown(port):
+    before = stats(port)["unknown"]
+    status, _, body = chat(port, OPENAI, "What is the airspeed of a swallow?")
+    content = json.loads(body)["choices"][0]["message"]["content"]
+    check("unknown answer", status == 200 and content == NO_ANSWER, content)
+    check("unknown counted", stats(port)["unknown"] == before + 1)
+
+
+def test_bad_requests(port):
+    status, _, body = call(port, "POST", OPENAI, b"{not json")
+    error = json.loads(body)["error"]
+    check("openai not json", status == 400
+          and error["type"] == "invalid_request_error" and error["message"], body)
+    status, _, body = call(port, "POST", OPENAI, {"model": "m"})
+    check("openai no messages", status == 400 and "messages" in body.decode(), body)
+    status, _, body = call(port, "POST", OPENAI,
+                           {"messages": [{"role": "system", "content": "x"}]})
+    check("openai no user message", status == 400, status)
+    status, _, body = call(port, "POST", OLLAMA, b"[1, 2")
+    check("ollama not json", status == 400
+          and isinstance(json.loads(body)["error"], str), body)
+
+
+def test_not_found(port):
+    for method, path in [("POST", "/v2/chat"), ("GET", OPENAI),
+                         ("POST", "/faults/p500=1/v1/completions"), ("GET", "/")]:
+        status, _, body = call(port, method, path, b"{}" if method == "POST" else None)
+        check(f"404 {method} {path}",
+              status == 404 and "error" in json.loads(body), f"{status} {body!r}")
+
+
+def test_ollama_non_streaming(port):
+    row = CQA_ROWS[11]
+    status, headers, body = chat(port, OLLAMA, row["input"], stream=False,
+                                 options={"temperature": 0})
+    reply = json.loads(body)
+    check("ollama stream=false",
+          status == 200 and reply["done"] is True and reply["done_reason"] == "stop"
+          and reply["message"] == {"role": "assistant", "content": row["teacher_output"]}
+          and reply["model"] == "replay-model" and reply["created_at"].endswith("Z")
+          and reply["eval_count"] == len(row["teacher_output"].split())
+          and reply["prompt_eval_count"] > 0, reply)
+
+
+def test_ollama_streaming(port):
+    row = SVAMP_ROWS[9]
+    status, headers, body = chat(port, OLLAMA, row["input"])
+    lines = [json.loads(l) for l in body.decode().splitlines()]
+    chunks, final = lines[:-1], lines[-1]
+    check("ollama stream content type",
+          headers["content-type"] == "application/x-ndjson", headers)
+    check("ollama stream chunks",
+          len(chunks) > 2 and all(c["done"] is False for c in chunks)
+          and "".join(c["message"]["content"] for c in chunks) == row["teacher_output"])
+    check("ollama stream final",
+          final["done"] is True and final["message"]["content"] == ""
+          and final["eval_count"] == len(row["teacher_output"].split())
+          and final["prompt_eval_count"] > 0, final)
+
+
+def test_latency(port):
+    row = CQA_ROWS[2]
+    start = time.monotonic()
+    status, _, body = chat(port, "/faults/latency_ms=300" + OPENAI, row["input"])
+    elapsed = time.monotonic() - start
+    check("latency", status == 200 and 0.3 <= elapsed < 0.6, f"{elapsed:.3f}s")
+    start = time.monotonic()
+    status, _, _ = chat(port, "/faults/latency_ms=300,p500=1" + OLLAMA, row["input"])
+    elapsed = time.monotonic() - start
+    check("latency on faults too", status == 500 and elapsed >= 0.3, f"{elapsed:.3f}s")
+
+
+def test_p500(port):
+    status, _, body = chat(port, "/faults/p500=1" + OPENAI, CQA_ROWS[3]["input"])
+    check("p500 openai", status == 500 and json.loads(body)["error"]["message"], body)
+    status, _, body = chat(port, "/faults/p500=1" + OLLAMA, CQA_ROWS[3]["input"])
+    check("p500 ollama", status == 500 and json.loads(body)["error"], body)
+
+
+def test_p429(port):
+    status, headers, body = chat(port, "/faults/p429=1" + OPENAI, CQA_ROWS[4]["input"])
+    check("p429", status == 429 and headers.get("retry-after") == "1"
+          and "error" in json.loads(body), f"{status} {headers}")
+    status, headers, _ = chat(port, "/faults/p429=1,retry_after=7" + OLLAMA,
+                              CQA_ROWS[4]["input"])
+    check("p429 retry_after", status == 429 and headers.get("retry-after") == "7")
+
+
+def test_malformed(port):
+    for api in (OPENAI, OLLAMA):
+        status, _, body = chat(port, "/faults/malformed=1" + api, CQA_ROWS[5]["input"])
+        try:
+            json.loads(body)
+            valid = True
+        except ValueError:
+            valid = False
+        check(f"malformed {api}", status == 200 and body and not valid, body[:80])
+
+
+def test_drop(port):
+    before = stats(port)["drop"]
+    for api in (OPENAI, OLLAMA):
+        check(f"drop {api}", outcome_of(port, "/faults/drop=1" + api,
+                                        CQA_ROWS[6]["input"]) == "drop")
+    check("drop counted", stats(port)["drop"] == before + 2)
+
+
+def test_hang(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+    start = time.monotonic()
+    try:
+        chat(port, "/faults/hang=1" + OPENAI, CQA_ROWS[8]["input"], conn=conn)
+        hung = False
+    except socket.timeout:
+        hung = True
+    check("hang times the client out", hung)
+    served = call(port, "GET", "/health")[0] == 200
+    check("other requests served during a hang", served)
+    status, _, body = chat(port, "/faults/hang=1,hang_s=0.3" + OPENAI,
+                           CQA_ROWS[8]["input"])
+    elapsed = time.monotonic() - start
+    check("short hang then answer", status == 200 and elapsed >= 0.8
+          and json.loads(body)["choices"][0]["message"]["content"]
+          == CQA_ROWS[8]["teacher_output"], f"{status} {elapsed:.2f}s")
+    conn.close()
+    deadline = time.monotonic() + 2
+    while stats(port)["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check("hang ends when the client goes away", stats(port)["in_flight"] == 0)
+
+
+def test_api_key(port):
+    path = "/faults/key=sk-test-123" + OPENAI
+    question = CQA_ROWS[9]["input"]
+    status, _, body = chat(port, path, question)
+    check("key missing -> 401", status == 401, status)
+    status, _, body = chat(port, path, question,
+                           headers={"Authorization": "Bearer sk-live-SECRET42"})
+    error = json.loads(body)["error"]
+    check("key wrong -> 401 echoing the key",
+          status == 401 and error["message"].startswith(
+              "Incorrect API key provided: sk-live-SECRET42"), body)
+    status, _, body = chat(port, "/faults/key=sk-test-123" + OLLAMA, question,
+                           headers={"Authorization": "Bearer nope"}, stream=False)
+    check("ollama key wrong -> 401", status == 401
+          and "nope" in json.loads(body)["error"], body)
+    status, _, body = chat(port, path, question,
+                           headers={"Authorization": "Bearer sk-test-123"})
+    check("key right -> 200", status == 200, status)
+
+
+def test_bad_spec(port):
+    question = CQA_ROWS[0]["input"]
+    status, _, body = chat(port, "/faults/p500=0.1,colour=red" + OPENAI, question)
+    check("unknown spec key", status == 400 and "colour" in body.decode(), body)
+    status, _, body = chat(port, "/faults/p500=lots" + OLLAMA, question)
+    check("bad spec value", status == 400 and "p500" in body.decode(), body)
+    status, _, body = chat(port, "/faults/p500=0.6,drop=0.6" + OPENAI, question)
+    check("probabilities over 1", status == 400, status)
+    status, _, body = chat(port, "/faults/" + OPENAI, question)
+    check("empty spec", status == 200, status)
+
+
+def outcome_sequence(port, spec, question, n=24):
+    return [outcome_of(port, f"/faults/{spec}" + OPENAI, question) for _ in range(n)]
+
+
+def test_deterministic_faults(port):
+    question = SVAMP_ROWS[20]["input"]
+    reset(port)
+    first = outcome_sequence(port, "p500=0.5,seed=3", question)
+    reset(port)
+    second = outcome_sequence(port, "p500=0.5,seed=3", question)
+    check("same requests, same decisions", first == second, f"{first} {second}")
+    check("retries get fresh draws", {"200", "500"} <= set(first), first)
+    reset(port)
+    other = outcome_sequence(port, "p500=0.5,seed=4", question)
+    check("seed changes decisions", other != first)
+
+
+def test_fault_buckets(port):
+    reset(port)
+    spec = "p500=0.2,p429=0.2,malformed=0.2,drop=0.1,seed=11"
+    n = 400
+    for i in range(n):
+        outcome_of(port, f"/faults/{spec}" + OPENAI, f"synthetic question {i}")
+    counts = stats(port)
+    expected = {"500": 0.2, "429": 0.2, "malformed": 0.2, "drop": 0.1, "unknown": 0.3}
+    for outcome, p in expected.items():
+        share = counts[outcome] / n
+        check(f"bucket {outcome}", abs(share - p) < 0.07, f"{share:.3f} vs {p}")
+    check("bucket total", counts["requests"] == n, counts)
+
+
+def test_keep_alive(port):
+    reset(port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    row = CQA_ROWS[12]
+    statuses = [chat(port, OPENAI, row["input"], conn=conn)[0],
+                call(port, "POST", OPENAI, b"oops", conn=conn)[0],
+                call(port, "POST", "/nowhere", b"{}", conn=conn)[0],
+                chat(port, "/faults/p429=1" + OPENAI, row["input"], conn=conn)[0]]
+    body = json.dumps({"messages": messages_for(row["input"])}).encode()
+    chunked = iter([body[:100], body[100:]])  # http.client sends it chunked
+    statuses.append(call(port, "POST", OLLAMA, chunked, conn=conn)[0])
+    statuses.append(call(port, "POST", OPENAI, body,
+                         {"Expect": "100-continue"}, conn=conn)[0])
+    conn.close()
+    check("keep-alive statuses", statuses == [200, 400, 404, 429, 200, 200], statuses)
+    counts = stats(port)  # this request opens the second connection
+    check("keep-alive one connection", counts["connections"] == 2, counts)
+
+
+def test_stats_reset(port):
+    chat(port, OPENAI, CQA_ROWS[0]["input"])
+    reset(port)
+    counts = stats(port)
+    check("stats reset", counts["requests"] == 0 and counts["ok"] == 0
+          and counts["items"] == len(CQA_ROWS) + len(SVAMP_ROWS), counts)
+
+
+def measure_throughput(port, clients, seconds, latency_ms=200):
+    """Requests per second from `clients` keep-alive threads over `seconds`."""
+    path = f"/faults/latency_ms={latency_ms}" + OPENAI
+    done = [0] * clients
+    errors = []
+    deadline = time.monotonic() + seconds
+
+    def worker(i):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            while time.monotonic() < deadline:
+                row = CQA_ROWS[(i * 31 + done[i]) % len(CQA_ROWS)]
+                if chat(port, path, row["input"], conn=conn)[0] == 200:
+                    done[i] += 1
+        except Exception as e:  # reported by the caller
+            errors.append(repr(e))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.monotonic() - start), errors
+
+
+def test_throughput(port):
+    for clients in (16, 32):
+        reset(port)
+        rate, errors = measure_throughput(port, clients, 2.5)
+        bound = clients / 0.2
+        print(f"throughput: {rate:.1f} req/s with {clients} keep-alive clients at "
+              f"latency_ms=200 (bound {bound:.0f})")
+        counts = stats(port)  # on one more connection
+        check(f"throughput {clients} clients", rate >= 0.9 * bound and not errors,
+              f"{rate:.1f} req/s {errors[:3]}")
+        check(f"throughput {clients} connections reused",
+              counts["connections"] == clients + 1
+              and counts["max_in_flight"] == clients, counts)
+
+
+def test_data_files_and_sigint():
+    """--data order (first wins), --host, --verbose, SIGINT during a hang."""
+    row = SVAMP_ROWS[0]
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        f.write(json.dumps({"input": row["input"], "teacher_output": "OVERRIDE"}) + "\n")
+        f.write(json.dumps({"input": "only a question"}) + "\n\n")
+        f.write(json.dumps({"input": "extra", "teacher_output": "EXTRA"}) + "\n")
+    try:
+        server = Server("--host", "127.0.0.1", "--verbose", "--data", f.name, SVAMP)
+        try:
+            check_data_files_and_sigint(server, row)
+        finally:
+            if server.proc.poll() is None:
+                server.stop()
+    finally:
+        os.unlink(f.name)
+
+
+def check_data_files_and_sigint(server, row):
+    check("banner", server.banner == f"replay teacher listening on "
+          f"127.0.0.1:{server.port} ({len(SVAMP_ROWS) + 1} items)", server.banner)
+    reply = json.loads(chat(server.port, OPENAI, row["input"])[2])
+    check("first file wins",
+          reply["choices"][0]["message"]["content"] == "OVERRIDE", reply)
+    hanging = threading.Thread(target=outcome_of, args=(
+        server.port, "/faults/hang=1" + OPENAI, row["input"]))
+    hanging.start()
+    time.sleep(0.3)
+    rc, took = server.stop(signal.SIGINT)
+    hanging.join(5)
+    check("SIGINT stops cleanly during a hang",
+          rc == 0 and took < 2 and not hanging.is_alive(), f"rc={rc} {took:.2f}s")
+    check("verbose logs requests", "POST /v1/chat/completions" in server.error_output())
+
+
+TESTS = [test_health, test_openai_exact, test_substring_fallback,
+         test_last_user_message, test_unknown, test_bad_requests, test_not_found,
+         test_ollama_non_streaming, test_ollama_streaming, test_latency, test_p500,
+         test_p429, test_malformed, test_drop, test_hang, test_api_key,
+         test_bad_spec, test_deterministic_faults, test_fault_buckets,
+         test_keep_alive, test_stats_reset, test_throughput]
+
+
+def run(test, *args):
+    try:
+        test(*args)
+    except Exception:
+        check(test.__name__, False, traceback.format_exc())
+
+
+def main():
+    server = Server()
+    check("default data", server.banner.endswith(
+        f"({len(CQA_ROWS) + len(SVAMP_ROWS)} items)"), server.banner)
+    try:
+        for test in TESTS:
+            run(test, server.port)
+        hanging = threading.Thread(target=outcome_of, args=(
+            server.port, "/faults/hang=1" + OLLAMA, CQA_ROWS[0]["input"]))
+        hanging.start()
+        time.sleep(0.3)
+    finally:
+        rc, took = server.stop(signal.SIGTERM)
+    hanging.join(5)
+    check("SIGTERM stops cleanly during a hang",
+          rc == 0 and took < 2 and not hanging.is_alive(), f"rc={rc} {took:.2f}s")
+    check("quiet without --verbose", server.error_output() == "", server.error_output())
+    run(test_data_files_and_sigint)
+    print(f"replay_teacher: {results['passed']} passed, {results['failed']} failed")
+    sys.exit(1 if results["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
