@@ -240,7 +240,7 @@ store_annotation(SPIPlanPtr plan, const TaskDef *task, const TeacherDef *teacher
 	set_text(values, nulls, 3, item->input);
 	set_text(values, nulls, 4, a->rationale);
 	set_text(values, nulls, 5, a->label);
-	set_text(values, nulls, 6, result->content);
+	set_text(values, nulls, 6, a->raw);
 	set_text(values, nulls, 7, annotation_status_name(a->status));
 	set_text(values, nulls, 8, a->error);
 	set_int(values, nulls, 9, result->attempts);
@@ -276,7 +276,7 @@ annotate_items(const TaskDef *task, const TeacherDef *teacher,
 
 		if (bsearch(&id, ok_ids, n_ok, sizeof(char *), compare_strings) != NULL)
 			continue;
-		teacher_pool_submit(pool->pool, i, task_prompt(task, source->items[i].input));
+		submit_prompt(pool, task, i, source->items[i].input);
 		MemoryContextReset(itemctx);
 	}
 

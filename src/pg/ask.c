@@ -34,12 +34,11 @@ report_failure(const TeacherDef *teacher, const TeacherResult *result)
 }
 
 static Datum
-ask_result(FunctionCallInfo fcinfo, MemoryContext callerctx,
-		   const Annotation *a, const char *raw)
+ask_result(FunctionCallInfo fcinfo, MemoryContext callerctx, const Annotation *a)
 {
 	TupleDesc	tupdesc;
 	Datum		values[3];
-	bool		nulls[3] = {a->rationale == NULL, a->label == NULL, raw == NULL};
+	bool		nulls[3] = {a->rationale == NULL, a->label == NULL, a->raw == NULL};
 	MemoryContext spictx = MemoryContextSwitchTo(callerctx);
 	HeapTuple	tuple;
 
@@ -47,7 +46,7 @@ ask_result(FunctionCallInfo fcinfo, MemoryContext callerctx,
 		elog(ERROR, "distill.ask must return a record");
 	values[0] = a->rationale ? CStringGetTextDatum(a->rationale) : (Datum) 0;
 	values[1] = a->label ? CStringGetTextDatum(a->label) : (Datum) 0;
-	values[2] = raw ? CStringGetTextDatum(raw) : (Datum) 0;
+	values[2] = a->raw ? CStringGetTextDatum(a->raw) : (Datum) 0;
 	tuple = heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls);
 	MemoryContextSwitchTo(spictx);
 	return HeapTupleGetDatum(tuple);
@@ -72,7 +71,7 @@ distill_ask(PG_FUNCTION_ARGS)
 	task = load_task(task_name);
 
 	pool = guarded_pool_create(teacher);
-	teacher_pool_submit(pool->pool, 0, task_prompt(task, input));
+	submit_prompt(pool, task, 0, input);
 	while ((result = guarded_pool_next(pool)) == NULL)
 		;
 	a = read_reply(task, result);
@@ -82,7 +81,7 @@ distill_ask(PG_FUNCTION_ARGS)
 		ereport(NOTICE,
 				(errmsg("the teacher's reply could not be parsed: %s", a.error),
 				 errhint("The raw reply is in the \"raw\" column.")));
-	datum = ask_result(fcinfo, callerctx, &a, result->content);
+	datum = ask_result(fcinfo, callerctx, &a);
 	guarded_pool_release(pool);
 	SPI_finish();
 	PG_RETURN_DATUM(datum);

@@ -39,6 +39,7 @@ typedef enum AnnotationStatus
 typedef struct Annotation
 {
 	AnnotationStatus status;
+	char	   *raw;			/* the reply in the server encoding; NULL if none */
 	char	   *rationale;		/* NULL unless parsed */
 	char	   *label;			/* canonical label; NULL unless ok */
 	char	   *error;			/* why not ok; NULL when ok */
@@ -63,7 +64,8 @@ typedef struct GuardedPool
 extern GuardedPool *guarded_pool_create(const TeacherDef *teacher);
 extern void guarded_pool_release(GuardedPool *guard);
 extern const TeacherResult *guarded_pool_next(GuardedPool *guard);
-extern char *task_prompt(const TaskDef *task, const char *input);
+extern void submit_prompt(GuardedPool *guard, const TaskDef *task,
+						  size_t tag, const char *input);
 extern Annotation read_reply(const TaskDef *task, const TeacherResult *result);
 extern const char *annotation_status_name(AnnotationStatus status);
 

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -61,20 +62,25 @@ guarded_pool_next(GuardedPool *guard)
 	return teacher_pool_next(guard->pool, POLL_INTERVAL_MS);
 }
 
-/* The prompt for one input, palloc'd. */
-char *
-task_prompt(const TaskDef *task, const char *input)
+/*
+ * Queue the prompt for one input.  Teachers speak UTF-8, whatever the
+ * database encoding.
+ */
+void
+submit_prompt(GuardedPool *guard, const TaskDef *task, size_t tag, const char *input)
 {
 	char	   *prompt = prompt_build(task->instruction, task->examples,
 									  task->n_examples, task->answer_prefix,
 									  input);
-	char	   *copy;
+	bool		queued;
 
 	if (prompt == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	copy = pstrdup(prompt);
+	queued = teacher_pool_submit(guard->pool, tag,
+								 pg_server_to_any(prompt, strlen(prompt), PG_UTF8));
 	free(prompt);
-	return copy;
+	if (!queued)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 }
 
 static char *
@@ -104,7 +110,8 @@ read_reply(const TaskDef *task, const TeacherResult *result)
 		a.error = pstrdup(result->error);
 		return a;
 	}
-	if (!parse_teacher_reply(result->content, task->answer_prefix, &rationale, &answer))
+	a.raw = pg_any_to_server(result->content, strlen(result->content), PG_UTF8);
+	if (!parse_teacher_reply(a.raw, task->answer_prefix, &rationale, &answer))
 	{
 		a.status = ANNOTATION_UNPARSED;
 		a.error = psprintf("no \"%s\" in the reply", task->answer_prefix);

@@ -64,8 +64,11 @@ typedef struct TeacherPool TeacherPool;
 extern TeacherPool *teacher_pool_create(const TeacherConfig *config,
 										char *errbuf, size_t errlen);
 
-/* Queue one prompt; the pool copies it.  Requests start in submit order. */
-extern void teacher_pool_submit(TeacherPool *pool, size_t tag,
+/*
+ * Queue one prompt; the pool copies it.  Requests start in submit order.
+ * Returns false, queueing nothing, only when out of memory.
+ */
+extern bool teacher_pool_submit(TeacherPool *pool, size_t tag,
 								const char *prompt);
 
 /*
