@@ -1,0 +1,989 @@
+/*
+ * test_tokenizer.c - unit tests of the byte-level BPE tokenizer and CRC-32C.
+ *
+ * Run from the repository root.  The corpus is the CommonsenseQA training
+ * file (../shared/data/cqa_train.jsonl, its lines used as raw text) when it
+ * exists, else generated English-like text.  `test_tokenizer serial` runs
+ * only the deserialization robustness tests, quick enough for valgrind.
+ */
+#include "core/crc32c.h"
+#include "core/tokenizer.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "unit.h"
+
+#define CQA_PATH "../shared/data/cqa_train.jsonl"
+#define TRAIN_BYTES (5 << 20)	/* corpus of the speed test */
+
+typedef struct Corpus
+{
+	char	   *buf;
+	const char **texts;
+	size_t	   *lens;
+	size_t		n;
+	size_t		bytes;			/* sum of lens */
+} Corpus;
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+/* xorshift64*: fixed seed, so every run tests the same strings. */
+static uint64_t
+rng(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Cut buf (bytes long, owned by c) into lines. */
+static void
+split_lines(Corpus *c, size_t bytes)
+{
+	size_t		cap = 1024;
+
+	c->texts = malloc(cap * sizeof(char *));
+	c->lens = malloc(cap * sizeof(size_t));
+	c->n = 0;
+	c->bytes = 0;
+	for (size_t i = 0; i < bytes;)
+	{
+		char	   *nl = memchr(c->buf + i, '\n', bytes - i);
+		size_t		end = nl ? (size_t) (nl - c->buf) : bytes;
+
+		if (c->n == cap)
+		{
+			cap *= 2;
+			c->texts = realloc(c->texts, cap * sizeof(char *));
+			c->lens = realloc(c->lens, cap * sizeof(size_t));
+		}
+		c->texts[c->n] = c->buf + i;
+		c->lens[c->n++] = end - i;
+		c->bytes += end - i;
+		i = end + 1;
+	}
+}
+
+static bool
+load_file(Corpus *c, const char *path)
+{
+	FILE	   *f = fopen(path, "rb");
+	long		size;
+
+	if (f == NULL)
+		return false;
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	c->buf = malloc(size);
+	if (fread(c->buf, 1, size, f) != (size_t) size)
+	{
+		fclose(f);
+		free(c->buf);
+		return false;
+	}
+	fclose(f);
+	split_lines(c, (size_t) size);
+	return true;
+}
+
+/*
+ * About `bytes` of sentences, one per line: common words, numbers and
+ * made-up words of two to four syllables, so merges keep finding pairs.
+ */
+static void
+generate_corpus(Corpus *c, size_t bytes)
+{
+	static const char *const words[] = {
+		"the", "a", "person", "would", "likely", "go", "to", "store", "buy",
+		"food", "answer", "must", "be", "something", "that", "is", "used",
+		"for", "of", "above", "choices", "only", "has", "do", "with", "where",
+		"what", "they", "people", "house", "water", "don't", "it's", "apples",
+		"caf\xc3\xa9", "na\xc3\xafve", "\xe6\x97\xa5\xe6\x9c\xac",
+	};
+	static const char *const syllables[] = {
+		"ba", "ce", "di", "fo", "gu", "ka", "le", "mi", "no", "pu", "ra", "se",
+		"ti", "vo", "wu", "xa", "ye", "zi", "bro", "cla", "dre", "fli", "gro",
+		"pla", "tra", "str", "ing", "ion", "er", "an", "en", "on",
+	};
+	size_t		n_words = sizeof(words) / sizeof(words[0]);
+	size_t		n_syllables = sizeof(syllables) / sizeof(syllables[0]);
+	size_t		len = 0;
+
+	c->buf = malloc(bytes + 256);
+	while (len < bytes)
+	{
+		int			n = 4 + (int) (rng() % 12);
+
+		for (int i = 0; i < n; i++)
+		{
+			int			kind = (int) (rng() % 10);
+
+			if (i > 0)
+				c->buf[len++] = ' ';
+			if (kind == 0)
+				len += sprintf(c->buf + len, "%d", (int) (rng() % 1000));
+			else if (kind < 5)
+				len += sprintf(c->buf + len, "%s", words[rng() % n_words]);
+			else
+				for (int k = 2 + (int) (rng() % 3); k > 0; k--)
+					len += sprintf(c->buf + len, "%s",
+								   syllables[rng() % n_syllables]);
+		}
+		len += sprintf(c->buf + len, "%s\n", rng() % 2 ? "." : "?");
+	}
+	split_lines(c, len);
+}
+
+static void
+load_corpus(Corpus *c)
+{
+	if (load_file(c, CQA_PATH))
+		printf("corpus: %s, %zu lines, %zu bytes\n", CQA_PATH, c->n, c->bytes);
+	else
+	{
+		generate_corpus(c, 8 << 20);
+		printf("corpus: %s not found, %zu generated lines, %zu bytes\n",
+			   CQA_PATH, c->n, c->bytes);
+	}
+}
+
+static void
+free_corpus(Corpus *c)
+{
+	free(c->buf);
+	free(c->texts);
+	free(c->lens);
+}
+
+/* Number of leading lines of c holding at least `bytes` bytes (or all). */
+static size_t
+lines_for(const Corpus *c, size_t bytes)
+{
+	size_t		n = 0;
+	size_t		total = 0;
+
+	while (n < c->n && total < bytes)
+		total += c->lens[n++];
+	return n;
+}
+
+static Tokenizer *
+train(const char *const *texts, const size_t *lens, size_t n, int vocab_size)
+{
+	char		err[256] = "";
+	Tokenizer  *t = tok_train(texts, lens, n, vocab_size, err, sizeof(err));
+
+	CHECKF(t != NULL, "tok_train: %s", err);
+	return t;
+}
+
+/*
+ * Encode and decode s: decoding must give s back, and every id must be a
+ * valid, non-special token.  Returns the number of tokens, -1 on failure.
+ */
+static int
+round_trip(const Tokenizer *t, const char *s, size_t len)
+{
+	int32_t    *ids;
+	int			n = tok_encode(t, s, len, &ids);
+	bool		ok = n >= 0 && (size_t) n <= len;
+	char	   *back;
+	size_t		back_len = 0;
+
+	for (int i = 0; ok && i < n; i++)
+		ok = ids[i] >= 0 && ids[i] < tok_vocab_size(t) &&
+			ids[i] != tok_pad(t) && ids[i] != tok_bos(t) &&
+			ids[i] != tok_eos(t) && ids[i] != tok_sep(t);
+	back = ok ? tok_decode(t, ids, n, &back_len) : NULL;
+	ok = ok && back != NULL && back_len == len && memcmp(back, s, len) == 0;
+	free(back);
+	free(ids);
+	return ok ? n : -1;
+}
+
+/* The encoding of s as its tokens' bytes joined by '|'. */
+static char *
+pieces(const Tokenizer *t, const char *s)
+{
+	int32_t    *ids;
+	int			n = tok_encode(t, s, strlen(s), &ids);
+	char	   *out = malloc(2 * strlen(s) + 1);
+	char	   *p = out;
+
+	for (int i = 0; i < n; i++)
+	{
+		size_t		len;
+		const char *bytes = tok_token(t, ids[i], &len);
+
+		if (i > 0)
+			*p++ = '|';
+		memcpy(p, bytes, len);
+		p += len;
+	}
+	*p = '\0';
+	free(ids);
+	return out;
+}
+
+static void
+test_crc32c(void)
+{
+	uint8_t		buf[1000];
+	uint32_t	whole;
+
+	CHECK(crc32c(0, "123456789", 9) == 0xE3069283u);
+	CHECK(crc32c(0, "", 0) == 0);
+	memset(buf, 0, 32);
+	CHECK(crc32c(0, buf, 32) == 0x8A9136AAu);
+	memset(buf, 0xFF, 32);
+	CHECK(crc32c(0, buf, 32) == 0x62A8AB43u);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t) rng();
+	whole = crc32c(0, buf, sizeof(buf));
+	for (size_t split = 0; split <= sizeof(buf); split += 37)
+		CHECK(crc32c(crc32c(0, buf, split), buf + split,
+					 sizeof(buf) - split) == whole);
+}
+
+/*
+ * Trained on a few copies of one text with room to spare, a tokenizer
+ * merges every chunk into one token, so the encoding shows the chunking.
+ */
+static void
+test_pretokenization(void)
+{
+	const char *text = "Hello world, don't  stop!\n\n  x 84.0 / 2.0 = 42 "
+		"caf\xc3\xa9 I'M (a) \"lake\". end\t\t\n";
+	const char *expect = "Hello| world|,| don|'t| | stop|!|\n\n | x| |8|4|.|0|"
+		" /| |2|.|0| =| |4|2| caf\xc3\xa9| I|'M| (|a|)| \"|lake|\".| end|\t\t\n";
+	const char *texts[3] = {text, text, text};
+	size_t		lens[3] = {strlen(text), strlen(text), strlen(text)};
+	Tokenizer  *t = train(texts, lens, 3, 1000);
+	char	   *got;
+
+	if (t == NULL)
+		return;
+	got = pieces(t, text);
+	CHECKF(strcmp(got, expect) == 0, "chunks: %s", got);
+	free(got);
+
+	/* Digits are spelled one by one even inside text never seen. */
+	got = pieces(t, "12345");
+	CHECKF(strcmp(got, "1|2|3|4|5") == 0, "%s", got);
+	free(got);
+	tok_free(t);
+}
+
+static bool
+is_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/*
+ * No merged token crosses a chunk boundary: none holds a digit, and only
+ * whitespace runs hold whitespace after their first byte.
+ */
+static void
+test_vocab_respects_chunks(const Tokenizer *t)
+{
+	int			bad = 0;
+
+	for (int32_t id = TOK_MIN_VOCAB; id < tok_vocab_size(t); id++)
+	{
+		size_t		len;
+		const char *s = tok_token(t, id, &len);
+		size_t		spaces = 0;
+		size_t		late_spaces = 0;
+		size_t		digits = 0;
+
+		for (size_t i = 0; i < len; i++)
+		{
+			spaces += is_space(s[i]);
+			late_spaces += i > 0 && is_space(s[i]);
+			digits += s[i] >= '0' && s[i] <= '9';
+		}
+		if (digits > 0 || (late_spaces > 0 && spaces < len))
+			bad++;
+	}
+	CHECKF(bad == 0, "%d tokens cross a chunk boundary", bad);
+}
+
+static void
+test_corpus(const Tokenizer *t, const Corpus *c)
+{
+	size_t		tokens = 0;
+	size_t		failures = 0;
+	double		start = now();
+	double		seconds;
+
+	for (size_t i = 0; i < c->n; i++)
+	{
+		int			n = round_trip(t, c->texts[i], c->lens[i]);
+
+		if (n < 0)
+			failures++;
+		else
+			tokens += n;
+	}
+	seconds = now() - start;
+	CHECKF(failures == 0, "%zu of %zu lines do not round-trip", failures, c->n);
+	printf("encode+decode: %zu bytes -> %zu tokens in %.2f s "
+		   "(%.2f M tokens/s, %.3f tokens per byte)\n",
+		   c->bytes, tokens, seconds, tokens / seconds / 1e6,
+		   (double) tokens / c->bytes);
+	CHECKF((double) tokens / c->bytes < 0.35, "%.3f tokens per byte",
+		   (double) tokens / c->bytes);
+}
+
+/* Encode-only throughput on the whole corpus. */
+static void
+measure_encode(const Tokenizer *t, const Corpus *c)
+{
+	size_t		tokens = 0;
+	double		start = now();
+	double		seconds;
+
+	for (size_t i = 0; i < c->n; i++)
+	{
+		int32_t    *ids;
+		int			n = tok_encode(t, c->texts[i], c->lens[i], &ids);
+
+		tokens += n;
+		free(ids);
+	}
+	seconds = now() - start;
+	printf("encode: %.2f M tokens/s, %.1f MB/s\n", tokens / seconds / 1e6,
+		   c->bytes / seconds / 1e6);
+}
+
+/* Write a random test string into buf (40000 bytes); return its length. */
+static size_t
+random_string(char *buf, const Corpus *c)
+{
+	static const char alphabet[] = {0, '\xFF', '\x80', '\xC3', 'a', 'b', ' ',
+	'\n', '\'', '0', '.', 's'};
+	size_t		len = rng() % 300;
+
+	switch (rng() % 5)
+	{
+		case 0:					/* any bytes */
+			for (size_t i = 0; i < len; i++)
+				buf[i] = (char) rng();
+			break;
+		case 1:					/* bytes that stress the chunk rules */
+			for (size_t i = 0; i < len; i++)
+				buf[i] = alphabet[rng() % sizeof(alphabet)];
+			break;
+		case 2:					/* real text, cut anywhere, bytes changed */
+			{
+				size_t		line = rng() % c->n;
+
+				len = len < c->lens[line] ? len : c->lens[line];
+				memcpy(buf, c->texts[line], len);
+				for (size_t i = 0; len > 0 && i < 3; i++)
+					buf[rng() % len] = (char) rng();
+			}
+			break;
+		case 3:					/* UTF-8 of random code points, with spaces */
+			{
+				size_t		i = 0;
+
+				while (i + 4 < len)
+				{
+					uint32_t	cp = (uint32_t) (rng() % 0x110000);
+
+					if (rng() % 4 == 0)
+						buf[i++] = ' ';
+					else if (cp < 0x80)
+						buf[i++] = (char) cp;
+					else if (cp < 0x800)
+					{
+						buf[i++] = (char) (0xC0 | cp >> 6);
+						buf[i++] = (char) (0x80 | (cp & 0x3F));
+					}
+					else if (cp < 0x10000)
+					{
+						buf[i++] = (char) (0xE0 | cp >> 12);
+						buf[i++] = (char) (0x80 | ((cp >> 6) & 0x3F));
+						buf[i++] = (char) (0x80 | (cp & 0x3F));
+					}
+					else
+					{
+						buf[i++] = (char) (0xF0 | cp >> 18);
+						buf[i++] = (char) (0x80 | ((cp >> 12) & 0x3F));
+						buf[i++] = (char) (0x80 | ((cp >> 6) & 0x3F));
+						buf[i++] = (char) (0x80 | (cp & 0x3F));
+					}
+				}
+				len = i;
+			}
+			break;
+		default:				/* a long run of one byte */
+			len = 1000 + rng() % 39000;
+			memset(buf, alphabet[rng() % sizeof(alphabet)], len);
+			break;
+	}
+	return len;
+}
+
+static void
+test_random_round_trips(const Tokenizer *t, const Corpus *c, int count)
+{
+	char	   *buf = malloc(40000);
+	int			failures = 0;
+
+	for (int i = 0; i < count; i++)
+	{
+		size_t		len = random_string(buf, c);
+
+		if (round_trip(t, buf, len) < 0)
+			failures++;
+	}
+	CHECKF(failures == 0, "%d of %d random strings do not round-trip",
+		   failures, count);
+	CHECK(round_trip(t, "", 0) == 0);
+	free(buf);
+}
+
+static void
+test_special_tokens(const Tokenizer *t)
+{
+	const char *text = "<pad><bos><eos><sep> <|endoftext|>";
+	int32_t		ids[4];
+	size_t		len;
+	char	   *s;
+	const char *name;
+
+	CHECK(tok_pad(t) == 256 && tok_bos(t) == 257 && tok_eos(t) == 258 &&
+		  tok_sep(t) == 259);
+	name = tok_token(t, tok_eos(t), &len);
+	CHECK(name != NULL && len == 5 && memcmp(name, "<eos>", 5) == 0);
+	CHECK(tok_token(t, -1, &len) == NULL);
+	CHECK(tok_token(t, tok_vocab_size(t), &len) == NULL);
+
+	/* Their names in text encode as ordinary bytes (round_trip checks). */
+	CHECK(round_trip(t, text, strlen(text)) > 0);
+
+	/* They decode to nothing, as do ids out of range. */
+	ids[0] = tok_bos(t);
+	ids[1] = 'h';
+	ids[2] = tok_vocab_size(t) + 7;
+	ids[3] = tok_eos(t);
+	s = tok_decode(t, ids, 4, &len);
+	CHECK(s != NULL && len == 1 && strcmp(s, "h") == 0);
+	free(s);
+	s = tok_decode(t, ids, 0, &len);
+	CHECK(s != NULL && len == 0 && s[0] == '\0');
+	free(s);
+}
+
+static void
+test_vocab_size(const Corpus *c)
+{
+	const char *tiny[2] = {"ab", " ab"};
+	size_t		tiny_lens[2] = {2, 3};
+	char		err[256] = "";
+	Tokenizer  *t;
+
+	t = train(c->texts, c->lens, lines_for(c, 1 << 20), 300);
+	CHECK(t != NULL && tok_vocab_size(t) == 300);
+	tok_free(t);
+
+	/* Only "ab" occurs twice: one merge, then training stops. */
+	t = train(tiny, tiny_lens, 2, 4096);
+	CHECK(t != NULL && tok_vocab_size(t) == TOK_MIN_VOCAB + 1);
+	tok_free(t);
+
+	t = train(NULL, NULL, 0, 4096);
+	CHECK(t != NULL && tok_vocab_size(t) == TOK_MIN_VOCAB);
+	CHECK(t != NULL && round_trip(t, "any\0bytes", 9) == 9);
+	tok_free(t);
+
+	t = tok_train(tiny, tiny_lens, 2, TOK_MIN_VOCAB - 1, err, sizeof(err));
+	CHECK(t == NULL);
+	CHECKF(strstr(err, "vocab_size") != NULL, "%s", err);
+	t = tok_train(tiny, tiny_lens, 2, TOK_MAX_VOCAB + 1, err, sizeof(err));
+	CHECK(t == NULL);
+	CHECK(tok_train(tiny, tiny_lens, 2, 0, NULL, 0) == NULL);
+}
+
+static bool
+same_blob(const Tokenizer *a, const Tokenizer *b)
+{
+	size_t		la,
+				lb;
+	void	   *ba = tok_serialize(a, &la);
+	void	   *bb = tok_serialize(b, &lb);
+	bool		same = ba && bb && la == lb && memcmp(ba, bb, la) == 0;
+
+	free(ba);
+	free(bb);
+	return same;
+}
+
+/* Same chunks, whatever their order: same tokenizer, to the byte. */
+static void
+test_determinism(const Corpus *c)
+{
+	size_t		n = lines_for(c, 1 << 20);
+	const char **rev = malloc(n * sizeof(char *));
+	size_t	   *rev_lens = malloc(n * sizeof(size_t));
+	Tokenizer  *a,
+			   *b,
+			   *r;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		rev[i] = c->texts[n - 1 - i];
+		rev_lens[i] = c->lens[n - 1 - i];
+	}
+	a = train(c->texts, c->lens, n, 2000);
+	b = train(c->texts, c->lens, n, 2000);
+	r = train(rev, rev_lens, n, 2000);
+	CHECK(a && b && same_blob(a, b));
+	CHECK(a && r && same_blob(a, r));
+	tok_free(a);
+	tok_free(b);
+	tok_free(r);
+	free(rev);
+	free(rev_lens);
+}
+
+static void
+test_serialization(const Tokenizer *t, const Corpus *c)
+{
+	size_t		len;
+	void	   *blob = tok_serialize(t, &len);
+	char		err[256] = "";
+	Tokenizer  *u = tok_deserialize(blob, len, err, sizeof(err));
+	int			differ = 0;
+	size_t		n = lines_for(c, 1 << 20);
+
+	CHECKF(u != NULL, "%s", err);
+	if (u == NULL)
+	{
+		free(blob);
+		return;
+	}
+	CHECK(tok_vocab_size(u) == tok_vocab_size(t) && tok_eos(u) == tok_eos(t));
+	CHECK(same_blob(t, u));
+	for (size_t i = 0; i < n; i++)
+	{
+		int32_t    *x,
+				   *y;
+		int			nx = tok_encode(t, c->texts[i], c->lens[i], &x);
+		int			ny = tok_encode(u, c->texts[i], c->lens[i], &y);
+
+		if (nx != ny || memcmp(x, y, nx * sizeof(int32_t)) != 0)
+			differ++;
+		free(x);
+		free(y);
+	}
+	CHECKF(differ == 0, "%d lines encode differently once reloaded", differ);
+	printf("serialized tokenizer: %zu bytes\n", len);
+	tok_free(u);
+	free(blob);
+}
+
+/* ---------------------------------------------------------------------
+ * Deserialization of damaged and hand-made blobs
+ * ---------------------------------------------------------------------
+ */
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t) v;
+	p[1] = (uint8_t) (v >> 8);
+	p[2] = (uint8_t) (v >> 16);
+	p[3] = (uint8_t) (v >> 24);
+}
+
+/* Recompute the trailing checksum after editing a blob. */
+static void
+reseal(uint8_t *blob, size_t len)
+{
+	put32(blob + len - 4, crc32c(0, blob, len - 4));
+}
+
+/* Deserialization fails, with a message containing `expect` if not NULL. */
+static bool
+rejected(const void *blob, size_t len, const char *expect)
+{
+	char		err[256] = "";
+	Tokenizer  *t = tok_deserialize(blob, len, err, sizeof(err));
+
+	if (t != NULL)
+	{
+		tok_free(t);
+		return false;
+	}
+	if (err[0] == '\0' || (expect && strstr(err, expect) == NULL))
+	{
+		fprintf(stderr, "unexpected message: \"%s\"\n", err);
+		return false;
+	}
+	return true;
+}
+
+static void
+test_damaged_blobs(const Tokenizer *t)
+{
+	size_t		len;
+	uint8_t    *blob = tok_serialize(t, &len);
+	uint8_t    *copy = malloc(len + 1);
+	int			bad = 0;
+	static const uint8_t flips[] = {0x01, 0x80, 0xFF};
+
+	/* Every truncation, in a buffer of exactly that size (for valgrind). */
+	for (size_t cut = 0; cut < len; cut++)
+	{
+		uint8_t    *part = malloc(cut ? cut : 1);
+
+		memcpy(part, blob, cut);
+		if (!rejected(part, cut, cut >= 4 ? "truncated" : NULL))
+			bad++;
+		free(part);
+	}
+	CHECKF(bad == 0, "%d truncations accepted or misreported", bad);
+	CHECK(rejected(NULL, 0, "truncated"));
+
+	/* Every single-byte corruption: CRC-32C catches all of them. */
+	bad = 0;
+	for (size_t i = 0; i < len; i++)
+		for (size_t k = 0; k < sizeof(flips); k++)
+		{
+			memcpy(copy, blob, len);
+			copy[i] ^= flips[k];
+			if (!rejected(copy, len, NULL))
+				bad++;
+		}
+	CHECKF(bad == 0, "%d corruptions accepted", bad);
+
+	memcpy(copy, blob, len);
+	copy[len] = 0;
+	CHECK(rejected(copy, len + 1, "after the end"));
+	memcpy(copy, blob, len);
+	copy[len - 1] ^= 1;
+	CHECK(rejected(copy, len, "checksum"));
+	CHECK(rejected("PK\3\4 zip file", 13, "bad magic"));
+	CHECK(rejected("DST", 3, "truncated"));
+	free(copy);
+	free(blob);
+}
+
+/*
+ * A hand-made blob in another id layout than training's: specials at
+ * 0..3, bytes at 4..259, merges after.  Fields are set from here and the
+ * checksum recomputed, so the table checks are what each case exercises.
+ */
+#define FAKE_MERGES 10
+
+typedef struct FakeBlob
+{
+	uint32_t	version;
+	uint32_t	n_tokens;
+	uint32_t	byte_id[256];
+	uint32_t	merge[FAKE_MERGES][3];
+	uint32_t	n_merges;
+	uint32_t	role[4];
+	uint32_t	special[4];
+	uint32_t	name_len[4];
+} FakeBlob;
+
+static void
+fake_init(FakeBlob *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->version = 1;
+	for (int b = 0; b < 256; b++)
+		f->byte_id[b] = 4 + b;
+	/* "t" "h" -> "th" (260), "th" "e" -> "the" (261), " " "the" (262) */
+	f->n_merges = 3;
+	f->merge[0][0] = 4 + 't', f->merge[0][1] = 4 + 'h', f->merge[0][2] = 260;
+	f->merge[1][0] = 260, f->merge[1][1] = 4 + 'e', f->merge[1][2] = 261;
+	f->merge[2][0] = 4 + ' ', f->merge[2][1] = 261, f->merge[2][2] = 262;
+	f->n_tokens = 256 + 3 + 4;
+	for (int i = 0; i < 4; i++)
+	{
+		f->role[i] = i + 1;
+		f->special[i] = i;
+		f->name_len[i] = 5;
+	}
+}
+
+static uint8_t *
+fake_blob(const FakeBlob *f, size_t *len_out)
+{
+	size_t		len = 24 + 4 * 256 + 12 * f->n_merges + 4 * 12 + 4;
+	uint8_t    *blob,
+			   *p;
+
+	for (int i = 0; i < 4; i++)
+		len += f->name_len[i];
+	blob = calloc(1, len);
+	memcpy(blob, "DSTK", 4);
+	put32(blob + 4, f->version);
+	put32(blob + 8, 1);
+	put32(blob + 12, f->n_tokens);
+	put32(blob + 16, f->n_merges);
+	put32(blob + 20, 4);
+	p = blob + 24;
+	for (int b = 0; b < 256; b++, p += 4)
+		put32(p, f->byte_id[b]);
+	for (uint32_t r = 0; r < f->n_merges; r++, p += 12)
+		for (int k = 0; k < 3; k++)
+			put32(p + 4 * k, f->merge[r][k]);
+	for (int i = 0; i < 4; i++)
+	{
+		put32(p, f->role[i]);
+		put32(p + 4, f->special[i]);
+		put32(p + 8, f->name_len[i]);
+		memset(p + 12, 'x', f->name_len[i]);
+		p += 12 + f->name_len[i];
+	}
+	reseal(blob, len);
+	*len_out = len;
+	return blob;
+}
+
+static bool
+fake_rejected(const FakeBlob *f, const char *expect)
+{
+	size_t		len;
+	uint8_t    *blob = fake_blob(f, &len);
+	bool		ok = rejected(blob, len, expect);
+
+	free(blob);
+	return ok;
+}
+
+static void
+test_fake_blobs(void)
+{
+	FakeBlob	f;
+	size_t		len;
+	uint8_t    *blob;
+	char		err[256] = "";
+	Tokenizer  *t;
+	char	   *got;
+
+	/* The valid one loads and encodes with its own layout. */
+	fake_init(&f);
+	blob = fake_blob(&f, &len);
+	t = tok_deserialize(blob, len, err, sizeof(err));
+	CHECKF(t != NULL, "%s", err);
+	if (t != NULL)
+	{
+		int32_t    *ids;
+		int			n = tok_encode(t, "the then", 8, &ids);
+
+		CHECK(tok_pad(t) == 0 && tok_sep(t) == 3 && tok_vocab_size(t) == 263);
+		CHECK(n == 3 && ids[0] == 261 && ids[1] == 262 && ids[2] == 4 + 'n');
+		free(ids);
+		got = pieces(t, "the then");
+		CHECKF(strcmp(got, "the| the|n") == 0, "%s", got);
+		free(got);
+		CHECK(round_trip(t, "\xff the\0", 6) == 3);
+		tok_free(t);
+	}
+	free(blob);
+
+	fake_init(&f);
+	f.version = 2;
+	CHECK(fake_rejected(&f, "version 2"));
+
+	fake_init(&f);
+	f.n_tokens++;
+	CHECK(fake_rejected(&f, "inconsistent"));
+
+	fake_init(&f);
+	f.byte_id[1] = f.byte_id[0];
+	CHECK(fake_rejected(&f, "defined twice"));
+
+	fake_init(&f);
+	f.byte_id[7] = 9999;
+	CHECK(fake_rejected(&f, "out of range"));
+
+	fake_init(&f);
+	f.merge[0][0] = 9999;
+	CHECK(fake_rejected(&f, "undefined or special"));
+
+	fake_init(&f);
+	f.merge[0][0] = 0;			/* <pad> */
+	CHECK(fake_rejected(&f, "undefined or special"));
+
+	fake_init(&f);
+	f.merge[0][1] = 261;		/* defined by a later merge */
+	CHECK(fake_rejected(&f, "undefined or special"));
+
+	fake_init(&f);
+	f.merge[1][2] = 260;
+	CHECK(fake_rejected(&f, "defined twice"));
+
+	fake_init(&f);
+	f.merge[2][0] = 260, f.merge[2][1] = 4 + 'e';
+	CHECK(fake_rejected(&f, "repeats a pair"));
+
+	fake_init(&f);
+	f.role[3] = 5;
+	CHECK(fake_rejected(&f, "role"));
+
+	fake_init(&f);
+	f.role[3] = 1;
+	CHECK(fake_rejected(&f, "role"));
+
+	fake_init(&f);
+	f.name_len[2] = 0;
+	CHECK(fake_rejected(&f, "bytes"));
+
+	fake_init(&f);
+	f.special[2] = 5;			/* a byte's id */
+	CHECK(fake_rejected(&f, "defined twice"));
+
+	/* Doubling "a" nine times makes a 512-byte token. */
+	fake_init(&f);
+	f.n_merges = 9;
+	f.n_tokens = 256 + 9 + 4;
+	for (int r = 0; r < 9; r++)
+	{
+		f.merge[r][0] = f.merge[r][1] = r == 0 ? 4 + 'a' : 260 + r - 1;
+		f.merge[r][2] = 260 + r;
+	}
+	CHECK(fake_rejected(&f, "512 bytes"));
+	f.n_merges = 8;
+	f.n_tokens = 256 + 8 + 4;
+	blob = fake_blob(&f, &len);
+	t = tok_deserialize(blob, len, err, sizeof(err));
+	CHECKF(t != NULL, "%s", err);
+	if (t != NULL)
+	{
+		char		run[600];
+
+		memset(run, 'a', sizeof(run));
+		/* 600 = 256 + 256 + 64 + 16 + 8 */
+		CHECK(round_trip(t, run, sizeof(run)) == 5);
+		tok_free(t);
+	}
+	free(blob);
+}
+
+/*
+ * Random edits with the checksum fixed up: whatever gets through the
+ * table checks must still encode and decode correctly.
+ */
+static void
+test_fuzz(const Tokenizer *t, int rounds)
+{
+	size_t		len;
+	uint8_t    *blob = tok_serialize(t, &len);
+	uint8_t    *copy = malloc(len);
+	static const char sample[] = "The answer is (a) 42 caf\xc3\xa9\xff\0 don't";
+	int			accepted = 0;
+	int			broken = 0;
+
+	for (int i = 0; i < rounds; i++)
+	{
+		Tokenizer  *u;
+		int			edits = 1 + (int) (rng() % 4);
+
+		memcpy(copy, blob, len);
+		for (int k = 0; k < edits; k++)
+		{
+			size_t		pos = rng() % (len - 4);
+
+			/* Small values hit ids and lengths that almost make sense. */
+			copy[pos] = (uint8_t) (rng() % 2 ? rng() : rng() % 8);
+		}
+		reseal(copy, len);
+		u = tok_deserialize(copy, len, NULL, 0);
+		if (u == NULL)
+			continue;
+		accepted++;
+		if (round_trip(u, sample, sizeof(sample) - 1) < 0)
+			broken++;
+		tok_free(u);
+	}
+	CHECKF(broken == 0, "%d accepted fuzzed blobs do not round-trip", broken);
+	printf("fuzz: %d of %d edited blobs accepted, all consistent\n",
+		   accepted, rounds);
+	free(copy);
+	free(blob);
+}
+
+/* The deserialization tests on a small tokenizer; what valgrind runs. */
+static void
+test_deserialization(const Corpus *c)
+{
+	Tokenizer  *small = train(c->texts, c->lens, lines_for(c, 100000), 300);
+
+	if (small == NULL)
+		return;
+	test_damaged_blobs(small);
+	test_fake_blobs();
+	test_fuzz(small, 20000);
+	tok_free(small);
+}
+
+int
+main(int argc, char **argv)
+{
+	Corpus		corpus;
+	Tokenizer  *t;
+	size_t		n;
+	double		start;
+
+	load_corpus(&corpus);
+	test_crc32c();
+	if (argc > 1 && strcmp(argv[1], "serial") == 0)
+	{
+		test_deserialization(&corpus);
+		free_corpus(&corpus);
+		return unit_summary("tokenizer (serialization)");
+	}
+
+	test_pretokenization();
+
+	n = lines_for(&corpus, TRAIN_BYTES);
+	start = now();
+	t = train(corpus.texts, corpus.lens, n, 4096);
+	if (t != NULL)
+	{
+		size_t		bytes = 0;
+
+		for (size_t i = 0; i < n; i++)
+			bytes += corpus.lens[i];
+		printf("train: vocab 4096 on %zu bytes (%zu lines) in %.2f s\n",
+			   bytes, n, now() - start);
+		CHECK(tok_vocab_size(t) == 4096);
+		test_vocab_respects_chunks(t);
+		test_corpus(t, &corpus);
+		measure_encode(t, &corpus);
+		test_random_round_trips(t, &corpus, 5000);
+		test_special_tokens(t);
+		test_serialization(t, &corpus);
+		tok_free(t);
+	}
+	test_vocab_size(&corpus);
+	test_determinism(&corpus);
+	test_deserialization(&corpus);
+	free_corpus(&corpus);
+	return unit_summary("tokenizer");
+}
