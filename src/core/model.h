@@ -1,0 +1,251 @@
+/*
+ * model.h - the student: a small decoder-only transformer, Llama style.
+ *
+ *   x = embed_tokens[tokens]
+ *   for each layer:
+ *       x += Attention(RMSNorm(x))        rotary positions on q and k
+ *       x += SwiGLU_MLP(RMSNorm(x))
+ *   logits = logit_scale * RMSNorm(x) @ lm_head^T
+ *
+ * with an optional prefix-LM mask: the prefix of each sequence ("predict:
+ * <input>") attends to itself bidirectionally; the target after it attends
+ * to the whole prefix and causally to itself.
+ *
+ * Parameters live in one contiguous float array described by a tensor
+ * table.  Tensor names and layouts are those of Hugging Face Llama / Qwen2
+ * checkpoints (weights row-major [out_features, in_features], like
+ * torch.nn.Linear; rotary embedding in the "rotate half" layout: dimension
+ * i of a head pairs with dimension i + head_dim/2), so a pretrained
+ * checkpoint of that family maps onto the table tensor by tensor.  Within a
+ * layer, q_proj, k_proj and v_proj are adjacent in memory, and so are
+ * gate_proj and up_proj, so each group is also one stacked matrix and runs
+ * as one matrix product.
+ *
+ * Training:
+ *
+ *     model = model_create(&config, errbuf, errlen);
+ *     model_init_weights(model, seed);
+ *     model_alloc_training(model, max_batch, max_seq, errbuf, errlen);
+ *     per step: model_zero_grad(model);
+ *               loss = model_forward(model, &batch, true);
+ *               model_backward(model);
+ *               optim_step(optim, model);         (see optim.h)
+ *
+ * Prediction needs no training buffers: model_score_candidates() and
+ * model_generate_greedy() (model_infer.c) allocate what they use per call.
+ *
+ * Plain C, no PostgreSQL headers.  Memory is malloc'd in a few big blocks
+ * and released by model_free().  Nothing is global except the BLAS thread
+ * count.  With one thread, the same seed and data give bit-identical
+ * weights.
+ */
+#ifndef DISTILL_CORE_MODEL_H
+#define DISTILL_CORE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits checked by model_config_validate(). */
+#define MODEL_MAX_VOCAB		(1 << 20)
+#define MODEL_MAX_D_MODEL	(1 << 14)
+#define MODEL_MAX_LAYERS	256
+#define MODEL_MAX_D_FF		(1 << 16)
+#define MODEL_MAX_SEQ_LEN	(1 << 14)
+#define MODEL_MAX_PARAMS	((size_t) 1 << 31)
+#define MODEL_TENSOR_NAME_LEN 64
+
+typedef struct ModelConfig
+{
+	int			vocab_size;
+	int			d_model;
+	int			n_layers;
+	int			n_heads;		/* query heads; head_dim = d_model / n_heads */
+	int			n_kv_heads;		/* key/value heads (grouped-query attention,
+								 * as in SmolLM and Qwen2); = n_heads for
+								 * plain multi-head attention */
+	int			d_ff;			/* SwiGLU hidden size */
+	int			max_seq_len;	/* prefix + target tokens */
+	bool		tied_embeddings;	/* lm_head is embed_tokens */
+	bool		prefix_lm;		/* prefix-LM mask, else plain causal */
+	bool		qkv_bias;		/* biases on q/k/v projections (Qwen2) */
+	float		dropout;		/* on each residual branch while training */
+	float		rope_theta;		/* rotary base, 10000 (Llama) */
+	float		norm_eps;		/* RMSNorm epsilon */
+	float		logit_scale;	/* logits = logit_scale * h . lm_head:
+								 * d_model^-0.5 from scratch (T5 style),
+								 * 1.0 for Llama/Qwen checkpoints */
+} ModelConfig;
+
+/*
+ * How a tensor is initialized and whether weight decay applies to it.
+ * Decay applies to the matrices inside the blocks only: not to the
+ * embedding (nor an untied head, initialized and scaled like it), norm
+ * gains or biases, which decay would pull toward values that are wrong for
+ * them (a gain toward 0 instead of 1, an embedding toward collapse).
+ */
+typedef enum ModelTensorKind
+{
+	TENSOR_EMBEDDING,			/* N(0, 1), no decay */
+	TENSOR_NORM,				/* 1, no decay */
+	TENSOR_BIAS,				/* 0, no decay */
+	TENSOR_WEIGHT,				/* N(0, 1/fan_in), decay */
+	TENSOR_OUTPUT_WEIGHT		/* N(0, 1/fan_in / (2 n_layers)), decay: a
+								 * projection that writes into the residual
+								 * stream (o_proj, down_proj) */
+} ModelTensorKind;
+
+typedef struct ModelTensor
+{
+	char		name[MODEL_TENSOR_NAME_LEN];	/* Hugging Face name */
+	int			ndim;			/* 1 or 2 */
+	int			shape[2];		/* [out, in] for a matrix, [n] for a vector */
+	size_t		offset;			/* in floats, into params and grads */
+	size_t		numel;
+	ModelTensorKind kind;
+} ModelTensor;
+
+/*
+ * Views into the parameter (or gradient) array, one per tensor group.
+ * qkv is q_proj, k_proj, v_proj stacked: [(n_heads + 2 n_kv_heads) *
+ * head_dim, d_model]; gate_up is gate_proj, up_proj stacked: [2 d_ff,
+ * d_model].
+ */
+typedef struct LayerWeights
+{
+	float	   *attn_norm;		/* input_layernorm [d_model] */
+	float	   *qkv;
+	float	   *qkv_bias;		/* NULL without qkv_bias */
+	float	   *o_proj;			/* [d_model, n_heads * head_dim] */
+	float	   *mlp_norm;		/* post_attention_layernorm [d_model] */
+	float	   *gate_up;
+	float	   *down_proj;		/* [d_model, d_ff] */
+} LayerWeights;
+
+typedef struct ModelWeights
+{
+	float	   *embed;			/* [vocab_size, d_model] */
+	LayerWeights *layers;		/* [n_layers] */
+	float	   *final_norm;		/* [d_model] */
+	float	   *lm_head;		/* [vocab_size, d_model]; == embed if tied */
+} ModelWeights;
+
+typedef struct ModelActivations ModelActivations;	/* model.c */
+
+typedef struct Model
+{
+	ModelConfig config;
+	int			head_dim;
+	int			n_tensors;
+	ModelTensor *tensors;
+	size_t		n_params;
+	float	   *params;			/* [n_params] */
+	float	   *grads;			/* [n_params], NULL until
+								 * model_alloc_training() */
+	ModelWeights w;				/* views into params */
+	ModelWeights g;				/* views into grads, while there are any */
+	float	   *rope_cos;		/* [max_seq_len, head_dim / 2] */
+	float	   *rope_sin;
+	uint64_t	dropout_seed;
+	uint64_t	dropout_step;	/* training forwards so far */
+	ModelActivations *acts;		/* NULL until model_alloc_training() */
+} Model;
+
+/*
+ * A batch of B right-padded sequences of row stride T.
+ *
+ * weights[b*T + t] weighs the log-probability of tokens[b*T + t] given the
+ * tokens before it (predicted at position t - 1).  It must be 0 at t = 0,
+ * at padding (t >= lengths[b]) and, with the prefix-LM mask, inside the
+ * prefix (t < prefix_lengths[b]), where the model sees the token it would
+ * predict.  The loss is sum(weights * -log p), so the trainer picks the
+ * averaging: for L_label + lambda L_rationale give each label token
+ * 1 / (label tokens in the batch) and each rationale token lambda /
+ * (rationale tokens in the batch).
+ */
+typedef struct ModelBatch
+{
+	int			batch_size;		/* B */
+	int			seq_len;		/* T */
+	const int32_t *tokens;		/* [B*T]; padding may hold any valid id */
+	const int32_t *lengths;		/* [B], 1..T */
+	const int32_t *prefix_lengths;	/* [B], 0..lengths[b]; NULL = all 0;
+									 * ignored without prefix_lm */
+	const float *weights;		/* [B*T], finite, >= 0 */
+	float	   *token_nll;		/* optional output [B*T]: -log p of each
+								 * weighted token, 0 elsewhere (for
+								 * per-task loss figures) */
+} ModelBatch;
+
+/* Configuration */
+extern void model_config_default(ModelConfig *config, int vocab_size,
+								 int d_model, int n_layers, int n_heads);
+extern bool model_config_validate(const ModelConfig *config,
+								  char *errbuf, size_t errlen);
+extern size_t model_count_params(const ModelConfig *config);
+
+/* Life cycle; the creators return NULL with a message in errbuf. */
+extern Model *model_create(const ModelConfig *config,
+						   char *errbuf, size_t errlen);
+extern void model_init_weights(Model *model, uint64_t seed);
+extern void model_seed_dropout(Model *model, uint64_t seed);
+extern void model_free(Model *model);
+extern const ModelTensor *model_find_tensor(const Model *model,
+											const char *name);
+/* Gradients, laid out like params (model_alloc_training() calls it). */
+extern bool model_alloc_grads(Model *model, char *errbuf, size_t errlen);
+
+/*
+ * Training (model_train.c).  model_alloc_training() allocates the
+ * gradients and the activations of batches of up to max_batch_size x
+ * max_seq_len tokens; model_training_bytes() says how much that is, so the
+ * caller can choose a micro-batch (model_backward() accumulates, so a batch
+ * may run as several).  model_free_training() releases both and keeps the
+ * weights.
+ */
+extern bool model_alloc_training(Model *model, int max_batch_size,
+								 int max_seq_len, char *errbuf, size_t errlen);
+extern size_t model_training_bytes(const ModelConfig *config,
+								   int max_batch_size, int max_seq_len);
+extern void model_free_training(Model *model);
+extern void model_zero_grad(Model *model);
+
+/*
+ * model_forward() returns sum(weights * -log p(token)), or NaN when the
+ * batch fails model_check_batch() (which says why).  training turns
+ * dropout on: inverted dropout on the output of each attention and MLP
+ * branch, its mask a hash of (seed, training step, layer, branch, element),
+ * so backward recomputes it and one thread gives bit-identical runs.
+ * model_backward() adds the gradient of the last forward's loss to
+ * model->grads; prediction calls in between do not disturb it.
+ */
+extern bool model_check_batch(const Model *model, const ModelBatch *batch,
+							  char *errbuf, size_t errlen);
+extern float model_forward(Model *model, const ModelBatch *batch,
+						   bool training);
+extern void model_backward(Model *model);
+
+/*
+ * Prediction (model_infer.c).  Both run the prefix once and keep its keys
+ * and values (a KV cache); see there.  Both return false / -1 with a
+ * message in errbuf on bad arguments or out of memory.
+ */
+extern bool model_score_candidates(const Model *model,
+								   const int32_t *prefix, int prefix_len,
+								   const int32_t *const *candidates,
+								   const int *candidate_lens,
+								   int n_candidates, double *scores,
+								   char *errbuf, size_t errlen);
+extern int	model_generate_greedy(const Model *model,
+								  const int32_t *prefix, int prefix_len,
+								  int max_new_tokens, int32_t eos_id,
+								  int32_t *out, char *errbuf, size_t errlen);
+
+/* Threads used by OpenBLAS (the only global state). */
+extern void model_set_threads(int n_threads);
+
+/* printf into errbuf when it is not NULL; used by the model's files. */
+extern void model_error(char *errbuf, size_t errlen, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
+#endif

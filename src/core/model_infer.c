@@ -1,0 +1,389 @@
+/*
+ * model_infer.c - prediction: scoring candidate continuations and greedy
+ * decoding, with a KV cache.
+ *
+ * The prefix ("predict: <input>") runs once and its keys and values at
+ * every layer stay in a cache.  Then
+ *   - scoring: the tokens of all K candidates run together as one set of
+ *     rows (each linear layer is one matrix product over all of them); in
+ *     attention each candidate sees the cached prefix and, causally, its
+ *     own tokens, whose keys and values are written into the cache slots
+ *     after the prefix one candidate at a time;
+ *   - greedy decoding: one token per step, appended to the cache.
+ * The mask rule is the training one (attention_cached_forward), so the
+ * numbers equal the training forward's up to float rounding; test_model.c
+ * checks it.  Nothing here touches the model, so a cached model may serve
+ * any number of predictions.
+ */
+#include "core/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/model_ops.h"
+
+typedef struct KVCache
+{
+	int			capacity;		/* positions */
+	int			n_past;			/* positions kept */
+	float	   *k;				/* [n_layers][capacity, kv_dim] */
+	float	   *v;
+} KVCache;
+
+/* Per-call buffers for up to max_rows new tokens. */
+typedef struct Workspace
+{
+	float	   *x;				/* residual stream [rows, d_model] */
+	float	   *xn;				/* normalized stream [rows, d_model] */
+	float	   *rstd;			/* [rows] */
+	float	   *qkv;			/* [rows, qkv_dim] */
+	float	   *att_out;		/* [rows, n_heads * head_dim] */
+	float	   *branch;			/* [rows, d_model] */
+	float	   *gate_up;		/* [rows, 2 d_ff] */
+	float	   *mlp_act;		/* [rows, d_ff] */
+	float	   *scores;			/* attention scores, scratch */
+	float	   *prefix_state;	/* [d_model] the prefix's last hidden state */
+	float	   *logits;			/* [logit_rows, vocab] */
+	float	   *lse;			/* [logit_rows] */
+	float	   *nll;			/* [logit_rows] */
+	int32_t    *positions;		/* [rows] */
+	int32_t    *targets;		/* [rows] */
+	KVCache		cache;
+	void	   *float_block;
+	void	   *int_block;
+} Workspace;
+
+static void
+layout_workspace(const Model *model, Workspace *ws, int max_rows,
+				 int logit_rows, int cache_capacity, size_t score_size,
+				 Carver *f, Carver *i)
+{
+	const ModelConfig *c = &model->config;
+	size_t		rows = max_rows;
+	size_t		kv_dim = (size_t) c->n_kv_heads * model->head_dim;
+	size_t		cache_size = (size_t) c->n_layers * cache_capacity * kv_dim;
+
+	ws->x = carve(f, rows * c->d_model);
+	ws->xn = carve(f, rows * c->d_model);
+	ws->rstd = carve(f, rows);
+	ws->qkv = carve(f, rows * (c->n_heads + 2 * c->n_kv_heads) * model->head_dim);
+	ws->att_out = carve(f, rows * c->n_heads * model->head_dim);
+	ws->branch = carve(f, rows * c->d_model);
+	ws->gate_up = carve(f, rows * 2 * c->d_ff);
+	ws->mlp_act = carve(f, rows * c->d_ff);
+	ws->scores = carve(f, score_size);
+	ws->prefix_state = carve(f, c->d_model);
+	ws->logits = carve(f, (size_t) logit_rows * c->vocab_size);
+	ws->lse = carve(f, logit_rows);
+	ws->nll = carve(f, logit_rows);
+	ws->cache.k = carve(f, cache_size);
+	ws->cache.v = carve(f, cache_size);
+	ws->positions = carve(i, rows);
+	ws->targets = carve(i, rows);
+}
+
+/*
+ * Allocate buffers for up to max_rows tokens per forward_cached() call,
+ * logits of logit_rows tokens, and a cache of cache_capacity positions
+ * (which is also the most keys a query sees).
+ */
+static bool
+workspace_alloc(const Model *model, Workspace *ws, int max_rows,
+				int logit_rows, int cache_capacity, char *errbuf, size_t errlen)
+{
+	Carver		f = {NULL, 0, sizeof(float)};
+	Carver		i = {NULL, 0, sizeof(int32_t)};
+	size_t		score_size = (size_t) max_rows * cache_capacity;
+
+	memset(ws, 0, sizeof(*ws));
+	layout_workspace(model, ws, max_rows, logit_rows, cache_capacity,
+					 score_size, &f, &i);
+	f.base = ws->float_block = malloc(f.used * sizeof(float));
+	i.base = ws->int_block = malloc(i.used * sizeof(int32_t));
+	if (f.base == NULL || i.base == NULL)
+	{
+		free(ws->float_block);
+		free(ws->int_block);
+		model_error(errbuf, errlen, "out of memory for prediction buffers (%zu MB)",
+					f.used * sizeof(float) >> 20);
+		return false;
+	}
+	f.used = i.used = 0;
+	layout_workspace(model, ws, max_rows, logit_rows, cache_capacity,
+					 score_size, &f, &i);
+	ws->cache.capacity = cache_capacity;
+	ws->cache.n_past = 0;
+	return true;
+}
+
+static void
+workspace_free(Workspace *ws)
+{
+	free(ws->float_block);
+	free(ws->int_block);
+}
+
+/*
+ * Run n_seqs sequences of new tokens (concatenated in tokens) after the
+ * cached positions; each sees the cache and, causally, itself (positions
+ * below n_bidir see each other both ways: the prefix-LM prefix).  Leaves
+ * the final normalized hidden states in ws->xn.  With one sequence its keys
+ * and values stay in the cache; with several, each overwrites the slots
+ * after the cached ones in turn and the cache keeps only what it had.
+ */
+static void
+forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
+			   const int *seq_lens, int n_seqs, int n_bidir)
+{
+	const ModelConfig *c = &model->config;
+	KVCache    *cache = &ws->cache;
+	AttentionShape shape = {c->n_heads, c->n_kv_heads, model->head_dim};
+	int			d = c->d_model;
+	int			q_dim = c->n_heads * model->head_dim;
+	int			kv_dim = c->n_kv_heads * model->head_dim;
+	int			qkv_dim = q_dim + 2 * kv_dim;
+	int			rows = 0;
+
+	for (int s = 0; s < n_seqs; s++)
+		for (int j = 0; j < seq_lens[s]; j++)
+			ws->positions[rows++] = cache->n_past + j;
+	embedding_forward(ws->x, tokens, model->w.embed, rows, d);
+
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		const LayerWeights *w = &model->w.layers[l];
+		float	   *k_cache = cache->k + (size_t) l * cache->capacity * kv_dim;
+		float	   *v_cache = cache->v + (size_t) l * cache->capacity * kv_dim;
+		int			row = 0;
+
+		rmsnorm_forward(ws->xn, ws->rstd, ws->x, w->attn_norm, rows, d, c->norm_eps);
+		linear_forward(ws->qkv, ws->xn, w->qkv, w->qkv_bias, rows, d, qkv_dim);
+		rope_forward(ws->qkv, rows, qkv_dim, c->n_heads + c->n_kv_heads,
+					 model->head_dim, ws->positions, model->rope_cos, model->rope_sin);
+		for (int s = 0; s < n_seqs; s++)
+		{
+			for (int j = 0; j < seq_lens[s]; j++)
+			{
+				const float *src = ws->qkv + (size_t) (row + j) * qkv_dim;
+				size_t		slot = (size_t) (cache->n_past + j) * kv_dim;
+
+				memcpy(k_cache + slot, src + q_dim, kv_dim * sizeof(float));
+				memcpy(v_cache + slot, src + q_dim + kv_dim, kv_dim * sizeof(float));
+			}
+			attention_cached_forward(ws->att_out + (size_t) row * q_dim, ws->scores,
+									 ws->qkv + (size_t) row * qkv_dim, qkv_dim,
+									 k_cache, v_cache, cache->n_past, seq_lens[s],
+									 n_bidir, shape);
+			row += seq_lens[s];
+		}
+		linear_forward(ws->branch, ws->att_out, w->o_proj, NULL, rows, q_dim, d);
+		residual_forward(ws->x, ws->x, ws->branch, (size_t) rows * d);
+
+		rmsnorm_forward(ws->xn, ws->rstd, ws->x, w->mlp_norm, rows, d, c->norm_eps);
+		linear_forward(ws->gate_up, ws->xn, w->gate_up, NULL, rows, d, 2 * c->d_ff);
+		swiglu_forward(ws->mlp_act, ws->gate_up, rows, c->d_ff);
+		linear_forward(ws->branch, ws->mlp_act, w->down_proj, NULL, rows, c->d_ff, d);
+		residual_forward(ws->x, ws->x, ws->branch, (size_t) rows * d);
+	}
+	rmsnorm_forward(ws->xn, ws->rstd, ws->x, model->w.final_norm, rows, d, c->norm_eps);
+	if (n_seqs == 1)
+		cache->n_past += seq_lens[0];
+}
+
+static bool
+check_tokens(const Model *model, const char *what, const int32_t *tokens,
+			 int n, char *errbuf, size_t errlen)
+{
+	for (int j = 0; j < n; j++)
+		if (tokens[j] < 0 || tokens[j] >= model->config.vocab_size)
+		{
+			model_error(errbuf, errlen,
+						"%s: token id %d is outside the vocabulary of %d",
+						what, tokens[j], model->config.vocab_size);
+			return false;
+		}
+	return true;
+}
+
+static bool
+check_prefix(const Model *model, const int32_t *prefix, int prefix_len,
+			 char *errbuf, size_t errlen)
+{
+	if (prefix_len < 1 || prefix_len > model->config.max_seq_len)
+	{
+		model_error(errbuf, errlen, "prefix of %d tokens is outside 1..%d",
+					prefix_len, model->config.max_seq_len);
+		return false;
+	}
+	return check_tokens(model, "prefix", prefix, prefix_len, errbuf, errlen);
+}
+
+/* Positions below this see each other both ways. */
+static int
+bidirectional_part(const Model *model, int prefix_len)
+{
+	return model->config.prefix_lm ? prefix_len : 0;
+}
+
+/*
+ * scores[k] = log p(candidate k | prefix), the sum over its tokens.  A
+ * candidate should end with the end-of-sequence token if the label must
+ * end there (so "lake" does not win over "lake house" for being a prefix).
+ */
+bool
+model_score_candidates(const Model *model, const int32_t *prefix,
+					   int prefix_len, const int32_t *const *candidates,
+					   const int *candidate_lens, int n_candidates,
+					   double *scores, char *errbuf, size_t errlen)
+{
+	const ModelConfig *c = &model->config;
+	int			d = c->d_model;
+	int			total = 0;
+	int			longest = 0;
+	int			rows;
+	Workspace	ws;
+	int32_t    *tokens;
+
+	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
+		return false;
+	if (n_candidates < 1)
+	{
+		model_error(errbuf, errlen, "no candidates to score");
+		return false;
+	}
+	for (int k = 0; k < n_candidates; k++)
+	{
+		int			len = candidate_lens[k];
+
+		if (len < 1 || len > c->max_seq_len - prefix_len)
+		{
+			model_error(errbuf, errlen,
+						"candidate %d has %d tokens; 1..%d fit after a prefix of %d",
+						k + 1, len, c->max_seq_len - prefix_len, prefix_len);
+			return false;
+		}
+		if (!check_tokens(model, "candidate", candidates[k], len, errbuf, errlen))
+			return false;
+		total += len;
+		longest = len > longest ? len : longest;
+	}
+
+	rows = total > prefix_len ? total : prefix_len;
+	if (!workspace_alloc(model, &ws, rows, total, prefix_len + longest,
+						 errbuf, errlen))
+		return false;
+	tokens = malloc(total * sizeof(int32_t));
+	if (tokens == NULL)
+	{
+		workspace_free(&ws);
+		model_error(errbuf, errlen, "out of memory for candidate tokens");
+		return false;
+	}
+
+	/* the prefix; its last hidden state predicts every candidate's first token */
+	forward_cached(model, &ws, prefix, &prefix_len, 1,
+				   bidirectional_part(model, prefix_len));
+	memcpy(ws.prefix_state, ws.xn + (size_t) (prefix_len - 1) * d, d * sizeof(float));
+
+	/* the candidates together */
+	total = 0;
+	for (int k = 0; k < n_candidates; k++)
+	{
+		memcpy(tokens + total, candidates[k], candidate_lens[k] * sizeof(int32_t));
+		total += candidate_lens[k];
+	}
+	forward_cached(model, &ws, tokens, candidate_lens, n_candidates,
+				   bidirectional_part(model, prefix_len));
+
+	/*
+	 * Head input row r predicts tokens[r]: the prefix's last state for a
+	 * candidate's first token, else the candidate's previous row.  Going
+	 * backward over the rows lets the shift happen in place in ws.xn.
+	 */
+	for (int k = n_candidates - 1, end = total; k >= 0; end -= candidate_lens[k--])
+	{
+		int			start = end - candidate_lens[k];
+
+		for (int r = end - 1; r > start; r--)
+			memcpy(ws.xn + (size_t) r * d, ws.xn + (size_t) (r - 1) * d, d * sizeof(float));
+		memcpy(ws.xn + (size_t) start * d, ws.prefix_state, d * sizeof(float));
+	}
+	head_forward(ws.logits, ws.xn, model->w.lm_head, c->logit_scale, total, d,
+				 c->vocab_size);
+	crossentropy_forward(ws.nll, ws.lse, ws.logits, tokens, total, c->vocab_size);
+
+	total = 0;
+	for (int k = 0; k < n_candidates; k++)
+	{
+		scores[k] = 0.0;
+		for (int j = 0; j < candidate_lens[k]; j++)
+			scores[k] -= ws.nll[total++];
+	}
+	free(tokens);
+	workspace_free(&ws);
+	return true;
+}
+
+static int32_t
+argmax(const float *x, int n)
+{
+	int32_t		best = 0;
+
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+/*
+ * Greedy decoding after the prefix: write up to max_new_tokens tokens to
+ * out (fewer if the sequence would pass max_seq_len) and return how many;
+ * stop before eos_id, which is not written.  -1 on error.
+ */
+int
+model_generate_greedy(const Model *model, const int32_t *prefix,
+					  int prefix_len, int max_new_tokens, int32_t eos_id,
+					  int32_t *out, char *errbuf, size_t errlen)
+{
+	const ModelConfig *c = &model->config;
+	int			n_bidir = bidirectional_part(model, prefix_len);
+	int			one = 1;
+	int			limit;
+	int			n = 0;
+	Workspace	ws;
+	const float *hidden;
+
+	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
+		return -1;
+	if (max_new_tokens < 0)
+	{
+		model_error(errbuf, errlen, "max_new_tokens is negative");
+		return -1;
+	}
+	/* a generated token is at position prefix_len + n < max_seq_len */
+	limit = c->max_seq_len - prefix_len;
+	limit = max_new_tokens < limit ? max_new_tokens : limit;
+	if (!workspace_alloc(model, &ws, prefix_len, 1, prefix_len + limit,
+						 errbuf, errlen))
+		return -1;
+
+	forward_cached(model, &ws, prefix, &prefix_len, 1, n_bidir);
+	hidden = ws.xn + (size_t) (prefix_len - 1) * c->d_model;
+	while (n < limit)
+	{
+		int32_t		next;
+
+		head_forward(ws.logits, hidden, model->w.lm_head, c->logit_scale, 1,
+					 c->d_model, c->vocab_size);
+		next = argmax(ws.logits, c->vocab_size);
+		if (next == eos_id)
+			break;
+		out[n++] = next;
+		if (n == limit)
+			break;
+		forward_cached(model, &ws, &next, &one, 1, n_bidir);
+		hidden = ws.xn;
+	}
+	workspace_free(&ws);
+	return n;
+}

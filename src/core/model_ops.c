@@ -1,0 +1,537 @@
+/*
+ * model_ops.c - forward and backward of each operation of the student.
+ *
+ * Matrix products go through cblas_sgemm; everything else is plain loops
+ * over contiguous rows that a compiler can vectorize.  See model_ops.h for
+ * the conventions on accumulating versus overwriting gradients.
+ */
+#include "core/model_ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- */
+/* Embedding */
+
+void
+embedding_forward(float *out, const int32_t *tokens, const float *table,
+				  int n, int d)
+{
+	for (int r = 0; r < n; r++)
+		memcpy(out + (size_t) r * d, table + (size_t) tokens[r] * d,
+			   d * sizeof(float));
+}
+
+void
+embedding_backward(float *dtable, const float *dout, const int32_t *tokens,
+				   int n, int d)
+{
+	for (int r = 0; r < n; r++)
+	{
+		float	   *dst = dtable + (size_t) tokens[r] * d;
+		const float *src = dout + (size_t) r * d;
+
+		for (int i = 0; i < d; i++)
+			dst[i] += src[i];
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* RMSNorm */
+
+void
+rmsnorm_forward(float *out, float *rstd, const float *x, const float *gain,
+				int n, int d, float eps)
+{
+	for (int r = 0; r < n; r++)
+	{
+		const float *xr = x + (size_t) r * d;
+		float	   *outr = out + (size_t) r * d;
+		float		sumsq = 0.0f;
+		float		rs;
+
+		for (int i = 0; i < d; i++)
+			sumsq += xr[i] * xr[i];
+		rs = 1.0f / sqrtf(sumsq / d + eps);
+		rstd[r] = rs;
+		for (int i = 0; i < d; i++)
+			outr[i] = xr[i] * rs * gain[i];
+	}
+}
+
+/*
+ * With xhat = x * rstd and g = dout * gain:
+ *   dx = rstd * (g - xhat * mean(g * xhat)),  dgain = sum_rows dout * xhat.
+ */
+void
+rmsnorm_backward(float *dx, float *dgain, const float *dout, const float *x,
+				 const float *rstd, const float *gain, int n, int d)
+{
+	for (int r = 0; r < n; r++)
+	{
+		const float *xr = x + (size_t) r * d;
+		const float *doutr = dout + (size_t) r * d;
+		float	   *dxr = dx + (size_t) r * d;
+		float		rs = rstd[r];
+		float		dot = 0.0f;
+
+		for (int i = 0; i < d; i++)
+		{
+			float		xhat = xr[i] * rs;
+
+			dgain[i] += doutr[i] * xhat;
+			dot += doutr[i] * gain[i] * xhat;
+		}
+		dot /= d;
+		for (int i = 0; i < d; i++)
+			dxr[i] += rs * (doutr[i] * gain[i] - xr[i] * rs * dot);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Linear */
+
+void
+linear_forward(float *out, const float *in, const float *weight,
+			   const float *bias, int n, int in_dim, int out_dim)
+{
+	if (n == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_dim, in_dim,
+				1.0f, in, in_dim, weight, in_dim, 0.0f, out, out_dim);
+	if (bias == NULL)
+		return;
+	for (int r = 0; r < n; r++)
+	{
+		float	   *outr = out + (size_t) r * out_dim;
+
+		for (int o = 0; o < out_dim; o++)
+			outr[o] += bias[o];
+	}
+}
+
+/* din = dout @ weight; dweight += dout^T @ in; dbias += column sums. */
+void
+linear_backward(float *din, float *dweight, float *dbias, const float *dout,
+				const float *in, const float *weight, int n, int in_dim,
+				int out_dim)
+{
+	if (n == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_dim, out_dim,
+				1.0f, dout, out_dim, weight, in_dim, 0.0f, din, in_dim);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, n,
+				1.0f, dout, out_dim, in, in_dim, 1.0f, dweight, in_dim);
+	if (dbias == NULL)
+		return;
+	for (int r = 0; r < n; r++)
+	{
+		const float *doutr = dout + (size_t) r * out_dim;
+
+		for (int o = 0; o < out_dim; o++)
+			dbias[o] += doutr[o];
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Rotary position embedding */
+
+/*
+ * "Rotate half" layout (Hugging Face Llama, Qwen2): the pair rotated by
+ * angle pos * theta^(-2i/head_dim) is (x[i], x[i + head_dim/2]).  The
+ * backward is the rotation by the opposite angle, hence sin_sign.
+ */
+static void
+rope_rotate(float *x, int n, int row_stride, int n_heads, int head_dim,
+			const int32_t *positions, const float *cos, const float *sin,
+			float sin_sign)
+{
+	int			half = head_dim / 2;
+
+	for (int r = 0; r < n; r++)
+	{
+		const float *c = cos + (size_t) positions[r] * half;
+		const float *s = sin + (size_t) positions[r] * half;
+
+		for (int h = 0; h < n_heads; h++)
+		{
+			float	   *v = x + (size_t) r * row_stride + h * head_dim;
+
+			for (int i = 0; i < half; i++)
+			{
+				float		a = v[i];
+				float		b = v[i + half];
+				float		si = sin_sign * s[i];
+
+				v[i] = a * c[i] - b * si;
+				v[i + half] = b * c[i] + a * si;
+			}
+		}
+	}
+}
+
+void
+rope_forward(float *x, int n, int row_stride, int n_heads, int head_dim,
+			 const int32_t *positions, const float *cos, const float *sin)
+{
+	rope_rotate(x, n, row_stride, n_heads, head_dim, positions, cos, sin,
+				1.0f);
+}
+
+void
+rope_backward(float *dx, int n, int row_stride, int n_heads, int head_dim,
+			  const int32_t *positions, const float *cos, const float *sin)
+{
+	rope_rotate(dx, n, row_stride, n_heads, head_dim, positions, cos, sin,
+				-1.0f);
+}
+
+/* ---------------------------------------------------------------- */
+/* Attention */
+
+/*
+ * Softmax over the first n_visible of the n entries of row, in place; the
+ * masked entries after them become 0.
+ */
+static void
+softmax_visible(float *row, int n_visible, int n)
+{
+	float		max = row[0];
+	float		sum = 0.0f;
+	float		inv;
+
+	for (int j = 1; j < n_visible; j++)
+		max = row[j] > max ? row[j] : max;
+	for (int j = 0; j < n_visible; j++)
+	{
+		row[j] = expf(row[j] - max);
+		sum += row[j];
+	}
+	inv = 1.0f / sum;
+	for (int j = 0; j < n_visible; j++)
+		row[j] *= inv;
+	for (int j = n_visible; j < n; j++)
+		row[j] = 0.0f;
+}
+
+/* Keys a query at position i sees: j < max(i + 1, n_bidir). */
+static inline int
+visible_keys(int i, int n_bidir)
+{
+	return i + 1 > n_bidir ? i + 1 : n_bidir;
+}
+
+/*
+ * Pointers to the q, k and v columns of head h in rows of qkv: query heads
+ * come first, then key heads, then value heads; query head h uses key/value
+ * head h / (n_heads / n_kv_heads), as Hugging Face's repeat_kv.
+ */
+static inline int
+q_column(AttentionShape s, int h)
+{
+	return h * s.head_dim;
+}
+
+static inline int
+k_column(AttentionShape s, int h)
+{
+	return (s.n_heads + h / (s.n_heads / s.n_kv_heads)) * s.head_dim;
+}
+
+static inline int
+v_column(AttentionShape s, int h)
+{
+	return k_column(s, h) + s.n_kv_heads * s.head_dim;
+}
+
+/*
+ * Per sequence and head, only the len x len block of real tokens is
+ * computed: padding neither attends nor is attended to.
+ */
+void
+attention_forward(float *out, float *probs, const float *qkv,
+				  const int32_t *lengths, const int32_t *prefix_lengths,
+				  int B, int T, AttentionShape s)
+{
+	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
+	int			out_stride = s.n_heads * s.head_dim;
+	float		scale = 1.0f / sqrtf((float) s.head_dim);
+
+	memset(out, 0, (size_t) B * T * out_stride * sizeof(float));
+	for (int b = 0; b < B; b++)
+	{
+		int			len = lengths[b];
+		int			prefix = prefix_lengths ? prefix_lengths[b] : 0;
+		const float *rows = qkv + (size_t) b * T * qkv_stride;
+
+		for (int h = 0; h < s.n_heads; h++)
+		{
+			float	   *att = probs + ((size_t) b * s.n_heads + h) * T * T;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+						len, len, s.head_dim, scale,
+						rows + q_column(s, h), qkv_stride,
+						rows + k_column(s, h), qkv_stride,
+						0.0f, att, T);
+			for (int i = 0; i < len; i++)
+				softmax_visible(att + (size_t) i * T,
+								visible_keys(i, prefix), len);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+						len, s.head_dim, len, 1.0f,
+						att, T,
+						rows + v_column(s, h), qkv_stride,
+						0.0f, out + (size_t) b * T * out_stride + h * s.head_dim,
+						out_stride);
+		}
+	}
+}
+
+/*
+ * With P the attention weights, S the scaled scores and O = P V:
+ *   dP = dO V^T,  dV += P^T dO,
+ *   dS = P * (dP - rowsum(P * dP))    (0 where masked, since P is 0 there),
+ *   dQ = scale dS K,  dK += scale dS^T Q.
+ * dV and dK accumulate because query heads of a group share them.
+ */
+void
+attention_backward(float *dqkv, float *scratch, const float *dout,
+				   const float *qkv, const float *probs,
+				   const int32_t *lengths, const int32_t *prefix_lengths,
+				   int B, int T, AttentionShape s)
+{
+	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
+	int			out_stride = s.n_heads * s.head_dim;
+	float		scale = 1.0f / sqrtf((float) s.head_dim);
+	float	   *datt = scratch;
+
+	memset(dqkv, 0, (size_t) B * T * qkv_stride * sizeof(float));
+	for (int b = 0; b < B; b++)
+	{
+		int			len = lengths[b];
+		const float *rows = qkv + (size_t) b * T * qkv_stride;
+		float	   *drows = dqkv + (size_t) b * T * qkv_stride;
+		const float *dO = dout + (size_t) b * T * out_stride;
+
+		for (int h = 0; h < s.n_heads; h++)
+		{
+			const float *att = probs + ((size_t) b * s.n_heads + h) * T * T;
+			const float *dOh = dO + h * s.head_dim;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+						len, len, s.head_dim, 1.0f,
+						dOh, out_stride, rows + v_column(s, h), qkv_stride,
+						0.0f, datt, T);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+						len, s.head_dim, len, 1.0f,
+						att, T, dOh, out_stride,
+						1.0f, drows + v_column(s, h), qkv_stride);
+			for (int i = 0; i < len; i++)
+			{
+				const float *p = att + (size_t) i * T;
+				float	   *dp = datt + (size_t) i * T;
+				float		dot = 0.0f;
+
+				for (int j = 0; j < len; j++)
+					dot += p[j] * dp[j];
+				for (int j = 0; j < len; j++)
+					dp[j] = p[j] * (dp[j] - dot);
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+						len, s.head_dim, len, scale,
+						datt, T, rows + k_column(s, h), qkv_stride,
+						1.0f, drows + q_column(s, h), qkv_stride);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+						len, s.head_dim, len, scale,
+						datt, T, rows + q_column(s, h), qkv_stride,
+						1.0f, drows + k_column(s, h), qkv_stride);
+		}
+	}
+}
+
+void
+attention_cached_forward(float *out, float *scratch, const float *q,
+						 int q_stride, const float *k_cache,
+						 const float *v_cache, int n_past, int n_new,
+						 int n_bidir, AttentionShape s)
+{
+	int			kv_stride = s.n_kv_heads * s.head_dim;
+	int			out_stride = s.n_heads * s.head_dim;
+	int			n_keys = n_past + n_new;
+	float		scale = 1.0f / sqrtf((float) s.head_dim);
+
+	for (int h = 0; h < s.n_heads; h++)
+	{
+		/* columns of head h's key/value head inside a cache row */
+		int			kv_col = k_column(s, h) - s.n_heads * s.head_dim;
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+					n_new, n_keys, s.head_dim, scale,
+					q + q_column(s, h), q_stride, k_cache + kv_col, kv_stride,
+					0.0f, scratch, n_keys);
+		for (int i = 0; i < n_new; i++)
+			softmax_visible(scratch + (size_t) i * n_keys,
+							visible_keys(n_past + i, n_bidir), n_keys);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+					n_new, s.head_dim, n_keys, 1.0f,
+					scratch, n_keys, v_cache + kv_col, kv_stride,
+					0.0f, out + q_column(s, h), out_stride);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* SwiGLU */
+
+static inline float
+sigmoid(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+void
+swiglu_forward(float *out, const float *gate_up, int n, int d_ff)
+{
+	for (int r = 0; r < n; r++)
+	{
+		const float *gate = gate_up + (size_t) r * 2 * d_ff;
+		const float *up = gate + d_ff;
+		float	   *outr = out + (size_t) r * d_ff;
+
+		for (int i = 0; i < d_ff; i++)
+			outr[i] = gate[i] * sigmoid(gate[i]) * up[i];
+	}
+}
+
+/* silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g))). */
+void
+swiglu_backward(float *dgate_up, const float *dout, const float *gate_up,
+				int n, int d_ff)
+{
+	for (int r = 0; r < n; r++)
+	{
+		const float *gate = gate_up + (size_t) r * 2 * d_ff;
+		const float *up = gate + d_ff;
+		const float *doutr = dout + (size_t) r * d_ff;
+		float	   *dgate = dgate_up + (size_t) r * 2 * d_ff;
+		float	   *dup = dgate + d_ff;
+
+		for (int i = 0; i < d_ff; i++)
+		{
+			float		sg = sigmoid(gate[i]);
+
+			dgate[i] = doutr[i] * up[i] * sg * (1.0f + gate[i] * (1.0f - sg));
+			dup[i] = doutr[i] * gate[i] * sg;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Dropout */
+
+/*
+ * Element i is dropped when the top 32 bits of mix64(seed + i * golden
+ * ratio), the SplitMix64 sequence, fall below p * 2^32; kept elements are
+ * scaled by 1 / (1 - p).
+ */
+static void
+dropout_apply(float *x, size_t n, float p, uint64_t seed)
+{
+	uint64_t	threshold = (uint64_t) ((double) p * 4294967296.0);
+	float		keep_scale = 1.0f / (1.0f - p);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		uint64_t	bits = mix64(seed + (i + 1) * 0x9E3779B97F4A7C15ull) >> 32;
+
+		x[i] = bits < threshold ? 0.0f : x[i] * keep_scale;
+	}
+}
+
+void
+dropout_forward(float *x, size_t n, float p, uint64_t seed)
+{
+	dropout_apply(x, n, p, seed);
+}
+
+/* The same mask and scale, applied to the gradient. */
+void
+dropout_backward(float *dx, size_t n, float p, uint64_t seed)
+{
+	dropout_apply(dx, n, p, seed);
+}
+
+/* ---------------------------------------------------------------- */
+/* Output head */
+
+void
+head_forward(float *logits, const float *h, const float *weight, float scale,
+			 int n, int d, int vocab)
+{
+	if (n == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, vocab, d,
+				scale, h, d, weight, d, 0.0f, logits, vocab);
+}
+
+/* dh = scale dlogits @ weight; dweight += scale dlogits^T @ h. */
+void
+head_backward(float *dh, float *dweight, const float *dlogits, const float *h,
+			  const float *weight, float scale, int n, int d, int vocab)
+{
+	if (n == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, vocab,
+				scale, dlogits, vocab, weight, d, 0.0f, dh, d);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, vocab, d, n,
+				scale, dlogits, vocab, h, d, 1.0f, dweight, d);
+}
+
+/* ---------------------------------------------------------------- */
+/* Cross-entropy */
+
+void
+crossentropy_forward(float *nll, float *lse, const float *logits,
+					 const int32_t *targets, int n, int vocab)
+{
+	for (int r = 0; r < n; r++)
+	{
+		const float *z = logits + (size_t) r * vocab;
+		float		max = z[0];
+		float		sum = 0.0f;
+
+		for (int i = 1; i < vocab; i++)
+			max = z[i] > max ? z[i] : max;
+		for (int i = 0; i < vocab; i++)
+			sum += expf(z[i] - max);
+		lse[r] = max + logf(sum);
+		nll[r] = lse[r] - z[targets[r]];
+	}
+}
+
+/* d(w * nll)/dz = w * (softmax(z) - onehot(target)). */
+void
+crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+					  const int32_t *targets, const float *weights, int n,
+					  int vocab)
+{
+	for (int r = 0; r < n; r++)
+	{
+		const float *z = logits + (size_t) r * vocab;
+		float	   *dz = dlogits + (size_t) r * vocab;
+		float		w = weights[r];
+
+		for (int i = 0; i < vocab; i++)
+			dz[i] = w * expf(z[i] - lse[r]);
+		dz[targets[r]] -= w;
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Residual */
+
+void
+residual_forward(float *out, const float *a, const float *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] + b[i];
+}

@@ -1,0 +1,69 @@
+/*
+ * optim.h - AdamW with a warmup + decay learning-rate schedule and
+ * global-norm gradient clipping, for the student model.
+ *
+ * Weight decay is decoupled (Loshchilov & Hutter; PyTorch's AdamW) and
+ * applies to the matrices inside the blocks only (ModelTensorKind in
+ * model.h): not to norm gains, biases, or the embedding / lm_head, which
+ * the T5-style initialization keeps at N(0, 1) on purpose.
+ */
+#ifndef DISTILL_CORE_OPTIM_H
+#define DISTILL_CORE_OPTIM_H
+
+#include <stdint.h>
+
+#include "core/model.h"
+
+typedef enum LrDecay
+{
+	LR_DECAY_COSINE,
+	LR_DECAY_LINEAR,
+	LR_DECAY_NONE
+} LrDecay;
+
+typedef struct OptimConfig
+{
+	float		lr;				/* peak learning rate */
+	int			warmup_steps;	/* linear from lr/warmup_steps up to lr */
+	int			total_steps;	/* the decay reaches min_lr_ratio * lr here */
+	LrDecay		decay;
+	float		min_lr_ratio;
+	float		beta1;
+	float		beta2;
+	float		eps;
+	float		weight_decay;
+	float		grad_clip;		/* max global L2 norm; 0 = no clipping */
+} OptimConfig;
+
+typedef struct Optimizer
+{
+	OptimConfig config;
+	size_t		n_params;
+	float	   *m;				/* first moment [n_params] */
+	float	   *v;				/* second moment [n_params] */
+	int64_t		step;			/* updates made */
+	float		last_lr;		/* of the last update, for logging */
+} Optimizer;
+
+/*
+ * Defaults: warmup over the first 5% of the steps (at most 500), cosine
+ * decay to 10% of lr, betas 0.9 / 0.999, eps 1e-8, weight decay 0.01,
+ * clipping at norm 1.
+ */
+extern void optim_config_default(OptimConfig *config, float lr,
+								 int total_steps);
+extern Optimizer *optim_create(const Model *model, const OptimConfig *config,
+							   char *errbuf, size_t errlen);
+extern void optim_free(Optimizer *opt);
+
+/* The learning rate of update number step (0-based). */
+extern float optim_lr(const OptimConfig *config, int64_t step);
+
+/*
+ * One update of model->params from model->grads: clip, decay, Adam.
+ * Returns the gradient's global norm before clipping; when it is not
+ * finite nothing is updated (the caller decides whether to go on).
+ */
+extern float optim_step(Optimizer *opt, Model *model);
+
+#endif
