@@ -14,12 +14,14 @@ CREATE TEMP TABLE questions AS
   SELECT doc->>'id' AS id, doc->>'input' AS body, doc->>'label' AS gold FROM cqa_raw;
 
 \echo '== 2. a teacher and a task'
+\o /dev/null
 SELECT distill.create_teacher('palm', :'teacher_url', 'palm-540b',
                               options => '{"concurrency": 8}');
 SELECT distill.create_task('cqa', 'Answer the question by choosing one of the answer choices.',
   examples => $$[{"input": "Where would you put a plate after washing it?\nAnswer Choices:\n(a) table\n(b) cupboard\n(c) restaurant\n(d) sink\n(e) dishwasher",
                   "rationale": "The answer must be where clean plates are kept. Of the above choices, only a cupboard is where clean plates are stored.",
                   "label": "(b) cupboard"}]$$);
+\o
 
 \echo '== 3. annotate every question'
 \timing on
