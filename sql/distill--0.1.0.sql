@@ -343,3 +343,86 @@ CREATE FUNCTION @extschema@.annotate(
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'distill_annotate'
 LANGUAGE C VOLATILE STRICT;
+
+------------------------------------------------------------------------
+-- Students: training, models, prediction
+------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.models (
+    id         bigserial PRIMARY KEY,
+    name       text NOT NULL,
+    version    integer NOT NULL,
+    task       text NOT NULL,
+    method     text NOT NULL CHECK (method IN ('step_by_step', 'distill', 'finetune')),
+    params     jsonb NOT NULL,      -- every hyperparameter in force
+    labels     text[],              -- the task's label set when trained
+    n_params   bigint NOT NULL,
+    tokenizer  bytea NOT NULL,
+    weights    bytea NOT NULL,
+    metrics    jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (name, version)
+);
+
+-- No foreign key: a background training logs progress before its model row exists.
+CREATE TABLE @extschema@.training_log (
+    model_id          bigint NOT NULL,
+    step              integer NOT NULL,
+    epoch             integer NOT NULL,
+    label_loss        double precision,
+    rationale_loss    double precision,
+    lr                double precision,
+    val_accuracy      double precision,
+    tokens_per_second double precision,
+    logged_at         timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON @extschema@.training_log (model_id, step);
+
+CREATE FUNCTION @extschema@.train(
+    model            text,
+    task             text,
+    method           text DEFAULT 'step_by_step',
+    source           text DEFAULT NULL,
+    rationale_weight double precision DEFAULT 1.0,
+    params           jsonb DEFAULT '{}',
+    background       boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'distill_train'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION @extschema@.drop_model(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.models m WHERE m.name = drop_model.name) THEN
+        RAISE EXCEPTION 'model "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    DELETE FROM @extschema@.training_log l
+    WHERE l.model_id IN (SELECT id FROM @extschema@.models m WHERE m.name = drop_model.name);
+    DELETE FROM @extschema@.models m WHERE m.name = drop_model.name;
+END
+$$;
+
+-- Prediction functions are top-level so that they read naturally in queries.
+CREATE FUNCTION public.distill_predict(model text, input text) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_predict'
+    LANGUAGE C STABLE PARALLEL SAFE STRICT;
+CREATE FUNCTION public.distill_predict(model text, input text, candidates text[]) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_predict_choice'
+    LANGUAGE C STABLE PARALLEL SAFE STRICT;
+CREATE FUNCTION public.distill_predict_proba(model text, input text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'distill_predict_proba'
+    LANGUAGE C STABLE PARALLEL SAFE STRICT;
+CREATE FUNCTION public.distill_predict_proba(model text, input text, candidates text[]) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'distill_predict_proba_choice'
+    LANGUAGE C STABLE PARALLEL SAFE STRICT;
+CREATE FUNCTION public.distill_explain(model text, input text) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_explain'
+    LANGUAGE C STABLE PARALLEL SAFE STRICT;
+
+CREATE FUNCTION @extschema@.evaluate(
+    model text, source text, metric text DEFAULT 'exact',
+    OUT n bigint, OUT accuracy double precision, OUT per_label jsonb)
+RETURNS record
+AS 'MODULE_PATHNAME', 'distill_evaluate'
+LANGUAGE C STABLE STRICT;

@@ -31,21 +31,6 @@ typedef struct Source
 } Source;
 
 static void
-source_error_context(void *arg)
-{
-	errcontext("annotation source query: %s", (const char *) arg);
-}
-
-static void
-reject_non_select(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("the annotation source must be a single SELECT query"),
-			 errhint("For example: SELECT id::text, body FROM tickets.")));
-}
-
-static void
 check_source_shape(TupleDesc tupdesc)
 {
 	if (tupdesc->natts != 2)
@@ -75,25 +60,10 @@ check_source_item(const SourceItem *item, int row)
 static Source
 load_source(const char *query)
 {
-	ErrorContextCallback errcallback = {
-		.previous = error_context_stack,
-		.callback = source_error_context,
-		.arg = (void *) query,
-	};
 	Source		source;
-	SPIPlanPtr	plan;
 
-	error_context_stack = &errcallback;
-	plan = SPI_prepare(query, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the annotation source: %s",
-			 SPI_result_code_string(SPI_result));
-	if (!SPI_is_cursor_plan(plan))
-		reject_non_select();
-	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		reject_non_select();
+	run_source_query(query, "annotation");
 	check_source_shape(SPI_tuptable->tupdesc);
-	error_context_stack = errcallback.previous;
 
 	source.n_items = (int) SPI_processed;
 	source.items = palloc(Max(source.n_items, 1) * sizeof(SourceItem));
@@ -149,36 +119,6 @@ load_ok_ids(const char *task, const char *teacher, int *n_ok)
 		ids[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 	qsort(ids, *n_ok, sizeof(char *), compare_strings);
 	return ids;
-}
-
-static int64
-job_start(const char *task, const char *teacher, const char *source)
-{
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3] = {CStringGetTextDatum(task), CStringGetTextDatum(teacher),
-	CStringGetTextDatum(source)};
-	bool		isnull;
-
-	if (SPI_execute_with_args("INSERT INTO distill.jobs"
-							  " (kind, args, status, started_at, worker_pid, attempts)"
-							  " VALUES ('annotate', jsonb_build_object('task', $1, 'teacher', $2,"
-							  " 'source', $3, 'background', false), 'running', now(),"
-							  " pg_backend_pid(), 1) RETURNING id",
-							  3, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert into distill.jobs");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-static void
-job_finish(int64 job, const char *message)
-{
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(job), CStringGetTextDatum(message)};
-
-	if (SPI_execute_with_args("UPDATE distill.jobs SET status = 'succeeded', progress = 1,"
-							  " message = $2, finished_at = now() WHERE id = $1",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update distill.jobs");
 }
 
 #define N_STORE_ARGS 13
@@ -325,7 +265,10 @@ distill_annotate(PG_FUNCTION_ARGS)
 	reject_duplicate_ids(&source);
 	ok_ids = load_ok_ids(task->name, teacher->name, &n_ok);
 
-	job = job_start(task->name, teacher->name, query);
+	job = job_start("annotate",
+					psprintf("{\"task\": %s, \"teacher\": %s, \"source\": %s, \"background\": false}",
+							 json_string(task->name), json_string(teacher->name),
+							 json_string(query)));
 	annotate_items(task, teacher, &source, ok_ids, n_ok, counts);
 
 	summary = psprintf("%d items: %d ok, %d unparsed, %d failed; %d skipped (already ok)",

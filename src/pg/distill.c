@@ -9,9 +9,13 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "pg/glue.h"
+
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
+
+int			distill_threads = 1;
 
 /*
  * Runs in the postmaster when preloaded: define settings only.  No libcurl
@@ -20,6 +24,14 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	DefineCustomIntVariable("distill.threads",
+							"Threads for the student's matrix products (OpenBLAS).",
+							"A backend shares its cores with the rest of the server; "
+							"more threads help large models only.",
+							&distill_threads,
+							1, 1, 64,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("distill");
 }
 

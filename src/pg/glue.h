@@ -6,6 +6,8 @@
 
 #include "postgres.h"
 
+#include "utils/array.h"
+
 #include "teacher/client.h"
 #include "teacher/prompt.h"
 
@@ -45,19 +47,60 @@ typedef struct Annotation
 	char	   *error;			/* why not ok; NULL when ok */
 } Annotation;
 
+/*
+ * encoding.c: the core and the teachers work in UTF-8, whatever the
+ * database encoding.  Both return their argument when no conversion is
+ * needed.
+ */
+extern char *to_utf8(const char *s);
+extern char *from_utf8(const char *s);
+
+/* source.c */
+extern void run_source_query(const char *query, const char *what);
+
+/* jobs.c: jobs run in the calling session */
+extern int64 job_start(const char *kind, const char *args_json);
+extern void job_finish(int64 job, const char *message);
+extern char *json_string(const char *s);
+
+/* distill.c: settings */
+extern int	distill_threads;
+
+/* predict.c: the backend's model cache and the student's answers */
+typedef struct CachedModel CachedModel;
+extern CachedModel *lookup_model(const char *name);
+extern char *predict_text(const CachedModel *model, const char *input,
+						  char **candidates, int n_candidates);
+extern char **candidates_arg(ArrayType *array, int *n);
+extern char **model_label_set(const CachedModel *model, int *n_labels);
+
 /* catalog.c: must be called inside SPI_connect(); results are palloc'd. */
 extern TeacherDef *load_teacher(const char *name);
 extern TaskDef *load_task(const char *name);
 
 /*
- * A TeacherPool whose release is guaranteed: if an ERROR (a cancel, a
- * statement timeout) unwinds the caller, the memory context that holds the
- * guard is reset and its callback aborts the transfers and frees the pool.
+ * guard.c: a malloc'd core object released when the memory context that
+ * holds its guard is reset, so that an ERROR (a cancel, a statement
+ * timeout) cannot leak it.
  */
+typedef void (*CoreRelease) (void *object);
+
+typedef struct CoreGuard
+{
+	void	   *object;			/* NULL once released or detached */
+	CoreRelease release;
+	MemoryContextCallback callback;
+} CoreGuard;
+
+extern CoreGuard *core_guard_new(void *object, CoreRelease release);
+extern void core_guard_release(CoreGuard *guard);
+extern void *core_guard_detach(CoreGuard *guard);
+
+/* A teacher pool under a guard. */
 typedef struct GuardedPool
 {
 	TeacherPool *pool;
-	MemoryContextCallback callback;
+	CoreGuard  *guard;
 } GuardedPool;
 
 /* teacher_call.c */

@@ -6,7 +6,6 @@
 
 #include <stdlib.h>
 
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -16,38 +15,28 @@
 /* How long one wait for replies may last before we check for interrupts. */
 #define POLL_INTERVAL_MS 100
 
-static void
-guard_callback(void *arg)
-{
-	GuardedPool *guard = arg;
-
-	teacher_pool_destroy(guard->pool);
-	guard->pool = NULL;
-}
-
 GuardedPool *
 guarded_pool_create(const TeacherDef *teacher)
 {
-	GuardedPool *guard = palloc0(sizeof(GuardedPool));
+	GuardedPool *guarded = palloc0(sizeof(GuardedPool));
 	char		errbuf[256];
 
-	guard->pool = teacher_pool_create(&teacher->config, errbuf, sizeof(errbuf));
-	if (guard->pool == NULL)
+	guarded->pool = teacher_pool_create(&teacher->config, errbuf, sizeof(errbuf));
+	if (guarded->pool == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not start the HTTP client for teacher \"%s\": %s",
 						teacher->name, errbuf)));
-	guard->callback.func = guard_callback;
-	guard->callback.arg = guard;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, &guard->callback);
-	return guard;
+	guarded->guard = core_guard_new(guarded->pool, (CoreRelease) teacher_pool_destroy);
+	return guarded;
 }
 
-/* Free the pool now; the reset callback then finds nothing left to do. */
+/* Abort what is in flight and free the pool now. */
 void
-guarded_pool_release(GuardedPool *guard)
+guarded_pool_release(GuardedPool *guarded)
 {
-	guard_callback(guard);
+	core_guard_release(guarded->guard);
+	guarded->pool = NULL;
 }
 
 /*
@@ -56,10 +45,10 @@ guarded_pool_release(GuardedPool *guard)
  * timeout takes effect within the interval.
  */
 const TeacherResult *
-guarded_pool_next(GuardedPool *guard)
+guarded_pool_next(GuardedPool *guarded)
 {
 	CHECK_FOR_INTERRUPTS();
-	return teacher_pool_next(guard->pool, POLL_INTERVAL_MS);
+	return teacher_pool_next(guarded->pool, POLL_INTERVAL_MS);
 }
 
 /*
@@ -67,7 +56,7 @@ guarded_pool_next(GuardedPool *guard)
  * database encoding.
  */
 void
-submit_prompt(GuardedPool *guard, const TaskDef *task, size_t tag, const char *input)
+submit_prompt(GuardedPool *guarded, const TaskDef *task, size_t tag, const char *input)
 {
 	char	   *prompt = prompt_build(task->instruction, task->examples,
 									  task->n_examples, task->answer_prefix,
@@ -76,8 +65,8 @@ submit_prompt(GuardedPool *guard, const TaskDef *task, size_t tag, const char *i
 
 	if (prompt == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	queued = teacher_pool_submit(guard->pool, tag,
-								 pg_server_to_any(prompt, strlen(prompt), PG_UTF8));
+	queued = teacher_pool_submit(guarded->pool, tag,
+								 to_utf8(prompt));
 	free(prompt);
 	if (!queued)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -110,7 +99,7 @@ read_reply(const TaskDef *task, const TeacherResult *result)
 		a.error = pstrdup(result->error);
 		return a;
 	}
-	a.raw = pg_any_to_server(result->content, strlen(result->content), PG_UTF8);
+	a.raw = from_utf8(result->content);
 	if (!parse_teacher_reply(a.raw, task->answer_prefix, &rationale, &answer))
 	{
 		a.status = ANNOTATION_UNPARSED;

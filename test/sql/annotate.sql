@@ -123,7 +123,7 @@ SELECT distill.annotate('cqa', 'palm', 'SELECT id, input FROM cqa');
 SELECT distill.annotate('cqa', 'palm', 'SELECT id, input FROM cqa WHERE false', background => false) > 0 AS done;
 
 -- every synchronous run is in distill.jobs
-SELECT kind, status, count(*) FROM distill.jobs GROUP BY 1, 2;
+SELECT kind, status, count(*) FROM distill.jobs WHERE kind = 'annotate' GROUP BY 1, 2;
 
 -- dropping what has annotations needs cascade
 SELECT distill.drop_task('cqa');

@@ -1,0 +1,634 @@
+/*
+ * student.c - the student's hyperparameters, its sequences, prediction,
+ * and its weights as bytes.  Training is in train.c.
+ *
+ * Weights blob, format version 1 (little-endian):
+ *
+ *   "DSTS"                  magic
+ *   u32 format_version      1
+ *   u32 max_input_tokens
+ *   u32 max_target_tokens
+ *   u32 crc32c              CRC-32C of the 16 bytes before it
+ *   model blob              model_serialize() (model_io.h), with its own
+ *                           magic, version and CRC-32C
+ *
+ * so every byte is covered by a checksum, and the model blob stays the one
+ * format a pretrained checkpoint will also be converted to.
+ */
+#include "core/student.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crc32c.h"
+#include "core/model_io.h"
+#include "core/student_internal.h"
+
+#define STUDENT_MAGIC "DSTS"
+#define STUDENT_FORMAT_VERSION 1
+#define STUDENT_HEADER_SIZE 20
+
+/* Ranges of student_params_validate(), also checked by student_load(). */
+#define MIN_INPUT_TOKENS 8
+#define MAX_INPUT_TOKENS 4096
+#define MIN_TARGET_TOKENS 1
+#define MAX_TARGET_TOKENS 1024
+
+void
+student_error(char *errbuf, size_t errlen, const char *fmt,...)
+{
+	va_list		args;
+
+	if (errbuf == NULL || errlen == 0)
+		return;
+	va_start(args, fmt);
+	vsnprintf(errbuf, errlen, fmt, args);
+	va_end(args);
+}
+
+/* ---------------------------------------------------------------- */
+/* Hyperparameters */
+
+void
+student_params_default(StudentParams *params)
+{
+	memset(params, 0, sizeof(*params));
+	params->d_model = 256;
+	params->n_layers = 4;
+	params->n_heads = 4;
+	params->d_ff = 0;
+	params->vocab_size = 4096;
+	params->epochs = 10;
+	params->batch_size = 32;
+	params->max_input_tokens = 128;
+	params->max_target_tokens = 64;
+	params->lr = 1e-3;
+	params->weight_decay = 0.01;
+	params->warmup_fraction = 0.05;
+	params->grad_clip = 1.0;
+	params->dropout = 0.1;
+	params->validation_fraction = 0.1;
+	params->rationale_weight = 1.0;
+	params->prefix_lm = true;
+	params->tied_embeddings = true;
+	params->seed = 1;
+	params->log_every = 10;
+	params->memory_mb = 256;
+}
+
+static bool
+check_int(const char *name, int value, int min, int max,
+		  char *errbuf, size_t errlen)
+{
+	if (value >= min && value <= max)
+		return true;
+	student_error(errbuf, errlen, "%s must be between %d and %d (got %d)",
+				  name, min, max, value);
+	return false;
+}
+
+/* value in the interval written as range, e.g. "(0, 1]"; NaN never is. */
+static bool
+check_real(const char *name, double value, double min, bool min_open,
+		   double max, const char *range, char *errbuf, size_t errlen)
+{
+	bool		above_min = min_open ? value > min : value >= min;
+
+	if (above_min && value <= max)
+		return true;
+	student_error(errbuf, errlen, "%s must be in %s (got %g)",
+				  name, range, value);
+	return false;
+}
+
+bool
+student_params_validate(const StudentParams *p, char *errbuf, size_t errlen)
+{
+	if (!check_int("heads", p->n_heads, 1, 64, errbuf, errlen) ||
+		!check_int("layers", p->n_layers, 1, 64, errbuf, errlen))
+		return false;
+	if (p->d_model < 16 || p->d_model > 4096 || p->d_model % p->n_heads != 0)
+	{
+		student_error(errbuf, errlen,
+					  "d_model must be between 16 and 4096 and a multiple of heads (got d_model %d, heads %d)",
+					  p->d_model, p->n_heads);
+		return false;
+	}
+	if ((p->d_model / p->n_heads) % 2 != 0)
+	{
+		student_error(errbuf, errlen,
+					  "d_model / heads must be even, for rotary positions (got d_model %d, heads %d)",
+					  p->d_model, p->n_heads);
+		return false;
+	}
+	if (p->d_ff != 0 && !check_int("d_ff (0 = automatic)", p->d_ff, 16, 65536, errbuf, errlen))
+		return false;
+	return check_int("vocab_size", p->vocab_size, TOK_MIN_VOCAB, 65536, errbuf, errlen) &&
+		check_int("epochs", p->epochs, 1, 1000, errbuf, errlen) &&
+		check_int("batch_size", p->batch_size, 1, 4096, errbuf, errlen) &&
+		check_int("max_input_tokens", p->max_input_tokens,
+				  MIN_INPUT_TOKENS, MAX_INPUT_TOKENS, errbuf, errlen) &&
+		check_int("max_target_tokens", p->max_target_tokens,
+				  MIN_TARGET_TOKENS, MAX_TARGET_TOKENS, errbuf, errlen) &&
+		check_int("log_every", p->log_every, 1, 1000000, errbuf, errlen) &&
+		check_int("memory_mb", p->memory_mb, 16, 1048576, errbuf, errlen) &&
+		check_real("lr", p->lr, 0.0, true, 1.0, "(0, 1]", errbuf, errlen) &&
+		check_real("weight_decay", p->weight_decay, 0.0, false, 1.0, "[0, 1]", errbuf, errlen) &&
+		check_real("warmup_fraction", p->warmup_fraction, 0.0, false, 1.0, "[0, 1]", errbuf, errlen) &&
+		check_real("grad_clip", p->grad_clip, 0.0, false, 1e6, "[0, 1e6] (0 = no clipping)", errbuf, errlen) &&
+		check_real("dropout", p->dropout, 0.0, false, 0.9, "[0, 0.9]", errbuf, errlen) &&
+		check_real("validation_fraction", p->validation_fraction, 0.0, false, 0.5, "[0, 0.5]", errbuf, errlen) &&
+		check_real("rationale_weight", p->rationale_weight, 0.0, false, 100.0, "[0, 100]", errbuf, errlen);
+}
+
+/* ---------------------------------------------------------------- */
+/* Sequences */
+
+int
+student_encode(const Tokenizer *tok, const char *text, int max_tokens,
+			   int32_t **ids)
+{
+	int			n = tok_encode(tok, text, strlen(text), ids);
+
+	return n > max_tokens ? max_tokens : n;
+}
+
+int
+student_encode_target(const Tokenizer *tok, const char *text, int max_tokens,
+					  int32_t **ids)
+{
+	int32_t    *grown;
+	int			n = student_encode(tok, text, max_tokens, ids);
+
+	if (n < 0)
+		return -1;
+	grown = realloc(*ids, (n + 1) * sizeof(int32_t));
+	if (grown == NULL)
+	{
+		free(*ids);
+		*ids = NULL;
+		return -1;
+	}
+	grown[n] = tok_eos(tok);
+	*ids = grown;
+	return n + 1;
+}
+
+int
+student_write_prefix(const Tokenizer *tok, const int32_t *tag, int n_tag,
+					 const int32_t *input, int n_input, int32_t *out)
+{
+	out[0] = tok_bos(tok);
+	memcpy(out + 1, tag, n_tag * sizeof(int32_t));
+	memcpy(out + 1 + n_tag, input, n_input * sizeof(int32_t));
+	out[1 + n_tag + n_input] = tok_sep(tok);
+	return STUDENT_PREFIX_LEN(n_tag, n_input);
+}
+
+int
+student_sequence_limit(const Tokenizer *tok, int max_input_tokens,
+					   int max_target_tokens)
+{
+	int32_t    *ids;
+	int			n_predict = student_encode(tok, STUDENT_PREDICT_TAG, INT32_MAX, &ids);
+	int			n_explain;
+
+	free(ids);
+	n_explain = student_encode(tok, STUDENT_EXPLAIN_TAG, INT32_MAX, &ids);
+	free(ids);
+	if (n_predict < 0 || n_explain < 0)
+		return -1;
+	return STUDENT_PREFIX_LEN(n_predict > n_explain ? n_predict : n_explain,
+							  max_input_tokens) + max_target_tokens + 1;
+}
+
+/*
+ * <bos> tag input <sep> for a student, in a malloc'd *prefix; returns its
+ * length, or -1 when memory runs out.
+ */
+static int
+encode_prefix(const Student *student, const char *tag, const char *input,
+			  int32_t **prefix)
+{
+	int32_t    *tag_ids = NULL;
+	int32_t    *input_ids = NULL;
+	int			n_tag = student_encode(student->tokenizer, tag, INT32_MAX, &tag_ids);
+	int			n_input = student_encode(student->tokenizer, input,
+										 student->max_input_tokens, &input_ids);
+	int			len = -1;
+
+	*prefix = NULL;
+	if (n_tag >= 0 && n_input >= 0)
+		*prefix = malloc(STUDENT_PREFIX_LEN(n_tag, n_input) * sizeof(int32_t));
+	if (*prefix != NULL)
+		len = student_write_prefix(student->tokenizer, tag_ids, n_tag,
+								   input_ids, n_input, *prefix);
+	free(tag_ids);
+	free(input_ids);
+	return len;
+}
+
+/* ---------------------------------------------------------------- */
+/* Prediction */
+
+int
+student_choose_ids(const Model *model, const int32_t *prefix, int prefix_len,
+				   const int32_t *const *candidates, const int *candidate_lens,
+				   int n_candidates, double *probs, char *errbuf, size_t errlen)
+{
+	double	   *scores = malloc((n_candidates > 0 ? n_candidates : 1) * sizeof(double));
+	int			best = 0;
+	double		sum = 0.0;
+
+	if (scores == NULL)
+	{
+		student_error(errbuf, errlen, "out of memory for %d candidate scores",
+					  n_candidates);
+		return -1;
+	}
+	if (!model_score_candidates(model, prefix, prefix_len, candidates,
+								candidate_lens, n_candidates, scores,
+								errbuf, errlen))
+	{
+		free(scores);
+		return -1;
+	}
+	for (int k = 1; k < n_candidates; k++)
+		if (scores[k] > scores[best])
+			best = k;
+	if (probs != NULL)
+	{
+		/* softmax of the sequence log-likelihoods; the max keeps exp() finite */
+		for (int k = 0; k < n_candidates; k++)
+		{
+			probs[k] = exp(scores[k] - scores[best]);
+			sum += probs[k];
+		}
+		for (int k = 0; k < n_candidates; k++)
+			probs[k] /= sum;
+	}
+	free(scores);
+	return best;
+}
+
+int
+student_choose(const Student *student, const char *input,
+			   const char *const *candidates, int n_candidates,
+			   double *probs, char *errbuf, size_t errlen)
+{
+	int32_t    *prefix = NULL;
+	int32_t   **cand_ids;
+	int		   *cand_lens;
+	int			prefix_len;
+	int			n_encoded = 0;
+	int			best = -1;
+
+	if (input == NULL || candidates == NULL || n_candidates < 1)
+	{
+		student_error(errbuf, errlen, "student_choose needs an input and at least one candidate");
+		return -1;
+	}
+	cand_ids = calloc(n_candidates, sizeof(int32_t *));
+	cand_lens = calloc(n_candidates, sizeof(int));
+	prefix_len = encode_prefix(student, STUDENT_PREDICT_TAG, input, &prefix);
+	if (cand_ids == NULL || cand_lens == NULL || prefix_len < 0)
+		goto oom;
+	for (; n_encoded < n_candidates; n_encoded++)
+	{
+		const char *text = candidates[n_encoded];
+
+		if (text == NULL)
+		{
+			student_error(errbuf, errlen, "candidate %d is NULL", n_encoded + 1);
+			goto done;
+		}
+		cand_lens[n_encoded] = student_encode_target(student->tokenizer, text,
+													 student->max_target_tokens,
+													 &cand_ids[n_encoded]);
+		if (cand_lens[n_encoded] < 0)
+			goto oom;
+	}
+	best = student_choose_ids(student->model, prefix, prefix_len,
+							  (const int32_t *const *) cand_ids, cand_lens,
+							  n_candidates, probs, errbuf, errlen);
+	goto done;
+
+oom:
+	student_error(errbuf, errlen, "out of memory encoding the input and %d candidates",
+				  n_candidates);
+done:
+	for (int k = 0; k < n_encoded; k++)
+		free(cand_ids[k]);
+	free(cand_ids);
+	free(cand_lens);
+	free(prefix);
+	return best;
+}
+
+/*
+ * Length of the well-formed UTF-8 character (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF) at s, of avail bytes; 0 when
+ * there is none, and for NUL.
+ */
+static int
+utf8_char_len(const uint8_t *s, size_t avail)
+{
+	uint8_t		lo = 0x80;
+	uint8_t		hi = 0xBF;
+	int			n;
+
+	if (s[0] == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF)
+		n = 2;
+	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+	{
+		n = 3;
+		lo = s[0] == 0xE0 ? 0xA0 : lo;
+		hi = s[0] == 0xED ? 0x9F : hi;
+	}
+	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+	{
+		n = 4;
+		lo = s[0] == 0xF0 ? 0x90 : lo;
+		hi = s[0] == 0xF4 ? 0x8F : hi;
+	}
+	else
+		return 0;
+	if (avail < (size_t) n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	return n;
+}
+
+/*
+ * A byte-level model may emit any byte and may stop in the middle of a
+ * character, while PostgreSQL text must be valid and free of NUL.
+ */
+void
+student_keep_valid_utf8(char *text, size_t len)
+{
+	uint8_t    *s = (uint8_t *) text;
+	size_t		in = 0;
+	size_t		out = 0;
+
+	while (in < len)
+	{
+		int			n = utf8_char_len(s + in, len - in);
+
+		if (n == 0)
+		{
+			in++;
+			continue;
+		}
+		memmove(s + out, s + in, n);
+		in += n;
+		out += n;
+	}
+	s[out] = '\0';
+}
+
+char *
+student_generate_ids(const Model *model, const Tokenizer *tok,
+					 const int32_t *prefix, int prefix_len, int max_new_tokens,
+					 char *errbuf, size_t errlen)
+{
+	int32_t    *out = malloc((max_new_tokens > 0 ? max_new_tokens : 1) * sizeof(int32_t));
+	char	   *text = NULL;
+	size_t		len;
+	int			n;
+
+	if (out == NULL)
+	{
+		student_error(errbuf, errlen, "out of memory for %d generated tokens",
+					  max_new_tokens);
+		return NULL;
+	}
+	n = model_generate_greedy(model, prefix, prefix_len, max_new_tokens,
+							  tok_eos(tok), out, errbuf, errlen);
+	if (n >= 0)
+	{
+		text = tok_decode(tok, out, n, &len);
+		if (text == NULL)
+			student_error(errbuf, errlen, "out of memory decoding %d tokens", n);
+		else
+			student_keep_valid_utf8(text, len);
+	}
+	free(out);
+	return text;
+}
+
+char *
+student_generate(const Student *student, const char *task, const char *input,
+				 char *errbuf, size_t errlen)
+{
+	const char *tag;
+	int32_t    *prefix;
+	int			prefix_len;
+	char	   *text;
+
+	if (task != NULL && strcmp(task, "predict") == 0)
+		tag = STUDENT_PREDICT_TAG;
+	else if (task != NULL && strcmp(task, "explain") == 0)
+		tag = STUDENT_EXPLAIN_TAG;
+	else
+	{
+		student_error(errbuf, errlen, "task must be \"predict\" or \"explain\"");
+		return NULL;
+	}
+	if (input == NULL)
+	{
+		student_error(errbuf, errlen, "student_generate needs an input");
+		return NULL;
+	}
+	prefix_len = encode_prefix(student, tag, input, &prefix);
+	if (prefix_len < 0)
+	{
+		student_error(errbuf, errlen, "out of memory encoding the input");
+		return NULL;
+	}
+	text = student_generate_ids(student->model, student->tokenizer, prefix,
+								prefix_len, student->max_target_tokens,
+								errbuf, errlen);
+	free(prefix);
+	return text;
+}
+
+/* ---------------------------------------------------------------- */
+/* Serialization */
+
+static void
+put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint32_t
+get_u32(const uint8_t *p)
+{
+	return (uint32_t) p[0] | (uint32_t) p[1] << 8 |
+		(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+void *
+student_save_tokenizer(const Student *student, size_t *len)
+{
+	return tok_serialize(student->tokenizer, len);
+}
+
+void *
+student_save_weights(const Student *student, size_t *len)
+{
+	size_t		model_len = model_serialized_size(student->model);
+	uint8_t    *blob = malloc(STUDENT_HEADER_SIZE + model_len);
+
+	if (blob == NULL)
+		return NULL;
+	memcpy(blob, STUDENT_MAGIC, 4);
+	put_u32(blob + 4, STUDENT_FORMAT_VERSION);
+	put_u32(blob + 8, (uint32_t) student->max_input_tokens);
+	put_u32(blob + 12, (uint32_t) student->max_target_tokens);
+	put_u32(blob + 16, crc32c(0, blob, 16));
+	model_serialize(student->model, blob + STUDENT_HEADER_SIZE);
+	*len = STUDENT_HEADER_SIZE + model_len;
+	return blob;
+}
+
+/* Read and check the student header into s; false with a message. */
+static bool
+read_header(Student *s, const uint8_t *blob, size_t len,
+			char *errbuf, size_t errlen)
+{
+	uint32_t	version;
+	uint32_t	max_input;
+	uint32_t	max_target;
+
+	if (len < 4 || memcmp(blob, STUDENT_MAGIC, 4) != 0)
+	{
+		student_error(errbuf, errlen, "not distill student weights (no \"%s\" header)",
+					  STUDENT_MAGIC);
+		return false;
+	}
+	if (len < STUDENT_HEADER_SIZE)
+	{
+		student_error(errbuf, errlen, "truncated student weights: %zu bytes", len);
+		return false;
+	}
+	version = get_u32(blob + 4);
+	if (version != STUDENT_FORMAT_VERSION)
+	{
+		student_error(errbuf, errlen,
+					  "unsupported student weights format version %u (this build reads %d)",
+					  version, STUDENT_FORMAT_VERSION);
+		return false;
+	}
+	if (get_u32(blob + 16) != crc32c(0, blob, 16))
+	{
+		student_error(errbuf, errlen, "corrupt student weights: header checksum mismatch");
+		return false;
+	}
+	max_input = get_u32(blob + 8);
+	max_target = get_u32(blob + 12);
+	if (max_input < MIN_INPUT_TOKENS || max_input > MAX_INPUT_TOKENS ||
+		max_target < MIN_TARGET_TOKENS || max_target > MAX_TARGET_TOKENS)
+	{
+		student_error(errbuf, errlen,
+					  "corrupt student weights: max_input_tokens %u or max_target_tokens %u out of range",
+					  max_input, max_target);
+		return false;
+	}
+	s->max_input_tokens = (int) max_input;
+	s->max_target_tokens = (int) max_target;
+	return true;
+}
+
+/* Do the tokenizer and the model of s belong together? */
+static bool
+check_consistent(const Student *s, char *errbuf, size_t errlen)
+{
+	int			vocab = tok_vocab_size(s->tokenizer);
+	int			needed;
+
+	if (s->model->config.vocab_size != vocab)
+	{
+		student_error(errbuf, errlen,
+					  "the weights (vocabulary of %d) do not belong to this tokenizer (%d tokens)",
+					  s->model->config.vocab_size, vocab);
+		return false;
+	}
+	needed = student_sequence_limit(s->tokenizer, s->max_input_tokens,
+									s->max_target_tokens);
+	if (needed < 0)
+	{
+		student_error(errbuf, errlen, "out of memory checking the student");
+		return false;
+	}
+	if (needed > s->model->config.max_seq_len)
+	{
+		student_error(errbuf, errlen,
+					  "the weights hold sequences of %d tokens, these limits need %d",
+					  s->model->config.max_seq_len, needed);
+		return false;
+	}
+	return true;
+}
+
+Student *
+student_load(const void *tokenizer, size_t tokenizer_len,
+			 const void *weights, size_t weights_len,
+			 char *errbuf, size_t errlen)
+{
+	Student    *s = calloc(1, sizeof(Student));
+	char		why[256];
+
+	if (s == NULL)
+	{
+		student_error(errbuf, errlen, "out of memory for a student");
+		return NULL;
+	}
+	if (tokenizer == NULL || weights == NULL)
+	{
+		student_error(errbuf, errlen, "student_load needs a tokenizer and weights");
+		goto fail;
+	}
+	s->tokenizer = tok_deserialize(tokenizer, tokenizer_len, why, sizeof(why));
+	if (s->tokenizer == NULL)
+	{
+		student_error(errbuf, errlen, "tokenizer: %s", why);
+		goto fail;
+	}
+	if (!read_header(s, weights, weights_len, errbuf, errlen))
+		goto fail;
+	s->model = model_deserialize((const uint8_t *) weights + STUDENT_HEADER_SIZE,
+								 weights_len - STUDENT_HEADER_SIZE, why, sizeof(why));
+	if (s->model == NULL)
+	{
+		student_error(errbuf, errlen, "student weights: %s", why);
+		goto fail;
+	}
+	if (!check_consistent(s, errbuf, errlen))
+		goto fail;
+	return s;
+
+fail:
+	student_free(s);
+	return NULL;
+}
+
+void
+student_free(Student *student)
+{
+	if (student == NULL)
+		return;
+	tok_free(student->tokenizer);
+	model_free(student->model);
+	free(student);
+}

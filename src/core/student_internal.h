@@ -1,0 +1,70 @@
+/*
+ * student_internal.h - what student.c (prediction, save/load) and train.c
+ * (the trainer) share: how text becomes the token sequences of student.h,
+ * and the token-level prediction both run, so that validation during
+ * training measures exactly what student_choose() and student_generate()
+ * will answer.  Not for the glue.
+ */
+#ifndef DISTILL_CORE_STUDENT_INTERNAL_H
+#define DISTILL_CORE_STUDENT_INTERNAL_H
+
+#include "core/student.h"
+
+/* The text before the input, per task. */
+#define STUDENT_PREDICT_TAG "predict: "
+#define STUDENT_EXPLAIN_TAG "explain: "
+
+/* printf into errbuf when it is not NULL. */
+extern void student_error(char *errbuf, size_t errlen, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
+/*
+ * The first max_tokens tokens of text (a NUL-terminated string) in a
+ * malloc'd *ids (free it even when the count is 0).  Returns the count, or
+ * -1 when memory runs out.
+ */
+extern int	student_encode(const Tokenizer *tok, const char *text,
+						   int max_tokens, int32_t **ids);
+
+/* Like student_encode(), then <eos>: a target as the model learns it. */
+extern int	student_encode_target(const Tokenizer *tok, const char *text,
+								  int max_tokens, int32_t **ids);
+
+/* Length of <bos> tag input <sep>. */
+#define STUDENT_PREFIX_LEN(n_tag, n_input) ((n_tag) + (n_input) + 2)
+
+/* Write <bos> tag input <sep> to out; returns its length. */
+extern int	student_write_prefix(const Tokenizer *tok,
+								 const int32_t *tag, int n_tag,
+								 const int32_t *input, int n_input,
+								 int32_t *out);
+
+/*
+ * The model's max_seq_len for these limits: the longest prefix (with the
+ * longer of the two tags under this tokenizer), the longest target and
+ * <eos>.  -1 when memory runs out.
+ */
+extern int	student_sequence_limit(const Tokenizer *tok, int max_input_tokens,
+								   int max_target_tokens);
+
+/*
+ * Drop, in place, every byte of text[0 .. len) that is not part of a
+ * well-formed UTF-8 character, and NUL bytes; NUL-terminate the rest.
+ */
+extern void student_keep_valid_utf8(char *text, size_t len);
+
+/*
+ * student_choose() and student_generate() on token ids.  Candidates end in
+ * <eos> (student_encode_target()).
+ */
+extern int	student_choose_ids(const Model *model,
+							   const int32_t *prefix, int prefix_len,
+							   const int32_t *const *candidates,
+							   const int *candidate_lens, int n_candidates,
+							   double *probs, char *errbuf, size_t errlen);
+extern char *student_generate_ids(const Model *model, const Tokenizer *tok,
+								  const int32_t *prefix, int prefix_len,
+								  int max_new_tokens,
+								  char *errbuf, size_t errlen);
+
+#endif

@@ -1,0 +1,414 @@
+/*
+ * predict.c - distill_predict() and friends: the student inside queries.
+ *
+ * Models are cached per backend, keyed by distill.models.id, so a version
+ * once loaded is immutable.  Each call site (FmgrInfo) looks up the newest
+ * version of its model once per query and keeps a pointer to the cache
+ * entry in fn_extra; the rows after the first cost no catalog access.  An
+ * entry used by the current transaction is never evicted, so those
+ * pointers stay valid for the whole query.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "core/student.h"
+#include "pg/glue.h"
+
+#define MAX_CACHED_MODELS 8
+
+struct CachedModel
+{
+	int64		id;				/* hash key */
+	Student    *student;		/* malloc'd by the core */
+	char	  **labels;			/* in TopMemoryContext; NULL without a label set */
+	int			n_labels;
+	LocalTransactionId used_in; /* the last transaction that used it */
+};
+
+/* What a call site remembers between rows. */
+typedef struct CallSite
+{
+	char	   *model_name;
+	CachedModel *model;
+} CallSite;
+
+static HTAB *model_cache = NULL;
+
+static HTAB *
+cache(void)
+{
+	if (model_cache == NULL)
+	{
+		HASHCTL		ctl = {.keysize = sizeof(int64),.entrysize = sizeof(CachedModel)};
+
+		model_cache = hash_create("distill models", MAX_CACHED_MODELS, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	}
+	return model_cache;
+}
+
+static void
+forget(CachedModel *entry)
+{
+	student_free(entry->student);
+	for (int i = 0; i < entry->n_labels; i++)
+		pfree(entry->labels[i]);
+	if (entry->labels)
+		pfree(entry->labels);
+	hash_search(cache(), &entry->id, HASH_REMOVE, NULL);
+}
+
+/* Make room: drop the least recently used entry not used by this transaction. */
+static void
+evict_if_full(void)
+{
+	HASH_SEQ_STATUS scan;
+	CachedModel *entry;
+	CachedModel *oldest = NULL;
+
+	if (hash_get_num_entries(cache()) < MAX_CACHED_MODELS)
+		return;
+	hash_seq_init(&scan, cache());
+	while ((entry = hash_seq_search(&scan)) != NULL)
+		if (entry->used_in != MyProc->lxid &&
+			(oldest == NULL || entry->used_in < oldest->used_in))
+			oldest = entry;
+	if (oldest != NULL)
+		forget(oldest);
+}
+
+/* The id of the newest version of a model. */
+static int64
+newest_version(const char *name)
+{
+	Oid			argtype = TEXTOID;
+	Datum		value = CStringGetTextDatum(name);
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT id FROM distill.models WHERE name = $1"
+							  " ORDER BY version DESC LIMIT 1",
+							  1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.models");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist", name),
+				 errhint("Train it with distill.train(); SELECT DISTINCT name FROM distill.models lists the existing ones.")));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+load_labels(CachedModel *entry, Datum array)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	entry->labels = MemoryContextAlloc(TopMemoryContext, Max(n, 1) * sizeof(char *));
+	for (int i = 0; i < n; i++)
+		entry->labels[i] = MemoryContextStrdup(TopMemoryContext, TextDatumGetCString(elems[i]));
+	entry->n_labels = n;
+}
+
+/* Read a model version and deserialize it into a new cache entry. */
+static CachedModel *
+load_model(const char *name, int64 id)
+{
+	Oid			argtype = INT8OID;
+	Datum		value = Int64GetDatum(id);
+	HeapTuple	row;
+	TupleDesc	tupdesc;
+	bool		isnull;
+	bytea	   *tokenizer;
+	bytea	   *weights;
+	bool		labels_null;
+	Datum		labels;
+	char		errbuf[256];
+	Student    *student;
+	CachedModel *entry;
+
+	if (SPI_execute_with_args("SELECT tokenizer, weights, labels FROM distill.models WHERE id = $1",
+							  1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "model \"%s\" vanished while being loaded", name);
+	row = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	tokenizer = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 1, &isnull));
+	weights = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 2, &isnull));
+	labels = SPI_getbinval(row, tupdesc, 3, &labels_null);
+
+	student = student_load(VARDATA_ANY(tokenizer), VARSIZE_ANY_EXHDR(tokenizer),
+						   VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
+						   errbuf, sizeof(errbuf));
+	if (student == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model \"%s\" (id " INT64_FORMAT ") cannot be loaded: %s", name, id, errbuf),
+				 errhint("Its row in distill.models is damaged or was not written by distill; train the model again.")));
+
+	evict_if_full();
+	entry = hash_search(cache(), &id, HASH_ENTER, NULL);
+	entry->student = student;
+	entry->labels = NULL;
+	entry->n_labels = 0;
+	if (!labels_null)
+		load_labels(entry, labels);
+	return entry;
+}
+
+/* The newest version of a model, from the cache or the table. */
+CachedModel *
+lookup_model(const char *name)
+{
+	CachedModel *entry;
+	int64		id;
+
+	SPI_connect();
+	id = newest_version(name);
+	entry = hash_search(cache(), &id, HASH_FIND, NULL);
+	if (entry == NULL)
+		entry = load_model(name, id);
+	SPI_finish();
+	entry->used_in = MyProc->lxid;
+	model_set_threads(distill_threads);
+	return entry;
+}
+
+/* The model for this row: looked up on the first row of each query. */
+static CachedModel *
+call_site_model(FunctionCallInfo fcinfo)
+{
+	CallSite   *site = fcinfo->flinfo->fn_extra;
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (site == NULL)
+	{
+		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
+		fcinfo->flinfo->fn_extra = site;
+	}
+	if (site->model == NULL || strcmp(site->model_name, name) != 0)
+	{
+		site->model = lookup_model(name);
+		if (site->model_name)
+			pfree(site->model_name);
+		site->model_name = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, name);
+	}
+	return site->model;
+}
+
+static void
+core_failure(const char *what, const char *errbuf)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("%s failed: %s", what, errbuf)));
+}
+
+/* A text[] of candidates as C strings; no NULLs, at least one. */
+char **
+candidates_arg(ArrayType *array, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **candidates;
+
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("candidates must be a one-dimensional array")));
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	if (*n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("candidates must not be empty"),
+				 errhint("Pass the answers to choose among, like ARRAY['yes', 'no'].")));
+	candidates = palloc(*n * sizeof(char *));
+	for (int i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("candidates must not contain NULL")));
+		candidates[i] = TextDatumGetCString(elems[i]);
+	}
+	return candidates;
+}
+
+/* The model's label set, or an error when it has none. */
+static char **
+model_labels(const CachedModel *model, const char *name, int *n)
+{
+	if (model->labels == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" has no label set to choose from", name),
+				 errhint("Pass candidates: distill_predict_proba(model, input, ARRAY[...]).")));
+	*n = model->n_labels;
+	return model->labels;
+}
+
+/* The model's label set, NULL when it has none. */
+char **
+model_label_set(const CachedModel *model, int *n_labels)
+{
+	*n_labels = model->n_labels;
+	return model->labels;
+}
+
+/* Score the candidates; returns the best one's index, fills probs if given. */
+static int
+choose(const CachedModel *model, const char *input, char **candidates, int n,
+	   double *probs)
+{
+	char		errbuf[256];
+	char	  **utf8 = palloc(n * sizeof(char *));
+	int			best;
+
+	for (int i = 0; i < n; i++)
+		utf8[i] = to_utf8(candidates[i]);
+	best = student_choose(model->student, to_utf8(input), (const char *const *) utf8,
+						  n, probs, errbuf, sizeof(errbuf));
+
+	if (best < 0)
+		core_failure("scoring the candidates", errbuf);
+	return best;
+}
+
+static text *
+generate(const CachedModel *model, const char *task, const char *input)
+{
+	char		errbuf[256];
+	char	   *output = student_generate(model->student, task, to_utf8(input),
+										  errbuf, sizeof(errbuf));
+	text	   *result;
+
+	if (output == NULL)
+		core_failure("decoding", errbuf);
+	PG_TRY();
+	{
+		result = cstring_to_text(from_utf8(output));
+	}
+	PG_FINALLY();
+	{
+		free(output);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static Datum
+probabilities_jsonb(char **candidates, int n, const double *probs)
+{
+	StringInfoData json;
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&json, ", ");
+		escape_json(&json, candidates[i]);
+		appendStringInfo(&json, ": %.6g", probs[i]);
+	}
+	appendStringInfoChar(&json, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+}
+
+/*
+ * The student's answer: the best of the candidates when there are any, else
+ * of the model's label set, else free text.
+ */
+char *
+predict_text(const CachedModel *model, const char *input, char **candidates, int n)
+{
+	text	   *answer;
+
+	if (candidates != NULL)
+		return pstrdup(candidates[choose(model, input, candidates, n, NULL)]);
+	if (model->labels != NULL)
+		return pstrdup(model->labels[choose(model, input, model->labels,
+											model->n_labels, NULL)]);
+	answer = generate(model, "predict", input);
+	return text_to_cstring(answer);
+}
+
+PG_FUNCTION_INFO_V1(distill_predict);
+
+/* distill_predict(model, input): a label of the label set, else free text. */
+Datum
+distill_predict(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+	char	   *input = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	PG_RETURN_TEXT_P(cstring_to_text(predict_text(model, input, NULL, 0)));
+}
+
+PG_FUNCTION_INFO_V1(distill_predict_choice);
+
+/* distill_predict(model, input, candidates): the most likely candidate. */
+Datum
+distill_predict_choice(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+	char	   *input = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			n;
+	char	  **candidates = candidates_arg(PG_GETARG_ARRAYTYPE_P(2), &n);
+
+	PG_RETURN_TEXT_P(cstring_to_text(predict_text(model, input, candidates, n)));
+}
+
+PG_FUNCTION_INFO_V1(distill_predict_proba);
+
+/* distill_predict_proba(model, input): {label: probability} over the label set. */
+Datum
+distill_predict_proba(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+	char	   *input = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			n;
+	char	  **labels = model_labels(model, text_to_cstring(PG_GETARG_TEXT_PP(0)), &n);
+	double	   *probs = palloc(n * sizeof(double));
+
+	choose(model, input, labels, n, probs);
+	return probabilities_jsonb(labels, n, probs);
+}
+
+PG_FUNCTION_INFO_V1(distill_predict_proba_choice);
+
+/* distill_predict_proba(model, input, candidates): {candidate: probability}. */
+Datum
+distill_predict_proba_choice(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+	char	   *input = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			n;
+	char	  **candidates = candidates_arg(PG_GETARG_ARRAYTYPE_P(2), &n);
+	double	   *probs = palloc(n * sizeof(double));
+
+	choose(model, input, candidates, n, probs);
+	return probabilities_jsonb(candidates, n, probs);
+}
+
+PG_FUNCTION_INFO_V1(distill_explain);
+
+/* distill_explain(model, input): the student's own rationale. */
+Datum
+distill_explain(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+
+	PG_RETURN_TEXT_P(generate(model, "explain", text_to_cstring(PG_GETARG_TEXT_PP(1))));
+}

@@ -1,0 +1,590 @@
+/*
+ * train.c - distill.train(): train a student in this session and store it
+ * as a new version in distill.models.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "core/student.h"
+#include "teacher/parse.h"
+#include "pg/glue.h"
+
+PG_FUNCTION_INFO_V1(distill_train);
+
+typedef enum TrainMethod
+{
+	METHOD_STEP_BY_STEP,
+	METHOD_DISTILL,
+	METHOD_FINETUNE
+} TrainMethod;
+
+static const char *const method_names[] = {"step_by_step", "distill", "finetune"};
+
+/* The rows to learn from, as the core wants them. */
+typedef struct TrainingSet
+{
+	StudentExample *examples;
+	int			n_examples;
+	int			n_rationales;	/* examples with a rationale */
+} TrainingSet;
+
+static TrainMethod
+parse_method(const char *name)
+{
+	for (int i = 0; i < lengthof(method_names); i++)
+		if (strcmp(name, method_names[i]) == 0)
+			return (TrainMethod) i;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown training method \"%s\"", name),
+			 errhint("Use 'step_by_step' (labels and rationales), 'distill' (teacher labels only) or 'finetune' (gold labels only).")));
+	return METHOD_STEP_BY_STEP;	/* not reached */
+}
+
+/*
+ * The query the examples come from.  By default, the task's 'ok'
+ * annotations: teacher labels and rationales.
+ */
+static char *
+training_query(const char *task, TrainMethod method, const char *source)
+{
+	if (source != NULL)
+		return pstrdup(source);
+	if (method == METHOD_FINETUNE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method 'finetune' needs a source query with gold labels"),
+				 errhint("For example: source => 'SELECT body AS input, gold AS label FROM tickets'.")));
+	return psprintf("SELECT input, label, rationale FROM distill.annotations"
+					" WHERE task = %s AND status = 'ok' ORDER BY teacher, item_id",
+					quote_literal_cstr(task));
+}
+
+static int
+source_column(TupleDesc tupdesc, const char *name, bool required)
+{
+	int			col = SPI_fnumber(tupdesc, name);
+
+	if (col <= 0 && required)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the training source has no column \"%s\"", name),
+				 errhint("The source returns input, label and, for step_by_step, rationale; rename columns with AS.")));
+	return col > 0 ? col : 0;
+}
+
+/* The label as spelled in the task's label set; an error when it is not in it. */
+static const char *
+canonical_label(const TaskDef *task, const char *label, int row)
+{
+	int			i = match_label(label, (const char *const *) task->labels, task->n_labels);
+
+	if (i < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("training row %d has label \"%s\", which is not in the label set of task \"%s\"",
+						row, label, task->name),
+				 errhint("Filter the source to the task's labels, or create a task with labels => NULL.")));
+	return task->labels[i];
+}
+
+static void
+read_choices(StudentExample *example, HeapTuple tuple, TupleDesc tupdesc, int col)
+{
+	bool		isnull;
+	Datum		datum = SPI_getbinval(tuple, tupdesc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	char	  **choices;
+
+	if (isnull)
+		return;
+	deconstruct_array(DatumGetArrayTypeP(datum), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	choices = palloc(Max(n, 1) * sizeof(char *));
+	for (int i = 0; i < n; i++)
+		choices[i] = nulls[i] ? "" : to_utf8(TextDatumGetCString(elems[i]));
+	example->choices = (const char *const *) choices;
+	example->n_choices = n;
+}
+
+static TrainingSet
+load_training_set(const char *query, const TaskDef *task, TrainMethod method)
+{
+	TrainingSet set = {0};
+	TupleDesc	tupdesc;
+	int			input_col,
+				label_col,
+				rationale_col,
+				choices_col;
+
+	run_source_query(query, "training");
+	tupdesc = SPI_tuptable->tupdesc;
+	input_col = source_column(tupdesc, "input", true);
+	label_col = source_column(tupdesc, "label", true);
+	rationale_col = source_column(tupdesc, "rationale", method == METHOD_STEP_BY_STEP);
+	choices_col = source_column(tupdesc, "choices", false);
+	if (choices_col > 0 && SPI_gettypeid(tupdesc, choices_col) != TEXTARRAYOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("the training source's \"choices\" column must be text[]")));
+
+	set.examples = palloc0(Max(SPI_processed, 1) * sizeof(StudentExample));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		StudentExample *example = &set.examples[set.n_examples];
+
+		example->input = SPI_getvalue(tuple, tupdesc, input_col);
+		example->label = SPI_getvalue(tuple, tupdesc, label_col);
+		if (example->input == NULL || example->label == NULL)
+			continue;			/* nothing to learn from; counted below */
+		if (task->labels != NULL)
+			example->label = canonical_label(task, example->label, (int) i + 1);
+		if (rationale_col > 0 && method == METHOD_STEP_BY_STEP)
+			example->rationale = SPI_getvalue(tuple, tupdesc, rationale_col);
+		if (example->rationale != NULL)
+		{
+			example->rationale = to_utf8(example->rationale);
+			set.n_rationales++;
+		}
+		example->input = to_utf8(example->input);
+		example->label = to_utf8(example->label);
+		if (choices_col > 0)
+			read_choices(example, tuple, tupdesc, choices_col);
+		set.n_examples++;
+	}
+	if (set.n_examples < (int) SPI_processed)
+		ereport(NOTICE,
+				(errmsg("skipped %d training rows with a NULL input or label",
+						(int) SPI_processed - set.n_examples)));
+	if (method == METHOD_STEP_BY_STEP && set.n_rationales == 0 && set.n_examples > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method 'step_by_step' needs rationales, and the training source has none"),
+				 errhint("Annotate with a teacher first, or use method => 'distill' or 'finetune' to train on labels only.")));
+	return set;
+}
+
+/* Hyperparameters accepted in params, by their JSON names. */
+typedef enum ParamType
+{
+	PARAM_INT,
+	PARAM_FLOAT,
+	PARAM_BOOL,
+	PARAM_SEED
+} ParamType;
+
+typedef struct ParamSpec
+{
+	const char *key;
+	ParamType	type;
+	size_t		offset;			/* in StudentParams */
+} ParamSpec;
+
+#define PARAM(key, type, field) {key, type, offsetof(StudentParams, field)}
+
+static const ParamSpec param_specs[] = {
+	PARAM("d_model", PARAM_INT, d_model),
+	PARAM("layers", PARAM_INT, n_layers),
+	PARAM("heads", PARAM_INT, n_heads),
+	PARAM("d_ff", PARAM_INT, d_ff),
+	PARAM("vocab_size", PARAM_INT, vocab_size),
+	PARAM("epochs", PARAM_INT, epochs),
+	PARAM("batch_size", PARAM_INT, batch_size),
+	PARAM("max_input_tokens", PARAM_INT, max_input_tokens),
+	PARAM("max_target_tokens", PARAM_INT, max_target_tokens),
+	PARAM("lr", PARAM_FLOAT, lr),
+	PARAM("weight_decay", PARAM_FLOAT, weight_decay),
+	PARAM("warmup_fraction", PARAM_FLOAT, warmup_fraction),
+	PARAM("grad_clip", PARAM_FLOAT, grad_clip),
+	PARAM("dropout", PARAM_FLOAT, dropout),
+	PARAM("validation_fraction", PARAM_FLOAT, validation_fraction),
+	PARAM("prefix_lm", PARAM_BOOL, prefix_lm),
+	PARAM("tied_embeddings", PARAM_BOOL, tied_embeddings),
+	PARAM("seed", PARAM_SEED, seed),
+	PARAM("log_every", PARAM_INT, log_every),
+	PARAM("memory_mb", PARAM_INT, memory_mb),
+};
+
+static const ParamSpec *
+find_param(const char *key)
+{
+	for (int i = 0; i < lengthof(param_specs); i++)
+		if (strcmp(param_specs[i].key, key) == 0)
+			return &param_specs[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown training parameter \"%s\"", key),
+			 errhint("See the list of parameters in the documentation of distill.train.")));
+	return NULL;				/* not reached */
+}
+
+static void
+param_type_error(const ParamSpec *spec, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("training parameter \"%s\" must be %s", spec->key, expected)));
+}
+
+/* Store one JSON value into its field; ranges are the core's to check. */
+static void
+set_param(StudentParams *params, const ParamSpec *spec, const JsonbValue *value)
+{
+	char	   *field = (char *) params + spec->offset;
+	double		number;
+
+	if (spec->type == PARAM_BOOL)
+	{
+		if (value->type != jbvBool)
+			param_type_error(spec, "true or false");
+		*(bool *) field = value->val.boolean;
+		return;
+	}
+	if (value->type != jbvNumeric)
+		param_type_error(spec, "a number");
+	number = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+												NumericGetDatum(value->val.numeric)));
+	if (spec->type == PARAM_FLOAT)
+		*(double *) field = number;
+	else if (number != floor(number) || number < (spec->type == PARAM_SEED ? 0 : INT_MIN) ||
+			 number > (spec->type == PARAM_SEED ? 9007199254740992.0 : INT_MAX))
+		param_type_error(spec, spec->type == PARAM_SEED ? "a non-negative integer" : "an integer");
+	else if (spec->type == PARAM_SEED)
+		*(uint64_t *) field = (uint64_t) number;
+	else
+		*(int *) field = (int) number;
+}
+
+static StudentParams
+parse_params(Jsonb *json)
+{
+	StudentParams params;
+	JsonbIterator *it;
+	JsonbValue	value;
+	JsonbIteratorToken token;
+
+	student_params_default(&params);
+	/* Training buffers are maintenance memory, like an index build's. */
+	params.memory_mb = Max(16, maintenance_work_mem / 1024);
+	if (!JB_ROOT_IS_OBJECT(json) || JB_ROOT_IS_SCALAR(json))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("training params must be a JSON object"),
+				 errhint("For example: {\"d_model\": 128, \"epochs\": 5}.")));
+	it = JsonbIteratorInit(&json->root);
+	while ((token = JsonbIteratorNext(&it, &value, true)) != WJB_DONE)
+	{
+		const ParamSpec *spec;
+
+		if (token != WJB_KEY)
+			continue;
+		spec = find_param(pnstrdup(value.val.string.val, value.val.string.len));
+		JsonbIteratorNext(&it, &value, true);
+		set_param(&params, spec, &value);
+	}
+	return params;
+}
+
+/* Every hyperparameter in force, as JSON, for distill.models.params. */
+static char *
+params_json(const StudentParams *params, double rationale_weight)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	appendStringInfo(&out, "{\"rationale_weight\": %.17g", rationale_weight);
+	for (int i = 0; i < lengthof(param_specs); i++)
+	{
+		const ParamSpec *spec = &param_specs[i];
+		const char *field = (const char *) params + spec->offset;
+
+		appendStringInfo(&out, ", \"%s\": ", spec->key);
+		switch (spec->type)
+		{
+			case PARAM_INT:
+				appendStringInfo(&out, "%d", *(const int *) field);
+				break;
+			case PARAM_FLOAT:
+				appendStringInfo(&out, "%.17g", *(const double *) field);
+				break;
+			case PARAM_BOOL:
+				appendStringInfoString(&out, *(const bool *) field ? "true" : "false");
+				break;
+			case PARAM_SEED:
+				appendStringInfo(&out, UINT64_FORMAT, (uint64) *(const uint64_t *) field);
+				break;
+		}
+	}
+	appendStringInfoChar(&out, '}');
+	return out.data;
+}
+
+static void
+log_progress(int64 model_id, const TrainProgress *p)
+{
+	Oid			argtypes[8] = {INT8OID, INT4OID, INT4OID, FLOAT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID};
+	Datum		values[8] = {
+		Int64GetDatum(model_id), Int32GetDatum(p->step), Int32GetDatum(p->epoch),
+		Float8GetDatum(p->label_loss), Float8GetDatum(p->rationale_loss),
+		Float8GetDatum(p->lr), Float8GetDatum(p->val_accuracy),
+		Float8GetDatum(p->tokens_per_second)
+	};
+	char		nulls[8] = "        ";
+
+	/* NaN means "not measured": store NULL, which reads better in SQL. */
+	for (int i = 3; i < 8; i++)
+		if (isnan(DatumGetFloat8(values[i])))
+			nulls[i] = 'n';
+	if (SPI_execute_with_args("INSERT INTO distill.training_log (model_id, step, epoch,"
+							  " label_loss, rationale_loss, lr, val_accuracy, tokens_per_second)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+							  8, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into distill.training_log");
+}
+
+static char **
+utf8_labels(const TaskDef *task)
+{
+	char	  **labels;
+
+	if (task->labels == NULL)
+		return NULL;
+	labels = palloc(task->n_labels * sizeof(char *));
+	for (int i = 0; i < task->n_labels; i++)
+		labels[i] = to_utf8(task->labels[i]);
+	return labels;
+}
+
+/* Pending cancel or termination: the trainer stops, then we raise it. */
+static bool
+interrupt_pending(void *arg)
+{
+	return QueryCancelPending || ProcDiePending;
+}
+
+static void
+trainer_release(void *trainer)
+{
+	trainer_free(trainer);
+}
+
+static void
+student_release(void *student)
+{
+	student_free(student);
+}
+
+/*
+ * Train to the end, checking for interrupts between bounded units of work;
+ * returns the best student, under a guard in the current memory context.
+ */
+static CoreGuard *
+run_training(int64 model_id, const StudentParams *params, const TrainingSet *set,
+			 const TaskDef *task, char **metrics)
+{
+	char		errbuf[256];
+	StudentTrainer *trainer;
+	CoreGuard  *trainer_guard;
+	CoreGuard  *student_guard;
+	TrainProgress progress;
+	TrainEvent	event;
+
+	model_set_threads(distill_threads);
+	trainer = trainer_create(params, set->examples, set->n_examples,
+							 (const char *const *) utf8_labels(task), task->n_labels,
+							 errbuf, sizeof(errbuf));
+	if (trainer == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot train: %s", errbuf)));
+	trainer_guard = core_guard_new(trainer, trainer_release);
+	trainer_set_stop_check(trainer, interrupt_pending, NULL);
+
+	while ((event = trainer_advance(trainer, &progress)) != TRAIN_DONE)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (event == TRAIN_STEP || event == TRAIN_EPOCH)
+			log_progress(model_id, &progress);
+	}
+	CHECK_FOR_INTERRUPTS();
+	if (trainer_error(trainer) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("training stopped early: %s", trainer_error(trainer)),
+				 errhint("Give training more memory (params memory_mb, or maintenance_work_mem), or a smaller model.")));
+	*metrics = psprintf("{\"val_accuracy\": %s, \"best_epoch\": %d, \"steps\": %d,"
+						" \"train_examples\": %d, \"validation_examples\": %d,"
+						" \"rationale_examples\": %d}",
+						isnan(trainer_best_accuracy(trainer)) ? "null" :
+						psprintf("%.6f", trainer_best_accuracy(trainer)),
+						trainer_best_epoch(trainer), progress.step,
+						trainer_train_examples(trainer),
+						trainer_validation_examples(trainer), set->n_rationales);
+	student_guard = core_guard_new(trainer_take_best(trainer), student_release);
+	core_guard_release(trainer_guard);
+	return student_guard;
+}
+
+/* A malloc'd blob as a palloc'd bytea; frees the blob. */
+static bytea *
+blob_to_bytea(void *blob, size_t len)
+{
+	bytea	   *result;
+
+	if (blob == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	result = palloc(VARHDRSZ + len);
+	SET_VARSIZE(result, VARHDRSZ + len);
+	memcpy(VARDATA(result), blob, len);
+	free(blob);
+	return result;
+}
+
+static Datum
+labels_array(const TaskDef *task)
+{
+	Datum	   *elems = palloc(task->n_labels * sizeof(Datum));
+
+	for (int i = 0; i < task->n_labels; i++)
+		elems[i] = CStringGetTextDatum(task->labels[i]);
+	return PointerGetDatum(construct_array(elems, task->n_labels, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Insert the model as the next version of its name.  The advisory lock
+ * serializes concurrent trainings of one name, so versions stay unique
+ * and gapless.
+ */
+static int
+store_model(int64 model_id, const char *name, const TaskDef *task,
+			TrainMethod method, const char *params, const Student *student,
+			const char *metrics)
+{
+	size_t		tokenizer_len,
+				weights_len;
+	void	   *tokenizer = student_save_tokenizer(student, &tokenizer_len);
+	void	   *weights = student_save_weights(student, &weights_len);
+	Oid			argtypes[10] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTARRAYOID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID};
+	Datum		values[10] = {
+		Int64GetDatum(model_id), CStringGetTextDatum(name),
+		CStringGetTextDatum(task->name), CStringGetTextDatum(method_names[method]),
+		CStringGetTextDatum(params), task->labels ? labels_array(task) : (Datum) 0,
+		Int64GetDatum((int64) student->model->n_params),
+		PointerGetDatum(blob_to_bytea(tokenizer, tokenizer_len)),
+		PointerGetDatum(blob_to_bytea(weights, weights_len)),
+		CStringGetTextDatum(metrics)
+	};
+	char		nulls[10] = "          ";
+	bool		isnull;
+
+	nulls[5] = task->labels ? ' ' : 'n';
+	if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(hashtext('distill.models'), hashtext($1))",
+							  1, &argtypes[1], &values[1], NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock model name");
+	if (SPI_execute_with_args("INSERT INTO distill.models (id, name, version, task, method,"
+							  " params, labels, n_params, tokenizer, weights, metrics)"
+							  " VALUES ($1, $2, (SELECT coalesce(max(version), 0) + 1"
+							  " FROM distill.models WHERE name = $2), $3, $4, $5::jsonb,"
+							  " $6, $7, $8, $9, $10::jsonb) RETURNING version",
+							  10, argtypes, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert into distill.models");
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static int64
+next_model_id(void)
+{
+	bool		isnull;
+
+	if (SPI_execute("SELECT nextval('distill.models_id_seq')", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not allocate a model id");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+require_argument(FunctionCallInfo fcinfo, int arg, const char *name)
+{
+	if (PG_ARGISNULL(arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" of distill.train must not be NULL", name)));
+}
+
+Datum
+distill_train(PG_FUNCTION_ARGS)
+{
+	static const char *const arg_names[] = {"model", "task", "method", NULL,
+	"rationale_weight", "params", "background"};
+	char	   *name;
+	TrainMethod method;
+	char	   *source;
+	StudentParams params;
+	char		errbuf[256];
+	TaskDef    *task;
+	TrainingSet set;
+	int64		model_id;
+	int64		job;
+	char	   *metrics;
+	CoreGuard  *student_guard;
+	int			version;
+
+	for (int i = 0; i < lengthof(arg_names); i++)
+		if (arg_names[i] != NULL)
+			require_argument(fcinfo, i, arg_names[i]);
+	if (PG_GETARG_BOOL(6))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("background training jobs are not available yet"),
+				 errhint("Pass background => false to train in this session.")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model name must not be empty")));
+	method = parse_method(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	source = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	params = parse_params(PG_GETARG_JSONB_P(5));
+	params.rationale_weight = method == METHOD_STEP_BY_STEP ? PG_GETARG_FLOAT8(4) : 0.0;
+	if (!student_params_validate(&params, errbuf, sizeof(errbuf)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid training parameters: %s", errbuf)));
+
+	SPI_connect();
+	task = load_task(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	set = load_training_set(training_query(task->name, method, source), task, method);
+	model_id = next_model_id();
+	job = job_start("train",
+					psprintf("{\"model\": %s, \"task\": %s, \"method\": \"%s\", \"source\": %s,"
+							 " \"params\": %s, \"background\": false}",
+							 json_string(name), json_string(task->name),
+							 method_names[method],
+							 source ? json_string(source) : "null",
+							 params_json(&params, params.rationale_weight)));
+
+	student_guard = run_training(model_id, &params, &set, task, &metrics);
+	version = store_model(model_id, name, task, method,
+						  params_json(&params, params.rationale_weight),
+						  student_guard->object, metrics);
+	job_finish(job, psprintf("model \"%s\" version %d: %s", name, version, metrics));
+	ereport(NOTICE,
+			(errmsg("trained model \"%s\" version %d", name, version),
+			 errdetail("%s", metrics)));
+	core_guard_release(student_guard);
+	SPI_finish();
+	PG_RETURN_INT64(job);
+}

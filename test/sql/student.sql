@@ -1,0 +1,189 @@
+-- distill.train, the models table, prediction, the model cache, evaluation
+\set SHOW_CONTEXT never
+
+-- A small synthetic task a tiny student can learn in seconds.
+CREATE TABLE reviews AS
+SELECT i AS id,
+       format('%s %s.', (ARRAY['The film', 'This book', 'The meal', 'Our trip', 'The hotel'])[1 + i % 5],
+              CASE WHEN i % 2 = 0
+                   THEN (ARRAY['was wonderful', 'felt great', 'was a joy', 'made us happy'])[1 + i % 4]
+                   ELSE (ARRAY['was awful', 'felt terrible', 'was a waste', 'made us sad'])[1 + i % 4] END) AS body,
+       CASE WHEN i % 2 = 0 THEN 'positive' ELSE 'negative' END AS label,
+       CASE WHEN i % 2 = 0 THEN 'Words like that praise it.' ELSE 'Words like that complain.' END AS rationale
+FROM generate_series(1, 120) i;
+
+SELECT distill.create_task('sentiment', 'Is the review positive or negative?',
+                           ARRAY['positive', 'negative']);
+
+SET client_min_messages = warning;
+SELECT distill.train('critic', 'sentiment', 'step_by_step',
+                     'SELECT body AS input, label, rationale FROM reviews',
+                     params => '{"d_model": 32, "layers": 2, "heads": 2, "epochs": 8, "batch_size": 16,
+                                 "vocab_size": 300, "lr": 0.003, "dropout": 0, "seed": 7}',
+                     background => false) > 0 AS trained;
+RESET client_min_messages;
+
+SELECT name, version, task, method, labels, n_params > 0 AS has_params,
+       length(tokenizer) > 0 AS has_tokenizer, length(weights) > 4 * n_params AS has_weights,
+       params->>'d_model' AS d_model, params->>'rationale_weight' AS rationale_weight,
+       (metrics->>'train_examples')::int + (metrics->>'validation_examples')::int AS examples,
+       (metrics->>'rationale_examples')::int AS rationale_examples
+FROM distill.models;
+
+-- progress: a row per logging step and per epoch
+SELECT count(DISTINCT epoch) AS epochs, count(*) FILTER (WHERE val_accuracy IS NOT NULL) AS epoch_rows,
+       bool_and(label_loss > 0) AS label_losses, bool_and(rationale_loss > 0) AS rationale_losses
+FROM distill.training_log;
+SELECT (SELECT label_loss FROM distill.training_log ORDER BY step DESC LIMIT 1) <
+       (SELECT label_loss FROM distill.training_log ORDER BY step LIMIT 1) AS loss_went_down;
+
+-- prediction inside ordinary queries
+SELECT avg((distill_predict('critic', body) = label)::int) > 0.9 AS learned FROM reviews;
+SELECT distill_predict('critic', 'The film was wonderful.');
+SELECT distill_predict('critic', 'The meal felt terrible.');
+SELECT jsonb_object_keys(distill_predict_proba('critic', 'The film was wonderful.')) AS label ORDER BY 1;
+SELECT abs((SELECT sum(value::float8) FROM jsonb_each_text(distill_predict_proba('critic', body))) - 1) < 1e-6 AS sums_to_one
+FROM reviews LIMIT 3;
+SELECT distill_predict('critic', 'Our trip was a joy.', ARRAY['negative', 'positive']) AS choice;
+SELECT jsonb_object_keys(distill_predict_proba('critic', 'x', ARRAY['positive', 'negative', 'neutral'])) ORDER BY 1;
+SELECT length(distill_explain('critic', 'The hotel made us sad.')) > 0 AS explains;
+SELECT distill_predict('critic', NULL) IS NULL AS strict;
+
+-- evaluation, with per-label precision and recall
+SELECT n, accuracy > 0.9 AS accurate, jsonb_object_keys(per_label) AS label
+FROM distill.evaluate('critic', 'SELECT body AS input, label FROM reviews') ORDER BY label;
+SELECT n, accuracy > 0.9 AS accurate, per_label
+FROM distill.evaluate('critic', $$SELECT body AS input, label, ARRAY['negative', 'positive'] AS choices FROM reviews$$);
+
+-- parallel query gives the same answers
+CREATE TABLE serial_answers AS SELECT id, distill_predict('critic', body) AS answer FROM reviews;
+-- (force_parallel_mode became debug_parallel_query in PostgreSQL 16)
+SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                       THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', false);
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SELECT count(*) AS differ FROM reviews r JOIN serial_answers s USING (id)
+WHERE distill_predict('critic', r.body) <> s.answer;
+SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                       THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'off', false);
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+
+-- read-only transactions (as on a hot standby) can predict
+BEGIN TRANSACTION READ ONLY;
+SELECT distill_predict('critic', 'The film was wonderful.');
+COMMIT;
+
+-- the backend's cache notices a new version
+CREATE TABLE before_retrain AS SELECT distill_predict_proba('critic', body) AS p FROM reviews LIMIT 5;
+SET client_min_messages = warning;
+SELECT distill.train('critic', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"d_model": 32, "layers": 1, "heads": 2, "epochs": 1, "vocab_size": 300, "seed": 8}',
+                     background => false) > 0 AS trained;
+RESET client_min_messages;
+SELECT version, method, params->>'rationale_weight' AS rationale_weight FROM distill.models ORDER BY version;
+SELECT count(*) AS unchanged FROM (SELECT distill_predict_proba('critic', body) AS p FROM reviews LIMIT 5) now
+WHERE now.p IN (SELECT p FROM before_retrain);
+
+-- a cancelled training stops within a second and leaves the models as they were
+CREATE FUNCTION timed_train() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+BEGIN
+    PERFORM distill.train('critic', 'sentiment', 'distill',
+                          'SELECT body AS input, label FROM reviews, generate_series(1, 20)',
+                          params => '{"d_model": 256, "layers": 4, "epochs": 50, "vocab_size": 300}',
+                          background => false);
+    RETURN 'finished';
+EXCEPTION WHEN query_canceled THEN
+    RETURN CASE WHEN clock_timestamp() - started < interval '2 s'
+                THEN 'cancelled within a second of the timeout' ELSE 'cancelled late' END;
+END $$;
+SET statement_timeout = '1s';
+SELECT timed_train();
+RESET statement_timeout;
+SELECT max(version) AS still_version_2 FROM distill.models WHERE name = 'critic';
+
+-- finetune on gold labels, without rationales
+SET client_min_messages = warning;
+SELECT distill.train('gold', 'sentiment', 'finetune', 'SELECT body AS input, label FROM reviews',
+                     params => '{"d_model": 32, "layers": 1, "heads": 2, "epochs": 1, "vocab_size": 300}',
+                     background => false) > 0 AS trained;
+RESET client_min_messages;
+SELECT name, method, (metrics->>'rationale_examples')::int AS rationale_examples FROM distill.models WHERE name = 'gold';
+
+-- every training is in distill.jobs
+SELECT kind, status, count(*) FROM distill.jobs WHERE kind = 'train' GROUP BY 1, 2;
+
+-- mistakes
+SELECT distill.train('m', 'sentiment', 'magic', 'SELECT body AS input, label FROM reviews', background => false);
+SELECT distill.train('m', 'sentiment', 'finetune', background => false);
+SELECT distill.train('m', 'nothing', 'distill', 'SELECT body AS input, label FROM reviews', background => false);
+SELECT distill.train('', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews', background => false);
+SELECT distill.train(NULL, 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews');
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"epoch": 3}', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"epochs": "3"}', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"epochs": 2.5}', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"epochs": 0}', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"d_model": 30, "heads": 4}', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"dropout": 1.5}', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"prefix_lm": 1}', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '[]', background => false);
+SELECT distill.train('m', 'sentiment', 'step_by_step', 'SELECT body AS input, label FROM reviews', background => false);
+SELECT distill.train('m', 'sentiment', 'step_by_step', 'SELECT body AS input, label, NULL::text AS rationale FROM reviews',
+                     background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS text, label FROM reviews', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', $$SELECT body AS input, 'maybe' AS label FROM reviews$$,
+                     background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews LIMIT 1',
+                     background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'DELETE FROM reviews', background => false);
+SELECT * FROM distill.evaluate('critic', 'DELETE FROM reviews');
+SELECT distill.train('m', 'sentiment', 'distill', $$SELECT body AS input, label, 'x' AS choices FROM reviews$$,
+                     background => false);
+SELECT count(*) AS no_model_m FROM distill.models WHERE name = 'm';
+
+SELECT distill_predict('nobody', 'x');
+SELECT distill_predict('critic', 'x', ARRAY[]::text[]);
+SELECT distill_predict('critic', 'x', ARRAY['a', NULL]);
+SELECT distill_predict('critic', 'x', ARRAY[['a', 'b'], ['c', 'd']]);
+SELECT * FROM distill.evaluate('critic', 'SELECT body AS input FROM reviews');
+SELECT * FROM distill.evaluate('critic', 'SELECT body AS input, label FROM reviews', metric => 'fuzzy');
+
+-- a damaged model row is refused with a clear error, never a crash
+INSERT INTO distill.models (name, version, task, method, params, labels, n_params, tokenizer, weights, metrics)
+SELECT 'broken', 1, task, method, params, labels, n_params, tokenizer,
+       substring(weights FROM 1 FOR length(weights) / 2), metrics
+FROM distill.models WHERE name = 'gold';
+SELECT distill_predict('broken', 'x');
+INSERT INTO distill.models (name, version, task, method, params, labels, n_params, tokenizer, weights, metrics)
+SELECT 'foreign', 1, task, method, params, labels, n_params, '\x00'::bytea, '\xdeadbeef'::bytea, metrics
+FROM distill.models WHERE name = 'gold';
+SELECT distill_predict('foreign', 'x');
+
+-- memory stays flat over many calls
+CREATE FUNCTION backend_rss_kb() RETURNS bigint LANGUAGE sql AS $$
+  SELECT (regexp_match(pg_read_file('/proc/' || pg_backend_pid() || '/status'), 'VmRSS:\s+(\d+)'))[1]::bigint $$;
+SELECT count(distill_predict('critic', body)) FROM reviews, generate_series(1, 20);
+CREATE TEMP TABLE rss AS SELECT backend_rss_kb() AS kb;
+SELECT count(distill_predict('critic', body)) FROM reviews, generate_series(1, 200);
+SELECT backend_rss_kb() - kb < 2048 AS flat FROM rss;
+
+SELECT distill.drop_model('critic');
+SELECT distill.drop_model('critic');
+SELECT distill.drop_model(name) FROM (SELECT DISTINCT name FROM distill.models) m;
+SELECT count(*) FROM distill.training_log;
+SELECT distill.drop_task('sentiment');
+DROP TABLE reviews, serial_answers, before_retrain;
+DROP FUNCTION backend_rss_kb, timed_train;
