@@ -68,6 +68,11 @@ make -s installcheck 2>&1 | tee "$logs/regress"
 count_regress "$logs/regress"
 [ -f build/regress/regression.diffs ] && head -200 build/regress/regression.diffs
 
+echo "== integration: cancels, hot standby"
+bash test/integration.sh 2>&1 | tee "$logs/integration"
+passed=$((passed + $(grep -c '^ok:' "$logs/integration")))
+failed=$((failed + $(grep -c '^FAIL:' "$logs/integration")))
+
 check_no_key_in_log
 
 echo "$passed passed, $failed failed"

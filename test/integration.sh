@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Checks that need more than one session or more than one server, run by
+# test/run.sh against its cluster and replay teacher:
+#   - pg_cancel_backend stops a running annotation and a running training
+#     within a second;
+#   - a model trained on a primary answers distill_predict on a hot standby.
+# Prints "ok: ..." or "FAIL: ..." per check.
+set -u
+cd "$(dirname "$0")/.."
+. test/env.sh
+
+DB=distill_integration
+
+sql() {
+	psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$DB" "$@"
+}
+
+check() {
+	if [ "$1" = 0 ]; then echo "ok: $2"; else echo "FAIL: $2"; fi
+}
+
+now_ms() {
+	date +%s%3N
+}
+
+# Run a statement in the background, cancel it with pg_cancel_backend from
+# another session once it is running, and check it ended within a second.
+cancel_within_a_second() {
+	local what=$1 statement=$2 started elapsed out
+	out=$(mktemp)
+	psql -X -q -d "$DB" -c "SET application_name = 'cancel_me'; $statement" >"$out" 2>&1 &
+	local job=$!
+	for _ in $(seq 50); do
+		[ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cancel_me' AND state = 'active'")" = 1 ] && break
+		sleep 0.1
+	done
+	sleep 0.5
+	started=$(now_ms)
+	sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'cancel_me'" >/dev/null
+	wait "$job"
+	elapsed=$(($(now_ms) - started))
+	grep -q "canceling statement due to user request" "$out"
+	check $? "pg_cancel_backend cancels $what"
+	[ "$elapsed" -lt 1000 ]
+	check $? "pg_cancel_backend stops $what within a second (${elapsed} ms)"
+	rm -f "$out"
+}
+
+setup() {
+	PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -o /dev/null <<-SQL
+		DROP DATABASE IF EXISTS $DB;
+		CREATE DATABASE $DB;
+	SQL
+	sql -o /dev/null <<-SQL
+		SET client_min_messages = warning;
+		CREATE EXTENSION distill;
+		CREATE TABLE items AS
+		  SELECT i AS id, format('Item %s is %s.', i, CASE WHEN i % 2 = 0 THEN 'good' ELSE 'bad' END) AS body,
+		         CASE WHEN i % 2 = 0 THEN 'good' ELSE 'bad' END AS label
+		  FROM generate_series(1, 200) i;
+		SELECT distill.create_task('quality', 'Good or bad?', ARRAY['good', 'bad']);
+		SELECT distill.create_teacher('hung', 'http://127.0.0.1:$TEACHER_PORT/faults/hang=1/v1', 'palm',
+		                              options => '{"timeout_ms": 60000}');
+	SQL
+}
+
+# A physical replica of the cluster, started read-only on another port.
+standby_predicts() {
+	local dir port answer
+	dir=$(mktemp -d /tmp/distill-standby.XXXXXX)
+	chmod 755 "$dir"
+	[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+	port=$(free_port)
+	sql -o /dev/null -c "SET client_min_messages = warning" -c "SELECT distill.train('judge', 'quality', 'finetune', 'SELECT body AS input, label FROM items', params => '{\"d_model\": 32, \"layers\": 1, \"heads\": 2, \"epochs\": 2, \"vocab_size\": 300}', background => false)"
+	as_pg "$(pg_config --bindir)/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" \
+		-D "$dir/data" -R -X stream -c fast >/dev/null 2>&1 &&
+		as_pg sh -c "cat >> '$dir/data/postgresql.conf'" <<-CONF &&
+			port = $port
+			unix_socket_directories = '$dir'
+			hot_standby = on
+		CONF
+		as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+	check $? "a hot standby starts"
+	answer=$(psql -X -q -t -A -h "$dir" -p "$port" -d "$DB" \
+		-c "SELECT pg_is_in_recovery(), distill_predict('judge', 'Item 7 is bad.') IS NOT NULL" 2>&1)
+	[ "$answer" = "t|t" ]
+	check $? "distill_predict answers on a hot standby ($answer)"
+	as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+	rm -rf "$dir"
+}
+
+setup
+cancel_within_a_second "an annotation" \
+	"SELECT distill.annotate('quality', 'hung', 'SELECT id, body FROM items', background => false)"
+cancel_within_a_second "a training" \
+	"SELECT distill.train('big', 'quality', 'finetune', 'SELECT body AS input, label FROM items', params => '{\"d_model\": 256, \"layers\": 4, \"epochs\": 100}', background => false)"
+[ "$(sql -c "SELECT count(*) FROM distill.models WHERE name = 'big'")" = 0 ]
+check $? "a cancelled training leaves no model"
+standby_predicts
+psql -X -q -o /dev/null -c "DROP DATABASE $DB"
