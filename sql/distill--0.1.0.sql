@@ -56,8 +56,10 @@ CREATE TABLE @extschema@.jobs (
     started_at  timestamptz,
     finished_at timestamptz,
     worker_pid  integer,
-    attempts    integer NOT NULL DEFAULT 0
+    attempts    integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL DEFAULT 1   -- a job whose worker died is queued again while attempts < max_attempts
 );
+CREATE INDEX ON @extschema@.jobs (status) WHERE status IN ('queued', 'running');
 
 ------------------------------------------------------------------------
 -- Teachers
@@ -343,6 +345,166 @@ CREATE FUNCTION @extschema@.annotate(
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'distill_annotate'
 LANGUAGE C VOLATILE STRICT;
+
+------------------------------------------------------------------------
+-- Background jobs and schedules
+------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.wait(job bigint, timeout interval DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_wait'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION @extschema@.cancel(job bigint) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_cancel'
+    LANGUAGE C VOLATILE STRICT;
+
+CREATE TABLE @extschema@.schedules (
+    name       text PRIMARY KEY,
+    every      interval NOT NULL CHECK (every >= interval '1 second'),
+    kind       text NOT NULL CHECK (kind IN ('annotate', 'train')),
+    args       jsonb NOT NULL,
+    owner      regrole NOT NULL DEFAULT current_user::text::regrole,
+    enabled    boolean NOT NULL DEFAULT true,
+    next_run   timestamptz NOT NULL,
+    last_job   bigint,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The arguments of a job of this kind, checked and completed.
+CREATE FUNCTION @extschema@._job_args(kind text, args jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    required text[] := CASE kind WHEN 'annotate' THEN ARRAY['task', 'teacher', 'source']
+                                 WHEN 'train' THEN ARRAY['model', 'task'] END;
+    allowed text[] := CASE kind WHEN 'annotate' THEN ARRAY['task', 'teacher', 'source']
+                                WHEN 'train' THEN ARRAY['model', 'task', 'method', 'source',
+                                                        'rationale_weight', 'params'] END;
+    key text;
+BEGIN
+    IF required IS NULL THEN
+        RAISE EXCEPTION 'unknown job kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Schedule ''annotate'' or ''train''.';
+    END IF;
+    IF jsonb_typeof(args) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'job arguments must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: {"task": "nli", "teacher": "gpt", "source": "SELECT id, body FROM t"}.';
+    END IF;
+    FOR key IN SELECT k FROM jsonb_object_keys(args) k LOOP
+        IF NOT key = ANY (allowed) THEN
+            RAISE EXCEPTION 'unknown argument "%" for a % job', key, kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Arguments: ' || array_to_string(allowed, ', ') || '.';
+        END IF;
+    END LOOP;
+    FOREACH key IN ARRAY required LOOP
+        IF NOT args ? key THEN
+            RAISE EXCEPTION 'a % job needs the argument "%"', kind, key
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    IF kind = 'train' THEN
+        args := jsonb_build_object('method', 'step_by_step', 'source', NULL,
+                                   'rationale_weight', 1.0, 'params', '{}'::jsonb) || args;
+    END IF;
+    RETURN args;
+END
+$$;
+
+CREATE FUNCTION @extschema@.schedule(name text, every interval, kind text, args jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(name, '') = '' THEN
+        RAISE EXCEPTION 'schedule name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF every IS NULL OR every < interval '1 second' THEN
+        RAISE EXCEPTION 'a schedule runs at most every second'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got every => %s.', coalesce(every::text, 'NULL')),
+                  HINT = 'For cron-like times (every day at 03:00), call distill.annotate() from pg_cron; see the jobs documentation.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.schedules s WHERE s.name = schedule.name) THEN
+        RAISE EXCEPTION 'schedule "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Remove it first with distill.unschedule(%L).', name);
+    END IF;
+    INSERT INTO @extschema@.schedules (name, every, kind, args, next_run)
+    VALUES (name, every, kind, @extschema@._job_args(kind, args), now());
+END
+$$;
+
+CREATE FUNCTION @extschema@.unschedule(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM @extschema@.schedules s WHERE s.name = unschedule.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+
+-- The launcher's work, in SQL.  A job whose worker stopped without ending
+-- it (a crash, a restart, a terminated worker) goes back to the queue while
+-- it has attempts left, else fails with a message saying so.  With a job
+-- id: that job, whose worker the launcher saw stop; without: every running
+-- job with no live worker (when the launcher starts).
+CREATE FUNCTION @extschema@._recover_jobs(job bigint DEFAULT NULL) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE @extschema@.jobs
+    SET status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+        error = CASE WHEN attempts < max_attempts THEN error
+                     ELSE 'the worker running this job stopped (server restart, crash or termination)' END,
+        message = CASE WHEN attempts < max_attempts THEN 'queued again after its worker stopped' ELSE message END,
+        finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
+        worker_pid = NULL
+    WHERE status = 'running'
+      AND CASE WHEN job IS NULL
+               THEN coalesce(worker_pid, 0) NOT IN (SELECT pid FROM pg_stat_activity
+                                                    WHERE backend_type = 'distill worker')
+               ELSE id = job END;
+$$;
+
+-- Queue a job for every due schedule whose previous job has ended.
+CREATE FUNCTION @extschema@._fire_schedules() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+    job bigint;
+BEGIN
+    FOR s IN SELECT * FROM @extschema@.schedules
+             WHERE enabled AND next_run <= now()
+               AND NOT EXISTS (SELECT 1 FROM @extschema@.jobs j
+                               WHERE j.id = last_job AND j.status IN ('queued', 'running'))
+             FOR UPDATE SKIP LOCKED
+    LOOP
+        INSERT INTO @extschema@.jobs (kind, args, owner) VALUES (s.kind, s.args, s.owner)
+        RETURNING id INTO job;
+        UPDATE @extschema@.schedules
+        SET last_job = job,
+            next_run = s.next_run + s.every * (floor(extract(epoch FROM now() - s.next_run)
+                                                     / extract(epoch FROM s.every)) + 1)
+        WHERE name = s.name;
+    END LOOP;
+END
+$$;
+
+-- Mark queued jobs running, as many as there are free worker slots.
+CREATE FUNCTION @extschema@._claim_jobs(max_workers integer)
+RETURNS TABLE (id bigint, owner oid)
+LANGUAGE sql AS $$
+    UPDATE @extschema@.jobs j
+    SET status = 'running', started_at = now(), attempts = j.attempts + 1, worker_pid = NULL
+    FROM (SELECT q.id FROM @extschema@.jobs q WHERE q.status = 'queued' ORDER BY q.id
+          LIMIT greatest(max_workers - (SELECT count(*) FROM @extschema@.jobs r
+                                        WHERE r.status = 'running'), 0)
+          FOR UPDATE SKIP LOCKED) claim
+    WHERE j.id = claim.id
+    RETURNING j.id, j.owner::oid;
+$$;
 
 ------------------------------------------------------------------------
 -- Students: training, models, prediction

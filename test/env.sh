@@ -60,6 +60,7 @@ start_cluster() {
 		listen_addresses = ''
 		unix_socket_directories = '$PGTMP'
 		shared_preload_libraries = 'distill'
+		distill.database = '${DISTILL_DATABASE:-postgres}'
 		fsync = off
 		max_worker_processes = 16
 	CONF

@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/.."
 . test/env.sh
 
-DB=distill_integration
+DB=${DISTILL_DATABASE:-contrib_regression}
 
 sql() {
 	psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$DB" "$@"
@@ -48,7 +48,7 @@ cancel_within_a_second() {
 
 setup() {
 	PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -o /dev/null <<-SQL
-		DROP DATABASE IF EXISTS $DB;
+		DROP DATABASE IF EXISTS $DB WITH (FORCE);
 		CREATE DATABASE $DB;
 	SQL
 	sql -o /dev/null <<-SQL
@@ -58,10 +58,45 @@ setup() {
 		  SELECT i AS id, format('Item %s is %s.', i, CASE WHEN i % 2 = 0 THEN 'good' ELSE 'bad' END) AS body,
 		         CASE WHEN i % 2 = 0 THEN 'good' ELSE 'bad' END AS label
 		  FROM generate_series(1, 200) i;
+		CREATE TABLE cqa_raw (doc jsonb);
+		\copy cqa_raw FROM 'test/data/cqa_sample.jsonl' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02')
+		CREATE TABLE cqa AS SELECT doc->>'id' AS id, doc->>'input' AS body FROM cqa_raw;
+		SELECT distill.create_task('cqa', 'Answer the question.');
 		SELECT distill.create_task('quality', 'Good or bad?', ARRAY['good', 'bad']);
 		SELECT distill.create_teacher('hung', 'http://127.0.0.1:$TEACHER_PORT/faults/hang=1/v1', 'palm',
 		                              options => '{"timeout_ms": 60000}');
 	SQL
+}
+
+# kill -9 of a worker mid-annotation: the server restarts, the job ends
+# 'failed' with a reason, and a re-run finishes every item exactly once.
+worker_crash_loses_nothing() {
+	local job pid status
+	sql -o /dev/null -c "SELECT distill.create_teacher('sluggish', 'http://127.0.0.1:$TEACHER_PORT/faults/latency_ms=100/v1', 'palm', options => '{\"concurrency\": 2}')"
+	job=$(sql -c "SELECT distill.annotate('cqa', 'sluggish', 'SELECT id, body FROM cqa LIMIT 60')")
+	for _ in $(seq 100); do
+		[ "$(sql -c "SELECT count(*) >= 10 FROM distill.annotations WHERE teacher = 'sluggish'")" = t ] && break
+		sleep 0.1
+	done
+	pid=$(sql -c "SELECT worker_pid FROM distill.jobs WHERE id = $job")
+	kill -9 "$pid"
+	for _ in $(seq 100); do
+		sql -c "SELECT 1" >/dev/null 2>&1 && break
+		sleep 0.2
+	done
+	for _ in $(seq 100); do
+		status=$(sql -c "SELECT status FROM distill.jobs WHERE id = $job" 2>/dev/null)
+		[ "$status" = failed ] && break
+		sleep 0.2
+	done
+	[ "$status" = failed ] && sql -c "SELECT error FROM distill.jobs WHERE id = $job" | grep -q "worker running this job stopped"
+	check $? "a job whose worker was killed ends failed, saying why"
+	[ "$(sql -c "SELECT count(*) BETWEEN 10 AND 59 FROM distill.annotations WHERE teacher = 'sluggish'")" = t ]
+	check $? "the items annotated before the kill were kept"
+	job=$(sql -c "SELECT distill.annotate('cqa', 'sluggish', 'SELECT id, body FROM cqa LIMIT 60')")
+	sql -c "SELECT distill.wait($job)" >/dev/null
+	[ "$(sql -c "SELECT count(*), count(DISTINCT item_id), bool_and(status = 'ok') FROM distill.annotations WHERE teacher = 'sluggish'")" = "60|60|t" ]
+	check $? "a re-run finishes every item exactly once"
 }
 
 # A physical replica of the cluster, started read-only on another port.
@@ -96,5 +131,6 @@ cancel_within_a_second "a training" \
 	"SELECT distill.train('big', 'quality', 'finetune', 'SELECT body AS input, label FROM items', params => '{\"d_model\": 256, \"layers\": 4, \"epochs\": 100}', background => false)"
 [ "$(sql -c "SELECT count(*) FROM distill.models WHERE name = 'big'")" = 0 ]
 check $? "a cancelled training leaves no model"
+worker_crash_loses_nothing
 standby_predicts
-psql -X -q -o /dev/null -c "DROP DATABASE $DB"
+[ -n "${KEEP_DB:-}" ] || psql -X -q -o /dev/null -c "DROP DATABASE $DB WITH (FORCE)"

@@ -5,6 +5,8 @@
 set -u
 cd "$(dirname "$0")/.."
 . test/env.sh
+# pg_regress's database; the launcher serves it
+export DISTILL_DATABASE=contrib_regression
 
 passed=0
 failed=0

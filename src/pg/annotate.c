@@ -123,34 +123,25 @@ load_ok_ids(const char *task, const char *teacher, int *n_ok)
 
 #define N_STORE_ARGS 13
 
-static SPIPlanPtr
-prepare_store(void)
-{
-	Oid			argtypes[N_STORE_ARGS] = {
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, INT4OID, FLOAT8OID, INT4OID, INT4OID
-	};
-	SPIPlanPtr	plan;
+static const char store_sql[] =
+	"INSERT INTO distill.annotations AS a"
+	" (task, teacher, item_id, input, rationale, label, raw_output,"
+	"  status, error, attempts, latency_ms, prompt_tokens, completion_tokens)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+	" ON CONFLICT (task, teacher, item_id) DO UPDATE SET"
+	"  input = excluded.input, rationale = excluded.rationale,"
+	"  label = excluded.label, raw_output = excluded.raw_output,"
+	"  status = excluded.status, error = excluded.error,"
+	"  attempts = a.attempts + excluded.attempts,"
+	"  latency_ms = excluded.latency_ms,"
+	"  prompt_tokens = excluded.prompt_tokens,"
+	"  completion_tokens = excluded.completion_tokens,"
+	"  created_at = now()";
 
-	plan = SPI_prepare("INSERT INTO distill.annotations AS a"
-					   " (task, teacher, item_id, input, rationale, label, raw_output,"
-					   "  status, error, attempts, latency_ms, prompt_tokens, completion_tokens)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-					   " ON CONFLICT (task, teacher, item_id) DO UPDATE SET"
-					   "  input = excluded.input, rationale = excluded.rationale,"
-					   "  label = excluded.label, raw_output = excluded.raw_output,"
-					   "  status = excluded.status, error = excluded.error,"
-					   "  attempts = a.attempts + excluded.attempts,"
-					   "  latency_ms = excluded.latency_ms,"
-					   "  prompt_tokens = excluded.prompt_tokens,"
-					   "  completion_tokens = excluded.completion_tokens,"
-					   "  created_at = now()",
-					   N_STORE_ARGS, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the annotation insert: %s",
-			 SPI_result_code_string(SPI_result));
-	return plan;
-}
+static const Oid store_types[N_STORE_ARGS] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, INT4OID, FLOAT8OID, INT4OID, INT4OID
+};
 
 static void
 set_text(Datum *values, char *nulls, int i, const char *s)
@@ -167,7 +158,7 @@ set_int(Datum *values, char *nulls, int i, int v)
 }
 
 static void
-store_annotation(SPIPlanPtr plan, const TaskDef *task, const TeacherDef *teacher,
+store_annotation(const TaskDef *task, const TeacherDef *teacher,
 				 const SourceItem *item, const TeacherResult *result,
 				 const Annotation *a)
 {
@@ -189,25 +180,26 @@ store_annotation(SPIPlanPtr plan, const TaskDef *task, const TeacherDef *teacher
 	set_int(values, nulls, 11, result->prompt_tokens);
 	set_int(values, nulls, 12, result->completion_tokens);
 
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(store_sql, N_STORE_ARGS, (Oid *) store_types,
+							  values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write to distill.annotations");
 }
 
 /*
  * Send every item not yet 'ok' to the teacher and store the replies as
- * they come.  Returns the count of items per status.
+ * they come.  Counts the items per status.
  */
 static void
-annotate_items(const TaskDef *task, const TeacherDef *teacher,
-			   const Source *source, char **ok_ids, int n_ok,
-			   int counts[3])
+annotate_items(JobRun *run, const TaskDef *task, const TeacherDef *teacher,
+			   const Source *source, char **ok_ids, int n_ok, int counts[3])
 {
-	SPIPlanPtr	store = prepare_store();
 	GuardedPool *pool = guarded_pool_create(teacher);
 	MemoryContext itemctx = AllocSetContextCreate(CurrentMemoryContext,
 												  "distill annotate item",
 												  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext oldctx = MemoryContextSwitchTo(itemctx);
+	MemoryContext oldctx = CurrentMemoryContext;
+	int			submitted = 0;
+	int			done = 0;
 	const TeacherResult *result;
 
 	for (int i = 0; i < source->n_items; i++)
@@ -217,7 +209,7 @@ annotate_items(const TaskDef *task, const TeacherDef *teacher,
 		if (bsearch(&id, ok_ids, n_ok, sizeof(char *), compare_strings) != NULL)
 			continue;
 		submit_prompt(pool, task, i, source->items[i].input);
-		MemoryContextReset(itemctx);
+		submitted++;
 	}
 
 	while (teacher_pool_pending(pool->pool) > 0)
@@ -226,57 +218,62 @@ annotate_items(const TaskDef *task, const TeacherDef *teacher,
 
 		if ((result = guarded_pool_next(pool)) == NULL)
 			continue;
+		/* SPI calls switch to SPI's memory: come back to the item's each time */
+		MemoryContextSwitchTo(itemctx);
 		a = read_reply(task, result);
-		store_annotation(store, task, teacher, &source->items[result->tag], result, &a);
+		store_annotation(task, teacher, &source->items[result->tag], result, &a);
 		counts[a.status]++;
+		done++;
+		MemoryContextSwitchTo(itemctx);
+		job_progress(run, (double) done / submitted,
+					 psprintf("annotate: %d of %d items", done, submitted));
+		MemoryContextSwitchTo(oldctx);
 		MemoryContextReset(itemctx);
 	}
-	MemoryContextSwitchTo(oldctx);
 	guarded_pool_release(pool);
 	MemoryContextDelete(itemctx);
+}
+
+char *
+run_annotation(JobRun *run, const char *task_name, const char *teacher_name,
+			   const char *query)
+{
+	TaskDef    *task = load_task(task_name);
+	TeacherDef *teacher = load_teacher(teacher_name);
+	Source		source = load_source(query);
+	char	  **ok_ids;
+	int			n_ok;
+	int			counts[3] = {0};
+
+	reject_duplicate_ids(&source);
+	ok_ids = load_ok_ids(task->name, teacher->name, &n_ok);
+	annotate_items(run, task, teacher, &source, ok_ids, n_ok, counts);
+	return psprintf("%d items: %d ok, %d unparsed, %d failed; %d skipped (already ok)",
+					source.n_items, counts[ANNOTATION_OK],
+					counts[ANNOTATION_UNPARSED], counts[ANNOTATION_FAILED],
+					source.n_items - counts[0] - counts[1] - counts[2]);
 }
 
 Datum
 distill_annotate(PG_FUNCTION_ARGS)
 {
-	char	   *task_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *teacher_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *task = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *teacher = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *query = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	bool		background = PG_GETARG_BOOL(3);
-	TaskDef    *task;
-	TeacherDef *teacher;
-	Source		source;
-	char	  **ok_ids;
-	int			n_ok;
-	int			counts[3] = {0};
-	int64		job;
+	char	   *args = psprintf("{\"task\": %s, \"teacher\": %s, \"source\": %s}",
+								json_string(task), json_string(teacher),
+								json_string(query));
+	JobRun	   *run;
 	char	   *summary;
 
-	if (background)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("background annotation jobs are not available yet"),
-				 errhint("Pass background => false to annotate in this session.")));
+	if (PG_GETARG_BOOL(3))
+		PG_RETURN_INT64(job_submit("annotate", args));
 
 	SPI_connect();
-	task = load_task(task_name);
-	teacher = load_teacher(teacher_name);
-	source = load_source(query);
-	reject_duplicate_ids(&source);
-	ok_ids = load_ok_ids(task->name, teacher->name, &n_ok);
-
-	job = job_start("annotate",
-					psprintf("{\"task\": %s, \"teacher\": %s, \"source\": %s, \"background\": false}",
-							 json_string(task->name), json_string(teacher->name),
-							 json_string(query)));
-	annotate_items(task, teacher, &source, ok_ids, n_ok, counts);
-
-	summary = psprintf("%d items: %d ok, %d unparsed, %d failed; %d skipped (already ok)",
-					   source.n_items, counts[ANNOTATION_OK],
-					   counts[ANNOTATION_UNPARSED], counts[ANNOTATION_FAILED],
-					   source.n_items - counts[0] - counts[1] - counts[2]);
-	job_finish(job, summary);
+	run = job_start_here("annotate", args);
+	summary = run_annotation(run, task, teacher, query);
+	job_finish(run, summary);
 	ereport(NOTICE, (errmsg("annotate: %s", summary)));
 	SPI_finish();
-	PG_RETURN_INT64(job);
+	PG_RETURN_INT64(run->id);
 }

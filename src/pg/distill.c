@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -32,7 +33,23 @@ _PG_init(void)
 							1, 1, 64,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("distill.database",
+							   "Database whose background jobs distill runs.",
+							   "The launcher serves one database, like pg_cron's cron.database_name.",
+							   &distill_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("distill.max_workers",
+							"Background jobs that may run at once.",
+							"Each job takes one background worker (see max_worker_processes).",
+							&distill_max_workers,
+							2, 1, 64,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("distill");
+	if (process_shared_preload_libraries_in_progress)
+		launcher_register();
 }
 
 /* A part of a parsed URL, or NULL when absent. */

@@ -7,6 +7,8 @@
 #include "postgres.h"
 
 #include "utils/array.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "teacher/client.h"
 #include "teacher/prompt.h"
@@ -58,10 +60,33 @@ extern char *from_utf8(const char *s);
 /* source.c */
 extern void run_source_query(const char *query, const char *what);
 
-/* jobs.c: jobs run in the calling session */
-extern int64 job_start(const char *kind, const char *args_json);
-extern void job_finish(int64 job, const char *message);
+/* jobs.c: one job as it runs, here or in a background worker */
+typedef struct JobRun
+{
+	int64		id;
+	bool		background;		/* in a worker: commit as it goes */
+	MemoryContext memory;		/* lives as long as the job, across commits */
+	TimestampTz last_commit;
+} JobRun;
+
+extern JobRun *job_start_here(const char *kind, const char *args_json);
+extern void job_progress(JobRun *run, double progress, const char *message);
+extern void job_commit(JobRun *run);
+extern void job_finish(JobRun *run, const char *message);
 extern char *json_string(const char *s);
+
+/* launcher.c: background jobs */
+extern char *distill_database;
+extern int	distill_max_workers;
+extern void launcher_register(void);
+extern int64 job_submit(const char *kind, const char *args_json);
+
+/* annotate.c, train.c: the work of a job; return a summary */
+extern char *run_annotation(JobRun *run, const char *task, const char *teacher,
+							const char *source);
+extern char *run_training(JobRun *run, const char *model, const char *task,
+						  const char *method, const char *source,
+						  double rationale_weight, Jsonb *params);
 
 /* distill.c: settings */
 extern int	distill_threads;

@@ -1,22 +1,36 @@
 /*
- * jobs.c - the distill.jobs rows of work run in the calling session.
+ * jobs.c - the rows of distill.jobs, and the work of one job as it runs,
+ * in the calling session (background => false) or in a background worker.
+ *
+ * In a worker, a job commits as it goes: job_progress() writes progress
+ * and commits at most once a second, job_commit() commits at once, so what
+ * the job has done (annotations, training_log rows) is visible while it
+ * runs and survives a cancel or a crash.  In the calling session both only
+ * record progress: the statement is one transaction, as users expect.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "pg/glue.h"
 
-/* Record a job of this kind as running in this backend; returns its id. */
-int64
-job_start(const char *kind, const char *args_json)
+#define PROGRESS_COMMIT_INTERVAL_MS 1000
+
+/* Record a job of this kind as running in this backend. */
+JobRun *
+job_start_here(const char *kind, const char *args_json)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2] = {CStringGetTextDatum(kind), CStringGetTextDatum(args_json)};
 	bool		isnull;
+	JobRun	   *run = palloc0(sizeof(JobRun));
 
 	if (SPI_execute_with_args("INSERT INTO distill.jobs"
 							  " (kind, args, status, started_at, worker_pid, attempts)"
@@ -24,19 +38,61 @@ job_start(const char *kind, const char *args_json)
 							  " RETURNING id",
 							  2, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into distill.jobs");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	run->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	run->background = false;
+	run->memory = CurrentMemoryContext;
+	return run;
+}
+
+static void
+update_job(int64 job, const char *sql, double progress, const char *message)
+{
+	Oid			argtypes[3] = {INT8OID, FLOAT4OID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(job), Float4GetDatum((float4) progress),
+	message ? CStringGetTextDatum(message) : (Datum) 0};
+	char		nulls[3] = {' ', ' ', message ? ' ' : 'n'};
+
+	if (SPI_execute_with_args(sql, 3, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update distill.jobs");
+}
+
+/*
+ * In a worker: commit what the job did so far and go on in a new
+ * transaction.  The worker's SPI connection is non-atomic, so its memory
+ * (and everything the job keeps there) outlives the commit.
+ */
+void
+job_commit(JobRun *run)
+{
+	if (!run->background)
+		return;
+	PopActiveSnapshot();
+	SetCurrentStatementStartTimestamp();	/* now() of the next transaction */
+	SPI_commit();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	run->last_commit = GetCurrentTimestamp();
+}
+
+/* Progress (0..1) and a message for distill.jobs and pg_stat_activity. */
+void
+job_progress(JobRun *run, double progress, const char *message)
+{
+	if (!run->background)
+		return;
+	pgstat_report_activity(STATE_RUNNING, psprintf("distill job " INT64_FORMAT ": %s", run->id, message));
+	if (!TimestampDifferenceExceeds(run->last_commit, GetCurrentTimestamp(),
+									PROGRESS_COMMIT_INTERVAL_MS))
+		return;
+	update_job(run->id, "UPDATE distill.jobs SET progress = $2, message = $3 WHERE id = $1",
+			   progress, message);
+	job_commit(run);
 }
 
 void
-job_finish(int64 job, const char *message)
+job_finish(JobRun *run, const char *message)
 {
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(job), CStringGetTextDatum(message)};
-
-	if (SPI_execute_with_args("UPDATE distill.jobs SET status = 'succeeded', progress = 1,"
-							  " message = $2, finished_at = now() WHERE id = $1",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update distill.jobs");
+	update_job(run->id, "UPDATE distill.jobs SET status = 'succeeded', progress = $2,"
+			   " message = $3, finished_at = now() WHERE id = $1", 1.0, message);
 }
 
 /* s as a JSON string literal. */

@@ -139,7 +139,7 @@ load_model(const char *name, int64 id)
 	Student    *student;
 	CachedModel *entry;
 
-	if (SPI_execute_with_args("SELECT tokenizer, weights, labels FROM distill.models WHERE id = $1",
+	if (SPI_execute_with_args("SELECT tokenizer, weights, labels, version FROM distill.models WHERE id = $1",
 							  1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "model \"%s\" vanished while being loaded", name);
@@ -155,7 +155,8 @@ load_model(const char *name, int64 id)
 	if (student == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("model \"%s\" (id " INT64_FORMAT ") cannot be loaded: %s", name, id, errbuf),
+				 errmsg("model \"%s\" version %d cannot be loaded: %s", name,
+						DatumGetInt32(SPI_getbinval(row, tupdesc, 4, &isnull)), errbuf),
 				 errhint("Its row in distill.models is damaged or was not written by distill; train the model again.")));
 
 	evict_if_full();

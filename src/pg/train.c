@@ -299,7 +299,7 @@ parse_params(Jsonb *json)
 
 /* Every hyperparameter in force, as JSON, for distill.models.params. */
 static char *
-params_json(const StudentParams *params, double rationale_weight)
+params_json_text(const StudentParams *params, double rationale_weight)
 {
 	StringInfoData out;
 
@@ -392,8 +392,8 @@ student_release(void *student)
  * returns the best student, under a guard in the current memory context.
  */
 static CoreGuard *
-run_training(int64 model_id, const StudentParams *params, const TrainingSet *set,
-			 const TaskDef *task, char **metrics)
+train_student(JobRun *run, int64 model_id, const StudentParams *params,
+			  const TrainingSet *set, const TaskDef *task, char **metrics)
 {
 	char		errbuf[256];
 	StudentTrainer *trainer;
@@ -416,8 +416,14 @@ run_training(int64 model_id, const StudentParams *params, const TrainingSet *set
 	while ((event = trainer_advance(trainer, &progress)) != TRAIN_DONE)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (event == TRAIN_STEP || event == TRAIN_EPOCH)
-			log_progress(model_id, &progress);
+		if (event != TRAIN_STEP && event != TRAIN_EPOCH)
+			continue;
+		log_progress(model_id, &progress);
+		job_commit(run);
+		job_progress(run, (double) progress.step / Max(progress.total_steps, 1),
+					 psprintf("train: epoch %d, step %d of %d, label loss %.4f",
+							  progress.epoch, progress.step, progress.total_steps,
+							  progress.label_loss));
 	}
 	CHECK_FOR_INTERRUPTS();
 	if (trainer_error(trainer) != NULL)
@@ -524,67 +530,88 @@ require_argument(FunctionCallInfo fcinfo, int arg, const char *name)
 				 errmsg("argument \"%s\" of distill.train must not be NULL", name)));
 }
 
+/* Check what can be checked before any work, so that a job fails early. */
+static StudentParams
+checked_params(const char *name, TrainMethod method, double rationale_weight,
+			   Jsonb *json)
+{
+	StudentParams params;
+	char		errbuf[256];
+
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model name must not be empty")));
+	params = parse_params(json);
+	params.rationale_weight = method == METHOD_STEP_BY_STEP ? rationale_weight : 0.0;
+	if (!student_params_validate(&params, errbuf, sizeof(errbuf)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid training parameters: %s", errbuf)));
+	return params;
+}
+
+char *
+run_training(JobRun *run, const char *name, const char *task_name,
+			 const char *method_name, const char *source,
+			 double rationale_weight, Jsonb *params_json)
+{
+	TrainMethod method = parse_method(method_name);
+	StudentParams params = checked_params(name, method, rationale_weight, params_json);
+	TaskDef    *task = load_task(task_name);
+	TrainingSet set = load_training_set(training_query(task->name, method, source),
+										task, method);
+	int64		model_id = next_model_id();
+	char	   *metrics;
+	CoreGuard  *student_guard;
+	int			version;
+
+	student_guard = train_student(run, model_id, &params, &set, task, &metrics);
+	version = store_model(model_id, name, task, method,
+						  params_json_text(&params, params.rationale_weight),
+						  student_guard->object, metrics);
+	core_guard_release(student_guard);
+	return psprintf("model \"%s\" version %d: %s", name, version, metrics);
+}
+
 Datum
 distill_train(PG_FUNCTION_ARGS)
 {
 	static const char *const arg_names[] = {"model", "task", "method", NULL,
 	"rationale_weight", "params", "background"};
 	char	   *name;
-	TrainMethod method;
+	char	   *task;
+	char	   *method;
 	char	   *source;
-	StudentParams params;
-	char		errbuf[256];
-	TaskDef    *task;
-	TrainingSet set;
-	int64		model_id;
-	int64		job;
-	char	   *metrics;
-	CoreGuard  *student_guard;
-	int			version;
+	double		rationale_weight;
+	Jsonb	   *params;
+	char	   *args;
+	JobRun	   *run;
+	char	   *summary;
 
 	for (int i = 0; i < lengthof(arg_names); i++)
 		if (arg_names[i] != NULL)
 			require_argument(fcinfo, i, arg_names[i]);
-	if (PG_GETARG_BOOL(6))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("background training jobs are not available yet"),
-				 errhint("Pass background => false to train in this session.")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("model name must not be empty")));
-	method = parse_method(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	task = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	method = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	source = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	params = parse_params(PG_GETARG_JSONB_P(5));
-	params.rationale_weight = method == METHOD_STEP_BY_STEP ? PG_GETARG_FLOAT8(4) : 0.0;
-	if (!student_params_validate(&params, errbuf, sizeof(errbuf)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid training parameters: %s", errbuf)));
+	rationale_weight = PG_GETARG_FLOAT8(4);
+	params = PG_GETARG_JSONB_P(5);
+	checked_params(name, parse_method(method), rationale_weight, params);
+	args = psprintf("{\"model\": %s, \"task\": %s, \"method\": %s, \"source\": %s,"
+					" \"rationale_weight\": %.17g, \"params\": %s}",
+					json_string(name), json_string(task), json_string(method),
+					source ? json_string(source) : "null", rationale_weight,
+					JsonbToCString(NULL, &params->root, VARSIZE(params)));
+	if (PG_GETARG_BOOL(6))
+		PG_RETURN_INT64(job_submit("train", args));
 
 	SPI_connect();
-	task = load_task(text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	set = load_training_set(training_query(task->name, method, source), task, method);
-	model_id = next_model_id();
-	job = job_start("train",
-					psprintf("{\"model\": %s, \"task\": %s, \"method\": \"%s\", \"source\": %s,"
-							 " \"params\": %s, \"background\": false}",
-							 json_string(name), json_string(task->name),
-							 method_names[method],
-							 source ? json_string(source) : "null",
-							 params_json(&params, params.rationale_weight)));
-
-	student_guard = run_training(model_id, &params, &set, task, &metrics);
-	version = store_model(model_id, name, task, method,
-						  params_json(&params, params.rationale_weight),
-						  student_guard->object, metrics);
-	job_finish(job, psprintf("model \"%s\" version %d: %s", name, version, metrics));
-	ereport(NOTICE,
-			(errmsg("trained model \"%s\" version %d", name, version),
-			 errdetail("%s", metrics)));
-	core_guard_release(student_guard);
+	run = job_start_here("train", args);
+	summary = run_training(run, name, task, method, source, rationale_weight, params);
+	job_finish(run, summary);
+	ereport(NOTICE, (errmsg("trained %s", summary)));
 	SPI_finish();
-	PG_RETURN_INT64(job);
+	PG_RETURN_INT64(run->id);
 }

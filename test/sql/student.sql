@@ -1,6 +1,9 @@
 -- distill.train, the models table, prediction, the model cache, evaluation
 \set SHOW_CONTEXT never
 
+-- jobs before this test's (other tests share the database)
+SELECT coalesce(max(id), 0) AS jobs_before FROM distill.jobs \gset
+
 -- A small synthetic task a tiny student can learn in seconds.
 CREATE TABLE reviews AS
 SELECT i AS id,
@@ -115,7 +118,7 @@ RESET client_min_messages;
 SELECT name, method, (metrics->>'rationale_examples')::int AS rationale_examples FROM distill.models WHERE name = 'gold';
 
 -- every training is in distill.jobs
-SELECT kind, status, count(*) FROM distill.jobs WHERE kind = 'train' GROUP BY 1, 2;
+SELECT kind, status, count(*) FROM distill.jobs WHERE id > :jobs_before GROUP BY 1, 2;
 
 -- mistakes
 SELECT distill.train('m', 'sentiment', 'magic', 'SELECT body AS input, label FROM reviews', background => false);
@@ -123,7 +126,6 @@ SELECT distill.train('m', 'sentiment', 'finetune', background => false);
 SELECT distill.train('m', 'nothing', 'distill', 'SELECT body AS input, label FROM reviews', background => false);
 SELECT distill.train('', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews', background => false);
 SELECT distill.train(NULL, 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews', background => false);
-SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews');
 SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
                      params => '{"epoch": 3}', background => false);
 SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',

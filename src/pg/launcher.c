@@ -1,0 +1,685 @@
+/*
+ * launcher.c - background jobs: the launcher, the workers, and the SQL
+ * functions that submit, wait for and cancel jobs.
+ *
+ * The launcher is a background worker registered when the library is in
+ * shared_preload_libraries.  It serves the database named by
+ * distill.database: it recovers jobs left 'running' by workers that are
+ * gone, fires due schedules, and starts one dynamic background worker per
+ * queued job, at most distill.max_workers at once.  A worker connects as
+ * the job's owner, so a job can do what its owner can and nothing more.
+ *
+ * Submitting backends wake the launcher through a latch in shared memory
+ * when their transaction commits; otherwise it looks every second.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/portal.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "pg/glue.h"
+
+#define LAUNCHER_NAPTIME_MS 1000
+#define WAIT_POLL_MS 100
+
+char	   *distill_database = NULL;
+int			distill_max_workers = 2;
+bool		distill_preloaded = false;
+
+/* Shared state: where to find the launcher. */
+typedef struct LauncherShared
+{
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+} LauncherShared;
+
+static LauncherShared *shared = NULL;
+static bool recovered_at_start = false;
+static bool wake_at_commit = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void recover_stopped_workers(void);
+
+PGDLLEXPORT void distill_launcher_main(Datum arg);
+PGDLLEXPORT void distill_worker_main(Datum arg);
+
+/* ---------------------------------------------------------------- */
+/* Shared memory and registration (postmaster) */
+
+static void
+launcher_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(LauncherShared)));
+}
+
+static void
+launcher_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("distill launcher", sizeof(LauncherShared), &found);
+	if (!found)
+		memset(shared, 0, sizeof(LauncherShared));
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Called from _PG_init when preloaded. */
+void
+launcher_register(void)
+{
+	BackgroundWorker worker = {0};
+
+	distill_preloaded = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = launcher_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = launcher_shmem_startup;
+
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "distill");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "distill_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "distill launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "distill launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ---------------------------------------------------------------- */
+/* Submitting (any backend) */
+
+static void
+wake_launcher_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_at_commit && shared != NULL &&
+		shared->launcher_latch != NULL)
+		SetLatch(shared->launcher_latch);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		wake_at_commit = false;
+}
+
+static void
+require_launcher(void)
+{
+	char	   *here = get_database_name(MyDatabaseId);
+
+	if (!distill_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("background jobs need distill in shared_preload_libraries"),
+				 errhint("Add distill to shared_preload_libraries in postgresql.conf and restart the server, or pass background => false.")));
+	if (strcmp(here, distill_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("background jobs run in database \"%s\", not in \"%s\"",
+						distill_database, here),
+				 errhint("Set distill.database = '%s' in postgresql.conf and restart, or pass background => false.",
+						 here)));
+}
+
+/* Queue a job; the launcher starts it once this transaction commits. */
+int64
+job_submit(const char *kind, const char *args_json)
+{
+	static bool callback_registered = false;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(kind), CStringGetTextDatum(args_json)};
+	bool		isnull;
+	int64		id;
+
+	require_launcher();
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO distill.jobs (kind, args) VALUES ($1, $2::jsonb)"
+							  " RETURNING id", 2, argtypes, values, NULL, false, 1)
+		!= SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert into distill.jobs");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	if (!callback_registered)
+	{
+		RegisterXactCallback(wake_launcher_callback, NULL);
+		callback_registered = true;
+	}
+	wake_at_commit = true;
+	return id;
+}
+
+/* ---------------------------------------------------------------- */
+/* Waiting and cancelling (any backend) */
+
+static const char *const terminal_states[] = {"succeeded", "failed", "cancelled"};
+
+static bool
+is_terminal(const char *status)
+{
+	for (int i = 0; i < lengthof(terminal_states); i++)
+		if (strcmp(status, terminal_states[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The job's status now (a fresh snapshot each call), and its worker's pid. */
+static char *
+job_status(int64 job, int *worker_pid)
+{
+	Oid			argtype = INT8OID;
+	Datum		value = Int64GetDatum(job);
+	bool		isnull;
+	Datum		pid;
+
+	if (SPI_execute_with_args("SELECT status, worker_pid FROM distill.jobs WHERE id = $1",
+							  1, &argtype, &value, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.jobs");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job " INT64_FORMAT " does not exist", job),
+				 errhint("SELECT id, kind, status FROM distill.jobs lists the jobs.")));
+	pid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (worker_pid)
+		*worker_pid = isnull ? 0 : DatumGetInt32(pid);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * A job queued by this very transaction cannot start before it commits:
+ * waiting for it would wait forever.
+ */
+static void
+check_not_ours(int64 job)
+{
+	if (SPI_execute_with_args("SELECT 1 FROM distill.jobs WHERE id = $1"
+							  " AND xmin::text = pg_current_xact_id_if_assigned()::text",
+							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
+							  NULL, false, 1) == SPI_OK_SELECT && SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("job " INT64_FORMAT " was submitted in this transaction, which must commit before it can start", job),
+				 errhint("Call distill.wait() in a later transaction.")));
+}
+
+/* Poll until the job ends or timeout_ms (< 0: no limit) passes. */
+static text *
+wait_for_job(int64 job, int64 timeout_ms)
+{
+	TimestampTz started = GetCurrentTimestamp();
+	MemoryContext callerctx = CurrentMemoryContext;
+	char	   *status;
+	text	   *result;
+
+	SPI_connect();
+	while (!is_terminal(status = job_status(job, NULL)) &&
+		   (timeout_ms < 0 ||
+			!TimestampDifferenceExceeds(started, GetCurrentTimestamp(), (int) timeout_ms)))
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	MemoryContextSwitchTo(callerctx);
+	result = cstring_to_text(status);
+	SPI_finish();
+	return result;
+}
+
+static int64
+interval_ms(Interval *interval)
+{
+	return (int64) (interval->time / 1000 +
+					((int64) interval->day + (int64) interval->month * DAYS_PER_MONTH) *
+					SECS_PER_DAY * 1000);
+}
+
+PG_FUNCTION_INFO_V1(distill_wait);
+
+/* distill.wait(job, timeout): the job's status once it ends, or at the timeout. */
+Datum
+distill_wait(PG_FUNCTION_ARGS)
+{
+	int64		timeout_ms = PG_ARGISNULL(1) ? -1 : interval_ms(PG_GETARG_INTERVAL_P(1));
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	SPI_connect();
+	check_not_ours(PG_GETARG_INT64(0));
+	SPI_finish();
+	PG_RETURN_TEXT_P(wait_for_job(PG_GETARG_INT64(0), Max(timeout_ms, -1)));
+}
+
+PG_FUNCTION_INFO_V1(distill_cancel);
+
+#define CANCEL_PATIENCE_MS 5000
+
+static void
+check_may_cancel(int64 job)
+{
+	if (SPI_execute_with_args("SELECT 1 FROM distill.jobs WHERE id = $1"
+							  " AND pg_has_role(owner, 'MEMBER')",
+							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
+							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to cancel job " INT64_FORMAT, job),
+				 errdetail("Only the role that submitted a job, or a member of it, can cancel it.")));
+}
+
+/*
+ * Stop the job, wherever it is: still queued (it never starts), claimed by
+ * the launcher but without a worker yet (try again in a moment), or
+ * running (a cancel signal to its worker).  Returns false when it should be
+ * tried again.
+ */
+static bool
+try_cancel(int64 job)
+{
+	int			pid;
+	char	   *status = job_status(job, &pid);
+
+	if (is_terminal(status))
+		return true;
+	if (strcmp(status, "queued") == 0)
+		return SPI_execute_with_args("UPDATE distill.jobs SET status = 'cancelled',"
+									 " finished_at = now(), error = 'cancelled before it started'"
+									 " WHERE id = $1 AND status = 'queued'",
+									 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
+									 NULL, false, 0) == SPI_OK_UPDATE && SPI_processed == 1;
+	if (pid == 0)
+		return false;
+	return SPI_execute_with_args("SELECT pg_cancel_backend($1)", 1, (Oid[]) {INT4OID},
+								 (Datum[]) {Int32GetDatum(pid)}, NULL, false, 1) == SPI_OK_SELECT &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool) {false}));
+}
+
+/*
+ * distill.cancel(job): a queued job is cancelled at once; a running one is
+ * sent a cancel, like pg_cancel_backend(), and we wait for it to stop.
+ * Returns the job's status.
+ */
+Datum
+distill_cancel(PG_FUNCTION_ARGS)
+{
+	int64		job = PG_GETARG_INT64(0);
+	TimestampTz started = GetCurrentTimestamp();
+
+	SPI_connect();
+	job_status(job, NULL);		/* it exists */
+	check_may_cancel(job);
+	while (!try_cancel(job))
+	{
+		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), CANCEL_PATIENCE_MS))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("job " INT64_FORMAT " did not get a worker to cancel", job),
+					 errhint("Try again; SELECT * FROM distill.jobs shows its state.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WAIT_POLL_MS / 2, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_finish();
+	PG_RETURN_TEXT_P(wait_for_job(job, 10 * 1000));
+}
+
+/* ---------------------------------------------------------------- */
+/* The launcher */
+
+/*
+ * Nothing sets the statement start time in a background worker, and now()
+ * is the time of the transaction's first statement: set it, or now() would
+ * stay the worker's start time.
+ */
+static void
+begin_work(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static bool
+extension_installed(void)
+{
+	return SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'distill'", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1;
+}
+
+/* A job claimed by the launcher, to be started. */
+typedef struct ClaimedJob
+{
+	int64		id;
+	Oid			owner;
+} ClaimedJob;
+
+/*
+ * Recover jobs of workers that are gone, fire due schedules, and claim
+ * queued jobs for the free worker slots.  Returns the claimed jobs.
+ */
+static ClaimedJob *
+plan_work(int *n_claimed)
+{
+	ClaimedJob *claimed;
+
+	*n_claimed = 0;
+	if (!extension_installed())
+		return NULL;
+	if (!recovered_at_start)
+	{
+		SPI_execute("SELECT distill._recover_jobs()", false, 0);
+		recovered_at_start = true;
+	}
+	recover_stopped_workers();
+	SPI_execute("SELECT distill._fire_schedules()", false, 0);
+	if (SPI_execute_with_args("SELECT id, owner FROM distill._claim_jobs($1)", 1,
+							  (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(distill_max_workers)},
+							  NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim jobs");
+	claimed = MemoryContextAlloc(TopMemoryContext, Max(SPI_processed, 1) * sizeof(ClaimedJob));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		claimed[i].id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		claimed[i].owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	*n_claimed = (int) SPI_processed;
+	return claimed;
+}
+
+/* The workers this launcher started, to notice those that stop. */
+typedef struct RunningWorker
+{
+	int64		job;
+	BackgroundWorkerHandle *handle;
+} RunningWorker;
+
+static RunningWorker *running = NULL;
+static int	n_running = 0;
+
+/* The worker's pid once it runs, or 0 when it could not be started. */
+static pid_t
+start_worker(const ClaimedJob *job)
+{
+	BackgroundWorker worker = {0};
+	BackgroundWorkerHandle *handle;
+	pid_t		pid = 0;
+
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "distill");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "distill_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "distill worker for job " INT64_FORMAT, job->id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "distill worker");
+	worker.bgw_main_arg = Int64GetDatum(job->id);
+	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+	memcpy(worker.bgw_extra + sizeof(Oid), &job->owner, sizeof(Oid));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle) ||
+		WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		return 0;
+	running[n_running].job = job->id;
+	running[n_running].handle = handle;
+	n_running++;
+	return pid;
+}
+
+/*
+ * Start the claimed jobs' workers; a job whose worker cannot start goes
+ * back to the queue.  (A worker records its own pid once it is a backend
+ * that pg_cancel_backend can reach.)
+ */
+static void
+start_workers(const ClaimedJob *jobs, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		if (start_worker(&jobs[i]) != 0)
+			continue;
+		begin_work();
+		SPI_execute_with_args("UPDATE distill.jobs SET status = 'queued', attempts = attempts - 1,"
+							  " started_at = NULL, message = 'waiting for a free background worker slot'"
+							  " WHERE id = $1 AND status = 'running'",
+							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(jobs[i].id)},
+							  NULL, false, 0);
+		end_work();
+	}
+}
+
+/*
+ * Jobs whose worker stopped and left them 'running' (it was killed, or
+ * died of a FATAL error): give them back to the queue, or fail them.
+ */
+static void
+recover_stopped_workers(void)
+{
+	for (int i = 0; i < n_running;)
+	{
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(running[i].handle, &pid) != BGWH_STOPPED)
+		{
+			i++;
+			continue;
+		}
+		SPI_execute_with_args("SELECT distill._recover_jobs($1)", 1, (Oid[]) {INT8OID},
+							  (Datum[]) {Int64GetDatum(running[i].job)}, NULL, false, 0);
+		pfree(running[i].handle);
+		running[i] = running[--n_running];
+	}
+}
+
+static void
+launcher_detach(int code, Datum arg)
+{
+	if (shared != NULL && shared->launcher_pid == MyProcPid)
+	{
+		shared->launcher_latch = NULL;
+		shared->launcher_pid = 0;
+	}
+}
+
+void
+distill_launcher_main(Datum arg)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(distill_database, NULL, 0);
+	pgstat_report_appname("distill launcher");
+
+	shared->launcher_pid = MyProcPid;
+	shared->launcher_latch = MyLatch;
+	running = MemoryContextAlloc(TopMemoryContext, 64 * sizeof(RunningWorker));
+	on_shmem_exit(launcher_detach, 0);
+
+	for (;;)
+	{
+		ClaimedJob *claimed;
+		int			n_claimed;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		pgstat_report_activity(STATE_RUNNING, "planning distill jobs");
+		begin_work();
+		claimed = plan_work(&n_claimed);
+		end_work();
+		start_workers(claimed, n_claimed);
+		if (claimed)
+			pfree(claimed);
+		pgstat_report_activity(STATE_IDLE, NULL);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* A worker: one job */
+
+/* Run the job's kind with its arguments, read from its row. */
+static char *
+run_job(JobRun *run)
+{
+	Oid			argtype = INT8OID;
+	Datum		value = Int64GetDatum(run->id);
+	HeapTuple	row;
+	TupleDesc	desc;
+	char	   *kind;
+
+	if (SPI_execute_with_args("SELECT kind, args->>'task', args->>'teacher', args->>'source',"
+							  " args->>'model', args->>'method',"
+							  " (args->>'rationale_weight')::float8, args->'params'"
+							  " FROM distill.jobs WHERE id = $1",
+							  1, &argtype, &value, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "job " INT64_FORMAT " vanished", run->id);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	kind = SPI_getvalue(row, desc, 1);
+	if (strcmp(kind, "annotate") == 0)
+		return run_annotation(run, SPI_getvalue(row, desc, 2), SPI_getvalue(row, desc, 3),
+							  SPI_getvalue(row, desc, 4));
+	if (strcmp(kind, "train") == 0)
+	{
+		bool		isnull;
+		Datum		params = SPI_getbinval(row, desc, 8, &isnull);
+
+		return run_training(run, SPI_getvalue(row, desc, 5), SPI_getvalue(row, desc, 2),
+							SPI_getvalue(row, desc, 6), SPI_getvalue(row, desc, 4),
+							DatumGetFloat8(SPI_getbinval(row, desc, 7, &isnull)),
+							DatumGetJsonbP(SPI_datumTransfer(params, false, -1)));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("jobs of kind \"%s\" cannot run in the background", kind)));
+	return NULL;				/* not reached */
+}
+
+/* After an ERROR: the job failed, or was cancelled, with the error's message. */
+static void
+record_failure(int64 job, ErrorData *error)
+{
+	bool		cancelled = error->sqlerrcode == ERRCODE_QUERY_CANCELED;
+
+	begin_work();
+	SPI_execute_with_args("UPDATE distill.jobs SET status = $2, error = $3, finished_at = now()"
+						  " WHERE id = $1",
+						  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+						  (Datum[]) {Int64GetDatum(job),
+							  CStringGetTextDatum(cancelled ? "cancelled" : "failed"),
+						  CStringGetTextDatum(cancelled ? "cancelled while running" : error->message)},
+						  NULL, false, 0);
+	end_work();
+}
+
+/*
+ * The job's transactions: one SPI connection for the whole job, non-atomic
+ * so that job_commit() can commit, with its memory under the job's context
+ * (through PortalContext, which SPI takes as the parent of a non-atomic
+ * connection's memory), so that deleting that context after an ERROR also
+ * releases what the job holds: the teacher pool, the trainer.
+ */
+static void
+begin_job(JobRun *run)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PortalContext = run->memory;
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_job(void)
+{
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+void
+distill_worker_main(Datum arg)
+{
+	JobRun		run = {.id = DatumGetInt64(arg),.background = true};
+	Oid			database;
+	Oid			owner;
+
+	memcpy(&database, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	memcpy(&owner, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(Oid));
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, StatementCancelHandler);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(database, owner, 0);
+	pgstat_report_appname("distill worker");
+	run.memory = AllocSetContextCreate(TopMemoryContext, "distill job", ALLOCSET_DEFAULT_SIZES);
+
+	PG_TRY();
+	{
+		begin_job(&run);
+		SPI_execute_with_args("UPDATE distill.jobs SET worker_pid = $2 WHERE id = $1",
+							  2, (Oid[]) {INT8OID, INT4OID},
+							  (Datum[]) {Int64GetDatum(run.id), Int32GetDatum(MyProcPid)},
+							  NULL, false, 0);
+		job_commit(&run);
+		job_finish(&run, run_job(&run));
+		end_job();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(TopMemoryContext);
+		EmitErrorReport();
+		error = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextDelete(run.memory);
+		QueryCancelPending = false;
+		RESUME_INTERRUPTS();
+		record_failure(run.id, error);
+	}
+	PG_END_TRY();
+	proc_exit(0);
+}

@@ -1,0 +1,150 @@
+-- background jobs: queue, launcher, workers, wait, cancel, schedules
+\set SHOW_CONTEXT never
+
+-- poll a condition (committed state) for up to a few seconds
+CREATE FUNCTION eventually(condition text, seconds float8 DEFAULT 10) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
+    ok boolean;
+BEGIN
+    LOOP
+        EXECUTE condition INTO ok;
+        IF ok OR clock_timestamp() > deadline THEN
+            RETURN ok;
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+
+-- the error a statement raises, with job ids masked (they depend on earlier tests)
+CREATE FUNCTION error_of(statement text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE statement;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN regexp_replace(SQLERRM, '\d+', 'N', 'g');
+END $$;
+
+CREATE TABLE questions (id text, body text);
+CREATE TABLE raw_rows (doc jsonb);
+\copy raw_rows FROM 'test/data/cqa_sample.jsonl' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02')
+INSERT INTO questions SELECT doc->>'id', doc->>'input' FROM raw_rows;
+SELECT distill.create_task('cqa', 'Answer the question.');
+SELECT distill.create_teacher('palm', 'http://127.0.0.1:8808/v1', 'palm');
+SELECT distill.create_teacher('slow', 'http://127.0.0.1:8808/faults/latency_ms=200/v1', 'palm',
+                              options => '{"concurrency": 1}');
+
+-- a background annotation returns its job id at once and finishes by itself
+SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM questions LIMIT 50') AS job \gset
+SELECT status IN ('queued', 'running') AS pending FROM distill.jobs WHERE id = :job;
+SELECT distill.wait(:job);
+SELECT kind, status, progress, message, error, attempts, worker_pid IS NOT NULL AS had_worker,
+       started_at IS NOT NULL AND finished_at IS NOT NULL AS timed
+FROM distill.jobs WHERE id = :job;
+SELECT status, count(*) FROM distill.annotations WHERE teacher = 'palm' GROUP BY status;
+
+-- wait with a timeout returns the status at that time
+SELECT distill.annotate('cqa', 'slow', 'SELECT id, body FROM questions LIMIT 30') AS slow_job \gset
+SELECT distill.wait(:slow_job, interval '50 milliseconds') IN ('queued', 'running') AS still_pending;
+
+-- progress is visible while it runs, and so are the finished rows
+SELECT eventually(format('SELECT progress > 0 FROM distill.jobs WHERE id = %s', :slow_job)) AS progress_shows;
+SELECT eventually($$SELECT count(*) > 0 FROM distill.annotations WHERE teacher = 'slow'$$) AS rows_show;
+SELECT eventually(format($$SELECT count(*) = 1 FROM pg_stat_activity
+                           WHERE backend_type = 'distill worker' AND query LIKE 'distill job %s: annotate: %% of 30 items'$$,
+                         :slow_job)) AS activity_shows;
+
+-- cancelling a running annotation stops it and keeps the rows it finished
+SELECT distill.cancel(:slow_job);
+SELECT status, error FROM distill.jobs WHERE id = :slow_job;
+SELECT count(*) BETWEEN 1 AND 29 AS kept_some FROM distill.annotations WHERE teacher = 'slow';
+
+-- two workers run jobs at the same time (distill.max_workers = 2)
+SELECT distill.annotate('cqa', 'slow', 'SELECT id, body FROM questions ORDER BY id LIMIT 40') AS a \gset
+SELECT distill.annotate('cqa', 'slow', 'SELECT id, body FROM questions ORDER BY id DESC LIMIT 40') AS b \gset
+SELECT eventually(format($$SELECT count(*) = 2 FROM distill.jobs WHERE id IN (%s, %s) AND status = 'running'$$,
+                         :a, :b)) AS two_at_once;
+-- a third waits in the queue, and can be cancelled there
+SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM questions') AS c \gset
+SELECT pg_sleep(0.5);
+SELECT status FROM distill.jobs WHERE id = :c;
+SELECT distill.cancel(:c);
+SELECT status, error FROM distill.jobs WHERE id = :c;
+SELECT distill.cancel(:a), distill.cancel(:b);
+
+-- a training job, with its log committed as it goes
+SELECT distill.train('bg_student', 'cqa', 'step_by_step',
+                     params => '{"d_model": 32, "layers": 1, "heads": 2, "epochs": 2, "vocab_size": 400}') AS t \gset
+SELECT distill.wait(:t);
+SELECT kind, status, message LIKE 'model "bg_student" version 1:%' AS summary FROM distill.jobs WHERE id = :t;
+SELECT count(*) > 0 AS logged FROM distill.training_log
+WHERE model_id = (SELECT id FROM distill.models WHERE name = 'bg_student');
+
+-- a job's ERROR becomes the job's error
+SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM no_such_table') AS bad \gset
+SELECT distill.wait(:bad);
+SELECT status, error FROM distill.jobs WHERE id = :bad;
+SELECT distill.train('x', 'cqa', 'step_by_step', 'SELECT input, label, rationale FROM nowhere') AS bad2 \gset
+SELECT distill.wait(:bad2);
+SELECT status, error FROM distill.jobs WHERE id = :bad2;
+DELETE FROM distill.tasks WHERE false;
+SELECT distill.create_task('doomed', 'x');
+SELECT distill.annotate('doomed', 'palm', 'SELECT id, body FROM questions LIMIT 1') AS bad3 \gset
+SELECT distill.drop_task('doomed');
+SELECT distill.wait(:bad3);
+SELECT status, error FROM distill.jobs WHERE id = :bad3;
+
+-- a job runs as its owner: it cannot read what its owner cannot
+CREATE ROLE distill_alice LOGIN;
+GRANT USAGE ON SCHEMA distill TO distill_alice;
+GRANT SELECT ON distill.tasks, distill.teachers TO distill_alice;
+GRANT SELECT, INSERT, UPDATE ON distill.annotations, distill.jobs TO distill_alice;
+GRANT USAGE ON SEQUENCE distill.jobs_id_seq TO distill_alice;
+CREATE TABLE bobs_secrets (id text, body text);
+INSERT INTO bobs_secrets SELECT id, body FROM questions LIMIT 3;
+SET ROLE distill_alice;
+SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM bobs_secrets') AS alice \gset
+RESET ROLE;
+SELECT distill.wait(:alice);
+SELECT owner, status, error FROM distill.jobs WHERE id = :alice;
+
+-- schedules fire repeatedly, never overlap, and stop when removed
+SELECT distill.schedule('every_second', interval '1 second', 'annotate',
+                        '{"task": "cqa", "teacher": "palm", "source": "SELECT id, body FROM questions LIMIT 5"}');
+SELECT name, every, kind, args, enabled FROM distill.schedules;
+SELECT eventually($$SELECT count(*) >= 2 FROM distill.jobs j JOIN distill.schedules s ON true
+                    WHERE j.args = s.args AND j.status = 'succeeded'$$) AS fired_twice;
+SELECT distill.unschedule('every_second');
+SELECT pg_sleep(0.5);
+CREATE TEMP TABLE fired AS SELECT count(*) AS n FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 5';
+SELECT pg_sleep(2);
+SELECT count(*) = (SELECT n FROM fired) AS stopped FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 5';
+
+-- mistakes
+BEGIN;
+SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM questions LIMIT 1') AS uncommitted \gset
+SELECT error_of(format('SELECT distill.wait(%s)', :uncommitted));
+ROLLBACK;
+SELECT distill.wait(999999);
+SELECT distill.cancel(999999);
+SELECT distill.schedule('s', interval '1 hour', 'evaluate', '{}');
+SELECT distill.schedule('s', interval '1 hour', 'annotate', '{"task": "cqa"}');
+SELECT distill.schedule('s', interval '1 hour', 'annotate', '{"task": "cqa", "teacher": "palm", "source": "x", "when": 1}');
+SELECT distill.schedule('s', interval '1 millisecond', 'annotate', '{"task": "cqa", "teacher": "palm", "source": "x"}');
+SELECT distill.unschedule('nothing');
+SET ROLE distill_alice;
+SELECT error_of(format('SELECT distill.cancel(%s)', :t));
+RESET ROLE;
+
+-- clean up
+SELECT distill.drop_model('bg_student');
+SELECT distill.drop_task('cqa', cascade => true);
+SELECT distill.drop_teacher(name) FROM distill.teachers;
+DROP TABLE questions, raw_rows, bobs_secrets;
+REVOKE ALL ON ALL TABLES IN SCHEMA distill FROM distill_alice;
+REVOKE ALL ON SEQUENCE distill.jobs_id_seq FROM distill_alice;
+REVOKE ALL ON SCHEMA distill FROM distill_alice;
+DROP ROLE distill_alice;
+DROP FUNCTION eventually, error_of;
