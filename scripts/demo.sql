@@ -6,13 +6,14 @@
 SET client_min_messages = warning;
 
 DROP EXTENSION IF EXISTS distill CASCADE;
+DROP TABLE IF EXISTS cqa_raw, questions, demo_train;
 CREATE EXTENSION distill;
 
 \echo '== 1. sample data: 200 CommonsenseQA questions (test/data/cqa_sample.jsonl)'
-CREATE TEMP TABLE cqa_raw (doc jsonb);
+CREATE TABLE cqa_raw (doc jsonb);
 \copy cqa_raw FROM 'test/data/cqa_sample.jsonl' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02')
 -- The last 40 questions are held out to test the student.
-CREATE TEMP TABLE questions AS
+CREATE TABLE questions AS
   SELECT doc->>'id' AS id, doc->>'input' AS body, doc->>'label' AS gold,
          ARRAY(SELECT jsonb_array_elements_text(doc->'choices')) AS choices,
          CASE WHEN row_number() OVER () > 160 THEN 'test' ELSE 'train' END AS split
@@ -28,11 +29,26 @@ SELECT distill.create_task('cqa', 'Answer the question by choosing one of the an
                   "label": "(b) cupboard"}]$$);
 \o
 
-\echo '== 3. annotate every question'
-\timing on
-SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM questions', background => false) AS job;
-\timing off
-SELECT status, message FROM distill.jobs ORDER BY id DESC LIMIT 1;
+-- Report a background job's progress every second until it ends.
+CREATE FUNCTION pg_temp.follow(job bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    j record;
+BEGIN
+    LOOP
+        SELECT status, progress, message INTO j FROM distill.jobs WHERE id = job;
+        RAISE NOTICE 'job %: % %% (%)', job, round(100 * j.progress), coalesce(j.message, j.status);
+        EXIT WHEN j.status NOT IN ('queued', 'running');
+        PERFORM pg_sleep(1);
+    END LOOP;
+    RETURN j.status;
+END $$;
+SET client_min_messages = notice;
+
+\echo '== 3. annotate every question, as a background job'
+SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM questions') AS job \gset
+SELECT pg_temp.follow(:job);
+SET client_min_messages = warning;
+SELECT status, message FROM distill.jobs WHERE id = :job;
 
 \echo '== 4. the annotations'
 SELECT status, count(*) FROM distill.annotations GROUP BY status ORDER BY status;
@@ -43,16 +59,17 @@ SELECT round(100 * avg((a.label = q.gold)::int), 1) AS teacher_accuracy_pct,
        sum(a.prompt_tokens) AS prompt_tokens, sum(a.completion_tokens) AS completion_tokens
 FROM distill.annotations a JOIN questions q ON q.id = a.item_id;
 
-\echo '== 5. train a student on the teacher''s rationales and labels (step by step)'
-\timing on
+\echo '== 5. train a student on the teacher''s rationales and labels (step by step), in the background'
+CREATE TABLE demo_train AS
+  SELECT a.input, a.label, a.rationale, q.choices
+  FROM distill.annotations a JOIN questions q ON q.id = a.item_id WHERE q.split = 'train';
 SELECT distill.train('cqa_student', 'cqa', 'step_by_step',
-  source => $$SELECT a.input, a.label, a.rationale, q.choices
-              FROM distill.annotations a JOIN questions q ON q.id = a.item_id
-              WHERE q.split = 'train'$$,
-  params => '{"d_model": 128, "layers": 2, "heads": 4, "epochs": 4, "vocab_size": 2048,
-              "max_input_tokens": 96, "max_target_tokens": 48}',
-  background => false) AS job;
-\timing off
+  source => 'SELECT input, label, rationale, choices FROM demo_train',
+  params => '{"d_model": 128, "layers": 2, "heads": 4, "epochs": 8, "vocab_size": 2048,
+              "max_input_tokens": 96, "max_target_tokens": 48, "log_every": 2}') AS job \gset
+SET client_min_messages = notice;
+SELECT pg_temp.follow(:job);
+SET client_min_messages = warning;
 SELECT version, n_params, metrics->>'val_accuracy' AS val_accuracy, metrics->>'best_epoch' AS best_epoch
 FROM distill.models WHERE name = 'cqa_student';
 SELECT epoch, round(avg(label_loss)::numeric, 3) AS label_loss,

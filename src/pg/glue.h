@@ -66,7 +66,7 @@ typedef struct JobRun
 	int64		id;
 	bool		background;		/* in a worker: commit as it goes */
 	MemoryContext memory;		/* lives as long as the job, across commits */
-	TimestampTz last_commit;
+	TimestampTz last_progress;	/* when progress was last written */
 } JobRun;
 
 extern JobRun *job_start_here(const char *kind, const char *args_json);

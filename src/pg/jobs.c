@@ -70,7 +70,6 @@ job_commit(JobRun *run)
 	SetCurrentStatementStartTimestamp();	/* now() of the next transaction */
 	SPI_commit();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	run->last_commit = GetCurrentTimestamp();
 }
 
 /* Progress (0..1) and a message for distill.jobs and pg_stat_activity. */
@@ -80,12 +79,13 @@ job_progress(JobRun *run, double progress, const char *message)
 	if (!run->background)
 		return;
 	pgstat_report_activity(STATE_RUNNING, psprintf("distill job " INT64_FORMAT ": %s", run->id, message));
-	if (!TimestampDifferenceExceeds(run->last_commit, GetCurrentTimestamp(),
+	if (!TimestampDifferenceExceeds(run->last_progress, GetCurrentTimestamp(),
 									PROGRESS_COMMIT_INTERVAL_MS))
 		return;
 	update_job(run->id, "UPDATE distill.jobs SET progress = $2, message = $3 WHERE id = $1",
 			   progress, message);
 	job_commit(run);
+	run->last_progress = GetCurrentTimestamp();
 }
 
 void
