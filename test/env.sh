@@ -7,7 +7,7 @@
 
 DISTILL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APT_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
-              libopenblas-dev libjson-c-dev python3"
+              libopenblas-dev libjson-c-dev python3 postgresql-15-cron"
 TEACHER_PORT=${DISTILL_TEACHER_PORT:-8808}
 # Debian's interpreter, not a version manager's shim: a shim may not pass
 # our signals on to the server it starts.
@@ -59,8 +59,12 @@ start_cluster() {
 		port = $PGPORT
 		listen_addresses = ''
 		unix_socket_directories = '$PGTMP'
-		shared_preload_libraries = 'distill'
+		shared_preload_libraries = 'distill,pg_cron'
 		distill.database = '${DISTILL_DATABASE:-postgres}'
+		# pg_cron queues distill jobs on cron times (docs/jobs.md); no TCP here,
+		# so it runs its statements in background workers
+		cron.database_name = '${DISTILL_DATABASE:-postgres}'
+		cron.use_background_workers = on
 		fsync = off
 		max_worker_processes = 16
 	CONF

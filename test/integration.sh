@@ -46,14 +46,23 @@ cancel_within_a_second() {
 	rm -f "$out"
 }
 
-setup() {
-	PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -o /dev/null <<-SQL
-		DROP DATABASE IF EXISTS $DB WITH (FORCE);
-		CREATE DATABASE $DB;
-	SQL
+# The objects of these checks, removed before and after: the database is
+# pg_regress's, which the launcher and pg_cron stay connected to.
+cleanup() {
 	sql -o /dev/null <<-SQL
 		SET client_min_messages = warning;
-		CREATE EXTENSION distill;
+		SELECT distill.drop_task(name, cascade => true) FROM distill.tasks WHERE name IN ('cqa', 'quality');
+		SELECT distill.drop_teacher(name, cascade => true) FROM distill.teachers WHERE name IN ('hung', 'sluggish');
+		SELECT distill.drop_model(name) FROM (SELECT DISTINCT name FROM distill.models WHERE name IN ('big', 'judge')) m;
+		DROP TABLE IF EXISTS items, cqa_raw, cqa;
+	SQL
+}
+
+setup() {
+	sql -o /dev/null -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS distill"
+	cleanup
+	sql -o /dev/null <<-SQL
+		SET client_min_messages = warning;
 		CREATE TABLE items AS
 		  SELECT i AS id, format('Item %s is %s.', i, CASE WHEN i % 2 = 0 THEN 'good' ELSE 'bad' END) AS body,
 		         CASE WHEN i % 2 = 0 THEN 'good' ELSE 'bad' END AS label
@@ -99,6 +108,27 @@ worker_crash_loses_nothing() {
 	check $? "a re-run finishes every item exactly once"
 }
 
+# pg_cron (cron times) calls distill.annotate(), which queues a background
+# job; pg_cron's finest schedule is a minute, so this waits up to 70 s.
+pg_cron_queues_jobs() {
+	local found=f
+	sql -o /dev/null <<-SQL
+		SET client_min_messages = warning;
+		CREATE EXTENSION IF NOT EXISTS pg_cron;
+		SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'distill-every-minute';
+		SELECT cron.schedule('distill-every-minute', '* * * * *',
+		  \$\$SELECT distill.annotate('cqa', 'sluggish', 'SELECT id, body FROM cqa LIMIT 3')\$\$);
+	SQL
+	for _ in $(seq 140); do
+		found=$(sql -c "SELECT count(*) > 0 FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 3' AND status = 'succeeded'")
+		[ "$found" = t ] && break
+		sleep 0.5
+	done
+	sql -o /dev/null -c "SELECT cron.unschedule('distill-every-minute')"
+	[ "$found" = t ]
+	check $? "pg_cron queues a distill job that runs to the end"
+}
+
 # A physical replica of the cluster, started read-only on another port.
 standby_predicts() {
 	local dir port answer
@@ -132,5 +162,6 @@ cancel_within_a_second "a training" \
 [ "$(sql -c "SELECT count(*) FROM distill.models WHERE name = 'big'")" = 0 ]
 check $? "a cancelled training leaves no model"
 worker_crash_loses_nothing
+pg_cron_queues_jobs
 standby_predicts
-[ -n "${KEEP_DB:-}" ] || psql -X -q -o /dev/null -c "DROP DATABASE $DB WITH (FORCE)"
+cleanup
