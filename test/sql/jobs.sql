@@ -82,6 +82,14 @@ SELECT kind, status, message LIKE 'model "bg_student" version 1:%' AS summary FR
 SELECT count(*) > 0 AS logged FROM distill.training_log
 WHERE model_id = (SELECT id FROM distill.models WHERE name = 'bg_student');
 
+-- a job whose worker is terminated goes back to the queue while it has attempts left
+SELECT distill.annotate('cqa', 'slow', 'SELECT id, body FROM questions ORDER BY id LIMIT 12') AS r \gset
+UPDATE distill.jobs SET max_attempts = 2 WHERE id = :r;
+SELECT eventually(format('SELECT worker_pid IS NOT NULL FROM distill.jobs WHERE id = %s', :r)) AS started;
+SELECT pg_terminate_backend(worker_pid) FROM distill.jobs WHERE id = :r;
+SELECT distill.wait(:r);
+SELECT status, attempts, error FROM distill.jobs WHERE id = :r;
+
 -- a job's ERROR becomes the job's error
 SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM no_such_table') AS bad \gset
 SELECT distill.wait(:bad);
@@ -117,6 +125,16 @@ SELECT name, every, kind, args, enabled FROM distill.schedules;
 SELECT eventually($$SELECT count(*) >= 2 FROM distill.jobs j JOIN distill.schedules s ON true
                     WHERE j.args = s.args AND j.status = 'succeeded'$$) AS fired_twice;
 SELECT distill.unschedule('every_second');
+-- a schedule whose job takes longer than its period never runs two at once
+-- (each job takes 2 s: 10 new items at 200 ms, one at a time)
+SELECT distill.create_teacher('slow2', 'http://127.0.0.1:8808/faults/latency_ms=200/v1', 'palm',
+                              options => '{"concurrency": 1}');
+SELECT distill.schedule('overlapping', interval '1 second', 'annotate',
+                        '{"task": "cqa", "teacher": "slow2", "source": "SELECT id, body FROM questions ORDER BY id DESC LIMIT 10"}');
+SELECT pg_sleep(3);
+SELECT count(*) FILTER (WHERE status IN ('queued', 'running')) <= 1 AS one_at_a_time, count(*) >= 1 AS fired
+FROM distill.jobs WHERE args->>'teacher' = 'slow2';
+SELECT distill.unschedule('overlapping');
 SELECT pg_sleep(0.5);
 CREATE TEMP TABLE fired AS SELECT count(*) AS n FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 5';
 SELECT pg_sleep(2);
