@@ -18,7 +18,6 @@
 #include "core/student.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,18 +35,6 @@
 #define MAX_INPUT_TOKENS 4096
 #define MIN_TARGET_TOKENS 1
 #define MAX_TARGET_TOKENS 1024
-
-void
-student_error(char *errbuf, size_t errlen, const char *fmt,...)
-{
-	va_list		args;
-
-	if (errbuf == NULL || errlen == 0)
-		return;
-	va_start(args, fmt);
-	vsnprintf(errbuf, errlen, fmt, args);
-	va_end(args);
-}
 
 /* ---------------------------------------------------------------- */
 /* Hyperparameters */
@@ -85,7 +72,7 @@ check_int(const char *name, int value, int min, int max,
 {
 	if (value >= min && value <= max)
 		return true;
-	student_error(errbuf, errlen, "%s must be between %d and %d (got %d)",
+	model_error(errbuf, errlen, "%s must be between %d and %d (got %d)",
 				  name, min, max, value);
 	return false;
 }
@@ -99,7 +86,7 @@ check_real(const char *name, double value, double min, bool min_open,
 
 	if (above_min && value <= max)
 		return true;
-	student_error(errbuf, errlen, "%s must be in %s (got %g)",
+	model_error(errbuf, errlen, "%s must be in %s (got %g)",
 				  name, range, value);
 	return false;
 }
@@ -112,14 +99,14 @@ student_params_validate(const StudentParams *p, char *errbuf, size_t errlen)
 		return false;
 	if (p->d_model < 16 || p->d_model > 4096 || p->d_model % p->n_heads != 0)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "d_model must be between 16 and 4096 and a multiple of heads (got d_model %d, heads %d)",
 					  p->d_model, p->n_heads);
 		return false;
 	}
 	if ((p->d_model / p->n_heads) % 2 != 0)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "d_model / heads must be even, for rotary positions (got d_model %d, heads %d)",
 					  p->d_model, p->n_heads);
 		return false;
@@ -245,7 +232,7 @@ student_choose_ids(const Model *model, const int32_t *prefix, int prefix_len,
 
 	if (scores == NULL)
 	{
-		student_error(errbuf, errlen, "out of memory for %d candidate scores",
+		model_error(errbuf, errlen, "out of memory for %d candidate scores",
 					  n_candidates);
 		return -1;
 	}
@@ -288,7 +275,7 @@ student_choose(const Student *student, const char *input,
 
 	if (input == NULL || candidates == NULL || n_candidates < 1)
 	{
-		student_error(errbuf, errlen, "student_choose needs an input and at least one candidate");
+		model_error(errbuf, errlen, "student_choose needs an input and at least one candidate");
 		return -1;
 	}
 	cand_ids = calloc(n_candidates, sizeof(int32_t *));
@@ -302,7 +289,7 @@ student_choose(const Student *student, const char *input,
 
 		if (text == NULL)
 		{
-			student_error(errbuf, errlen, "candidate %d is NULL", n_encoded + 1);
+			model_error(errbuf, errlen, "candidate %d is NULL", n_encoded + 1);
 			goto done;
 		}
 		cand_lens[n_encoded] = student_encode_target(student->tokenizer, text,
@@ -317,7 +304,7 @@ student_choose(const Student *student, const char *input,
 	goto done;
 
 oom:
-	student_error(errbuf, errlen, "out of memory encoding the input and %d candidates",
+	model_error(errbuf, errlen, "out of memory encoding the input and %d candidates",
 				  n_candidates);
 done:
 	for (int k = 0; k < n_encoded; k++)
@@ -407,7 +394,7 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 
 	if (out == NULL)
 	{
-		student_error(errbuf, errlen, "out of memory for %d generated tokens",
+		model_error(errbuf, errlen, "out of memory for %d generated tokens",
 					  max_new_tokens);
 		return NULL;
 	}
@@ -417,7 +404,7 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 	{
 		text = tok_decode(tok, out, n, &len);
 		if (text == NULL)
-			student_error(errbuf, errlen, "out of memory decoding %d tokens", n);
+			model_error(errbuf, errlen, "out of memory decoding %d tokens", n);
 		else
 			student_keep_valid_utf8(text, len);
 	}
@@ -440,18 +427,18 @@ student_generate(const Student *student, const char *task, const char *input,
 		tag = STUDENT_EXPLAIN_TAG;
 	else
 	{
-		student_error(errbuf, errlen, "task must be \"predict\" or \"explain\"");
+		model_error(errbuf, errlen, "task must be \"predict\" or \"explain\"");
 		return NULL;
 	}
 	if (input == NULL)
 	{
-		student_error(errbuf, errlen, "student_generate needs an input");
+		model_error(errbuf, errlen, "student_generate needs an input");
 		return NULL;
 	}
 	prefix_len = encode_prefix(student, tag, input, &prefix);
 	if (prefix_len < 0)
 	{
-		student_error(errbuf, errlen, "out of memory encoding the input");
+		model_error(errbuf, errlen, "out of memory encoding the input");
 		return NULL;
 	}
 	text = student_generate_ids(student->model, student->tokenizer, prefix,
@@ -513,26 +500,26 @@ read_header(Student *s, const uint8_t *blob, size_t len,
 
 	if (len < 4 || memcmp(blob, STUDENT_MAGIC, 4) != 0)
 	{
-		student_error(errbuf, errlen, "not distill student weights (no \"%s\" header)",
+		model_error(errbuf, errlen, "not distill student weights (no \"%s\" header)",
 					  STUDENT_MAGIC);
 		return false;
 	}
 	if (len < STUDENT_HEADER_SIZE)
 	{
-		student_error(errbuf, errlen, "truncated student weights: %zu bytes", len);
+		model_error(errbuf, errlen, "truncated student weights: %zu bytes", len);
 		return false;
 	}
 	version = get_u32(blob + 4);
 	if (version != STUDENT_FORMAT_VERSION)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "unsupported student weights format version %u (this build reads %d)",
 					  version, STUDENT_FORMAT_VERSION);
 		return false;
 	}
 	if (get_u32(blob + 16) != crc32c(0, blob, 16))
 	{
-		student_error(errbuf, errlen, "corrupt student weights: header checksum mismatch");
+		model_error(errbuf, errlen, "corrupt student weights: header checksum mismatch");
 		return false;
 	}
 	max_input = get_u32(blob + 8);
@@ -540,7 +527,7 @@ read_header(Student *s, const uint8_t *blob, size_t len,
 	if (max_input < MIN_INPUT_TOKENS || max_input > MAX_INPUT_TOKENS ||
 		max_target < MIN_TARGET_TOKENS || max_target > MAX_TARGET_TOKENS)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "corrupt student weights: max_input_tokens %u or max_target_tokens %u out of range",
 					  max_input, max_target);
 		return false;
@@ -559,7 +546,7 @@ check_consistent(const Student *s, char *errbuf, size_t errlen)
 
 	if (s->model->config.vocab_size != vocab)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "the weights (vocabulary of %d) do not belong to this tokenizer (%d tokens)",
 					  s->model->config.vocab_size, vocab);
 		return false;
@@ -568,12 +555,12 @@ check_consistent(const Student *s, char *errbuf, size_t errlen)
 									s->max_target_tokens);
 	if (needed < 0)
 	{
-		student_error(errbuf, errlen, "out of memory checking the student");
+		model_error(errbuf, errlen, "out of memory checking the student");
 		return false;
 	}
 	if (needed > s->model->config.max_seq_len)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "the weights hold sequences of %d tokens, these limits need %d",
 					  s->model->config.max_seq_len, needed);
 		return false;
@@ -591,18 +578,18 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 
 	if (s == NULL)
 	{
-		student_error(errbuf, errlen, "out of memory for a student");
+		model_error(errbuf, errlen, "out of memory for a student");
 		return NULL;
 	}
 	if (tokenizer == NULL || weights == NULL)
 	{
-		student_error(errbuf, errlen, "student_load needs a tokenizer and weights");
+		model_error(errbuf, errlen, "student_load needs a tokenizer and weights");
 		goto fail;
 	}
 	s->tokenizer = tok_deserialize(tokenizer, tokenizer_len, why, sizeof(why));
 	if (s->tokenizer == NULL)
 	{
-		student_error(errbuf, errlen, "tokenizer: %s", why);
+		model_error(errbuf, errlen, "tokenizer: %s", why);
 		goto fail;
 	}
 	if (!read_header(s, weights, weights_len, errbuf, errlen))
@@ -611,7 +598,7 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 								 weights_len - STUDENT_HEADER_SIZE, why, sizeof(why));
 	if (s->model == NULL)
 	{
-		student_error(errbuf, errlen, "student weights: %s", why);
+		model_error(errbuf, errlen, "student weights: %s", why);
 		goto fail;
 	}
 	if (!check_consistent(s, errbuf, errlen))

@@ -14,10 +14,6 @@
 #define STUDENT_PREDICT_TAG "predict: "
 #define STUDENT_EXPLAIN_TAG "explain: "
 
-/* printf into errbuf when it is not NULL. */
-extern void student_error(char *errbuf, size_t errlen, const char *fmt,...)
-			__attribute__((format(printf, 3, 4)));
-
 /*
  * The first max_tokens tokens of text (a NUL-terminated string) in a
  * malloc'd *ids (free it even when the count is 0).  Returns the count, or

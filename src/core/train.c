@@ -275,7 +275,7 @@ check_examples(const StudentExample *examples, int n,
 {
 	if (n < 2 || examples == NULL)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "training needs at least 2 examples (got %d)", n);
 		return false;
 	}
@@ -285,32 +285,32 @@ check_examples(const StudentExample *examples, int n,
 
 		if (e->input == NULL || e->label == NULL)
 		{
-			student_error(errbuf, errlen, "example %d has no %s",
+			model_error(errbuf, errlen, "example %d has no %s",
 						  i + 1, e->input == NULL ? "input" : "label");
 			return false;
 		}
 		if (e->n_choices < 0 || (e->n_choices > 0 && e->choices == NULL))
 		{
-			student_error(errbuf, errlen, "example %d: bad choices", i + 1);
+			model_error(errbuf, errlen, "example %d: bad choices", i + 1);
 			return false;
 		}
 		for (int k = 0; k < e->n_choices; k++)
 			if (e->choices[k] == NULL)
 			{
-				student_error(errbuf, errlen, "example %d: choice %d is NULL",
+				model_error(errbuf, errlen, "example %d: choice %d is NULL",
 							  i + 1, k + 1);
 				return false;
 			}
 	}
 	if (n_labels < 0 || (n_labels > 0 && labels == NULL))
 	{
-		student_error(errbuf, errlen, "bad label set");
+		model_error(errbuf, errlen, "bad label set");
 		return false;
 	}
 	for (int k = 0; k < n_labels; k++)
 		if (labels[k] == NULL)
 		{
-			student_error(errbuf, errlen, "label %d of the label set is NULL", k + 1);
+			model_error(errbuf, errlen, "label %d of the label set is NULL", k + 1);
 			return false;
 		}
 	return true;
@@ -333,7 +333,7 @@ split_examples(StudentTrainer *t, int n, int **train_index,
 		n_valid = 1;
 	if (n - n_valid < 2)
 	{
-		student_error(errbuf, errlen,
+		model_error(errbuf, errlen,
 					  "training needs at least 2 training examples: %d examples with validation_fraction %g leave %d (use more examples or validation_fraction 0)",
 					  n, t->params.validation_fraction, n - n_valid);
 		free(perm);
@@ -343,7 +343,7 @@ split_examples(StudentTrainer *t, int n, int **train_index,
 	*train_index = malloc((n - n_valid) * sizeof(int));
 	if (perm == NULL || t->valid_index == NULL || *train_index == NULL)
 	{
-		student_error(errbuf, errlen, "out of memory splitting %d examples", n);
+		model_error(errbuf, errlen, "out of memory splitting %d examples", n);
 		free(perm);
 		return false;
 	}
@@ -384,7 +384,7 @@ train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 
 	if (texts == NULL || lens == NULL)
 	{
-		student_error(errbuf, errlen, "out of memory for the tokenizer's corpus");
+		model_error(errbuf, errlen, "out of memory for the tokenizer's corpus");
 		free(texts);
 		free(lens);
 		return false;
@@ -567,7 +567,7 @@ build_model(StudentTrainer *t, char *errbuf, size_t errlen)
 	config.dropout = (float) p->dropout;
 	if (config.max_seq_len < 0)
 	{
-		student_error(errbuf, errlen, "out of memory sizing the model");
+		model_error(errbuf, errlen, "out of memory sizing the model");
 		return false;
 	}
 	t->model = model_create(&config, errbuf, errlen);
@@ -629,7 +629,7 @@ alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
 		!t->weights || !t->token_nll || !t->order || !t->prefix ||
 		!t->cand_ids || !t->cand_lens || (t->n_valid > 0 && !t->best_params))
 	{
-		student_error(errbuf, errlen, "out of memory for batches of %d x %d tokens",
+		model_error(errbuf, errlen, "out of memory for batches of %d x %d tokens",
 					  t->micro_batch, t->longest);
 		return false;
 	}
@@ -652,7 +652,7 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 	t = calloc(1, sizeof(StudentTrainer));
 	if (t == NULL)
 	{
-		student_error(errbuf, errlen, "out of memory for a trainer");
+		model_error(errbuf, errlen, "out of memory for a trainer");
 		return NULL;
 	}
 	t->params = *params;
@@ -667,13 +667,13 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 		!tokenize_training_rows(t, examples, train_index) ||
 		!prepare_validation_rows(t, examples, labels, n_labels))
 	{
-		student_error(errbuf, errlen, "out of memory tokenizing %d examples", n_examples);
+		model_error(errbuf, errlen, "out of memory tokenizing %d examples", n_examples);
 		goto fail;
 	}
 	t->steps_per_epoch = (t->n_train + params->batch_size - 1) / params->batch_size;
 	if ((int64_t) t->steps_per_epoch * params->epochs > INT32_MAX)
 	{
-		student_error(errbuf, errlen, "%d epochs of %d steps are too many",
+		model_error(errbuf, errlen, "%d epochs of %d steps are too many",
 					  params->epochs, t->steps_per_epoch);
 		goto fail;
 	}
@@ -877,7 +877,7 @@ stop_requested(StudentTrainer *t)
 		return false;
 	t->failed = true;
 	t->phase = PHASE_DONE;
-	student_error(t->error, sizeof(t->error), "training was interrupted");
+	model_error(t->error, sizeof(t->error), "training was interrupted");
 	return true;
 }
 
