@@ -43,7 +43,7 @@
 
 char	   *distill_database = NULL;
 int			distill_max_workers = 2;
-bool		distill_preloaded = false;
+static bool distill_preloaded = false;
 
 /* Shared state: where to find the launcher. */
 typedef struct LauncherShared
@@ -428,6 +428,9 @@ typedef struct RunningWorker
 	BackgroundWorkerHandle *handle;
 } RunningWorker;
 
+/* Finished workers linger until the next round: room for twice the most. */
+#define MAX_TRACKED_WORKERS 128
+
 static RunningWorker *running = NULL;
 static int	n_running = 0;
 
@@ -450,7 +453,8 @@ start_worker(const ClaimedJob *job)
 	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
 	memcpy(worker.bgw_extra + sizeof(Oid), &job->owner, sizeof(Oid));
 	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle) ||
+	if (n_running == MAX_TRACKED_WORKERS ||
+		!RegisterDynamicBackgroundWorker(&worker, &handle) ||
 		WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
 		return 0;
 	running[n_running].job = job->id;
@@ -525,7 +529,7 @@ distill_launcher_main(Datum arg)
 
 	shared->launcher_pid = MyProcPid;
 	shared->launcher_latch = MyLatch;
-	running = MemoryContextAlloc(TopMemoryContext, 64 * sizeof(RunningWorker));
+	running = MemoryContextAlloc(TopMemoryContext, MAX_TRACKED_WORKERS * sizeof(RunningWorker));
 	on_shmem_exit(launcher_detach, 0);
 
 	for (;;)
