@@ -129,6 +129,17 @@ pg_cron_queues_jobs() {
 	check $? "pg_cron queues a distill job that runs to the end"
 }
 
+# Background jobs run in distill.database only; elsewhere the call says so.
+other_database_is_refused() {
+	local out
+	psql -X -q -d postgres -o /dev/null -c "SET client_min_messages = warning" \
+		-c "CREATE EXTENSION IF NOT EXISTS distill"
+	out=$(psql -X -q -d postgres -c "SELECT distill.annotate('t', 'u', 'SELECT 1, 2')" 2>&1)
+	echo "$out" | grep -q "background jobs run in database \"$DB\", not in \"postgres\""
+	check $? "a background job asked for in another database is refused with a hint"
+	psql -X -q -d postgres -o /dev/null -c "DROP EXTENSION distill"
+}
+
 # A physical replica of the cluster, started read-only on another port.
 standby_predicts() {
 	local dir port answer
@@ -163,5 +174,6 @@ cancel_within_a_second "a training" \
 check $? "a cancelled training leaves no model"
 worker_crash_loses_nothing
 pg_cron_queues_jobs
+other_database_is_refused
 standby_predicts
 cleanup
