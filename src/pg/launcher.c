@@ -304,10 +304,15 @@ try_cancel(int64 job)
 
 	if (is_terminal(status))
 		return true;
+	/*
+	 * SKIP LOCKED: if the launcher is claiming the job right now, waiting for
+	 * it would leave us holding the row lock, which the job's worker needs.
+	 */
 	if (strcmp(status, "queued") == 0)
 		return SPI_execute_with_args("UPDATE distill.jobs SET status = 'cancelled',"
 									 " finished_at = now(), error = 'cancelled before it started'"
-									 " WHERE id = $1 AND status = 'queued'",
+									 " WHERE id = (SELECT id FROM distill.jobs WHERE id = $1"
+									 " AND status = 'queued' FOR UPDATE SKIP LOCKED)",
 									 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
 									 NULL, false, 0) == SPI_OK_UPDATE && SPI_processed == 1;
 	if (pid == 0)
