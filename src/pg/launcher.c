@@ -28,6 +28,7 @@
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/portal.h"
+#include "utils/resowner.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -291,6 +292,36 @@ check_may_cancel(int64 job)
 }
 
 /*
+ * Mark a queued job cancelled.  If the launcher claimed it meanwhile, the
+ * UPDATE finds it no longer queued, but has locked the row to find that
+ * out; the row lock would keep the job's worker waiting until this
+ * transaction ends.  So the UPDATE runs in a subtransaction, rolled back
+ * when it changed nothing.
+ */
+static bool
+cancel_if_queued(int64 job)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		cancelled;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	cancelled = SPI_execute_with_args("UPDATE distill.jobs SET status = 'cancelled',"
+									  " finished_at = now(), error = 'cancelled before it started'"
+									  " WHERE id = $1 AND status = 'queued'",
+									  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
+									  NULL, false, 0) == SPI_OK_UPDATE && SPI_processed == 1;
+	if (cancelled)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
+	return cancelled;
+}
+
+/*
  * Stop the job, wherever it is: still queued (it never starts), claimed by
  * the launcher but without a worker yet (try again in a moment), or
  * running (a cancel signal to its worker).  Returns false when it should be
@@ -304,17 +335,8 @@ try_cancel(int64 job)
 
 	if (is_terminal(status))
 		return true;
-	/*
-	 * SKIP LOCKED: if the launcher is claiming the job right now, waiting for
-	 * it would leave us holding the row lock, which the job's worker needs.
-	 */
 	if (strcmp(status, "queued") == 0)
-		return SPI_execute_with_args("UPDATE distill.jobs SET status = 'cancelled',"
-									 " finished_at = now(), error = 'cancelled before it started'"
-									 " WHERE id = (SELECT id FROM distill.jobs WHERE id = $1"
-									 " AND status = 'queued' FOR UPDATE SKIP LOCKED)",
-									 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
-									 NULL, false, 0) == SPI_OK_UPDATE && SPI_processed == 1;
+		return cancel_if_queued(job);
 	if (pid == 0)
 		return false;
 	return SPI_execute_with_args("SELECT pg_cancel_backend($1)", 1, (Oid[]) {INT4OID},
