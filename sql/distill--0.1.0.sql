@@ -179,22 +179,33 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.drop_teacher(name text, cascade boolean DEFAULT false)
+-- Refuse to drop a teacher or task that has annotations, unless cascade:
+-- annotations cost teacher calls, so they never go silently.
+CREATE FUNCTION @extschema@._check_annotations(kind text, name text, cascade boolean)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
 BEGIN
+    EXECUTE format('SELECT count(*) FROM @extschema@.annotations WHERE %I = $1', kind)
+    INTO n USING name;
+    IF n > 0 AND NOT cascade THEN
+        RAISE EXCEPTION '% "%" has % annotations', kind, name, n
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = format('Use distill.drop_%s(%L, cascade => true) to delete them too.', kind, name);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION @extschema@.drop_teacher(name text, cascade boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.teachers t WHERE t.name = drop_teacher.name) THEN
         RAISE EXCEPTION 'teacher "%" does not exist', name
             USING ERRCODE = 'undefined_object';
     END IF;
-    SELECT count(*) INTO n FROM @extschema@.annotations a WHERE a.teacher = drop_teacher.name;
-    IF n > 0 AND NOT cascade THEN
-        RAISE EXCEPTION 'teacher "%" has % annotations', name, n
-            USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = format('Use distill.drop_teacher(%L, cascade => true) to delete them too.', name);
-    END IF;
+    PERFORM @extschema@._check_annotations('teacher', name, cascade);
     DELETE FROM @extschema@.teachers t WHERE t.name = drop_teacher.name;
 END
 $$;
@@ -312,19 +323,12 @@ $$;
 CREATE FUNCTION @extschema@.drop_task(name text, cascade boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.tasks t WHERE t.name = drop_task.name) THEN
         RAISE EXCEPTION 'task "%" does not exist', name
             USING ERRCODE = 'undefined_object';
     END IF;
-    SELECT count(*) INTO n FROM @extschema@.annotations a WHERE a.task = drop_task.name;
-    IF n > 0 AND NOT cascade THEN
-        RAISE EXCEPTION 'task "%" has % annotations', name, n
-            USING ERRCODE = 'dependent_objects_still_exist',
-                  HINT = format('Use distill.drop_task(%L, cascade => true) to delete them too.', name);
-    END IF;
+    PERFORM @extschema@._check_annotations('task', name, cascade);
     DELETE FROM @extschema@.tasks t WHERE t.name = drop_task.name;
 END
 $$;

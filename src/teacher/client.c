@@ -241,6 +241,9 @@ free_queue(ItemQueue *queue)
 
 /* ---- outcomes of one attempt ---- */
 
+static void set_failure(Item *item, long http_status, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 set_failure(Item *item, long http_status, const char *fmt,...)
 {

@@ -20,6 +20,9 @@ typedef struct TextBuffer
 	size_t		cap;
 } TextBuffer;
 
+static void set_error(char *errbuf, size_t errlen, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
 static void
 set_error(char *errbuf, size_t errlen, const char *fmt,...)
 {
