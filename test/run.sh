@@ -45,10 +45,26 @@ check_no_key_in_log() {
 	fi
 }
 
+# Another checkout on this machine may install its own build while we run
+# (the benchmarks install too); then these results would not be ours.
+check_same_library() {
+	if cmp -s distill.so "$(pg_config --pkglibdir)/distill.so"; then
+		echo "ok: the installed distill.so is still the one built here"
+		passed=$((passed + 1))
+	else
+		echo "FAIL: distill.so was reinstalled by someone else during the run; run again"
+		failed=$((failed + 1))
+	fi
+}
+
 install_packages || exit 1
 build_and_install || exit 1
 logs=$(mktemp -d)
 trap 'stop_all; rm -rf "$logs"' EXIT
+# The cluster loads the library now (shared_preload_libraries), so that a
+# concurrent install during the unit tests cannot swap it.
+start_cluster || exit 1
+start_teacher || exit 1
 
 echo "== unit tests"
 before=$failed
@@ -62,9 +78,6 @@ echo "== replay teacher self-test"
 "$PYTHON" test/test_replay_teacher.py 2>&1 | tee "$logs/replay"
 count "$logs/replay"
 
-start_cluster || exit 1
-start_teacher || exit 1
-
 echo "== pg_regress"
 make -s installcheck 2>&1 | tee "$logs/regress"
 count_regress "$logs/regress"
@@ -76,6 +89,7 @@ passed=$((passed + $(grep -c '^ok:' "$logs/integration")))
 failed=$((failed + $(grep -c '^FAIL:' "$logs/integration")))
 
 check_no_key_in_log
+check_same_library
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/crc32c.h"
+#include "core/equation.h"
 #include "core/model_io.h"
 #include "core/student_internal.h"
 
@@ -59,6 +60,7 @@ student_params_default(StudentParams *params)
 	params->dropout = 0.1;
 	params->validation_fraction = 0.1;
 	params->rationale_weight = 1.0;
+	params->validation_metric = METRIC_EXACT;
 	params->prefix_lm = true;
 	params->tied_embeddings = true;
 	params->seed = 1;
@@ -618,4 +620,12 @@ student_free(Student *student)
 	tok_free(student->tokenizer);
 	model_free(student->model);
 	free(student);
+}
+
+bool
+answer_matches(AnswerMetric metric, const char *answer, const char *label)
+{
+	if (metric == METRIC_EQUATION)
+		return equation_equal(answer, label);
+	return strcmp(answer, label) == 0;
 }

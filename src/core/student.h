@@ -36,6 +36,17 @@
 #include "core/model.h"
 #include "core/tokenizer.h"
 
+/*
+ * How a free-text answer is judged against its label.  (An answer chosen
+ * from a label set or from per-row choices is right when it is the label.)
+ */
+typedef enum AnswerMetric
+{
+	METRIC_EXACT,				/* the same text */
+	METRIC_EQUATION				/* arithmetic expressions of equal value
+								 * (equation.h), as SVAMP is scored */
+} AnswerMetric;
+
 /* Hyperparameters; student_params_default() gives the documented defaults. */
 typedef struct StudentParams
 {
@@ -56,6 +67,7 @@ typedef struct StudentParams
 	double		dropout;
 	double		validation_fraction;	/* held out; 0 = none, keep the last epoch */
 	double		rationale_weight;	/* lambda; 0 = label only */
+	AnswerMetric validation_metric; /* for free-text validation answers */
 	bool		prefix_lm;
 	bool		tied_embeddings;
 	uint64_t	seed;
@@ -158,11 +170,13 @@ extern void trainer_set_stop_check(StudentTrainer *trainer,
 extern const char *trainer_error(const StudentTrainer *trainer);
 
 /*
- * Counts for the caller's logs and the models table.  The best accuracy is
- * NaN without validation; the best epoch is 0 until an epoch has ended.
+ * Counts for the caller's logs and the models table (rationale examples:
+ * training rows trained on with a rationale).  The best accuracy is NaN
+ * without validation; the best epoch is 0 until an epoch has ended.
  */
 extern int	trainer_train_examples(const StudentTrainer *trainer);
 extern int	trainer_validation_examples(const StudentTrainer *trainer);
+extern int	trainer_rationale_examples(const StudentTrainer *trainer);
 extern double trainer_best_accuracy(const StudentTrainer *trainer);
 extern int	trainer_best_epoch(const StudentTrainer *trainer);
 
@@ -215,5 +229,9 @@ extern Student *student_load(const void *tokenizer, size_t tokenizer_len,
 							 const void *weights, size_t weights_len,
 							 char *errbuf, size_t errlen);
 extern void student_free(Student *student);
+
+/* Does a free-text answer (already trimmed) count as the label? */
+extern bool answer_matches(AnswerMetric metric, const char *answer,
+						   const char *label);
 
 #endif

@@ -976,7 +976,8 @@ answer_is_right(StudentTrainer *t, const ValidRow *row)
 	if (text == NULL)
 		return -1;
 	answer = trim(text, &len);
-	right = len == strlen(row->label) && memcmp(answer, row->label, len) == 0;
+	text[answer - text + len] = '\0';
+	right = answer_matches(t->params.validation_metric, answer, row->label);
 	free(text);
 	return right;
 }
@@ -1090,6 +1091,16 @@ int
 trainer_validation_examples(const StudentTrainer *t)
 {
 	return t->n_valid;
+}
+
+int
+trainer_rationale_examples(const StudentTrainer *t)
+{
+	int			n = 0;
+
+	for (int i = 0; i < t->n_train; i++)
+		n += t->train[i].rationale.len > 0;
+	return n;
 }
 
 const int *

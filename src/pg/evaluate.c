@@ -13,7 +13,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
-#include "core/equation.h"
+#include "core/student.h"
 #include "pg/glue.h"
 
 PG_FUNCTION_INFO_V1(distill_evaluate);
@@ -70,12 +70,6 @@ per_label_jsonb(const LabelCounts *counts)
 	}
 	appendStringInfoChar(&json, '}');
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
-}
-
-static bool
-is_correct(const char *predicted, const char *gold, bool equation)
-{
-	return equation ? equation_equal(predicted, gold) : strcmp(predicted, gold) == 0;
 }
 
 static int
@@ -158,7 +152,7 @@ distill_evaluate(PG_FUNCTION_ARGS)
 		}
 		predicted = predict_text(model, input, choices, n_choices);
 		n++;
-		right += is_correct(predicted, gold, equation);
+		right += answer_matches(equation ? METRIC_EQUATION : METRIC_EXACT, predicted, gold);
 		if (counts.labels != NULL)
 			count_label(&counts, predicted, gold);
 	}

@@ -182,8 +182,15 @@ typedef enum ParamType
 	PARAM_INT,
 	PARAM_FLOAT,
 	PARAM_BOOL,
-	PARAM_SEED
+	PARAM_SEED,
+	PARAM_METRIC				/* an AnswerMetric, by name */
 } ParamType;
+
+/* AnswerMetric names, as distill.evaluate spells them. */
+static const char *const metric_names[] = {"exact", "equation"};
+
+StaticAssertDecl(lengthof(metric_names) == METRIC_EQUATION + 1,
+				 "one name per AnswerMetric");
 
 typedef struct ParamSpec
 {
@@ -215,6 +222,7 @@ static const ParamSpec param_specs[] = {
 	PARAM("seed", PARAM_SEED, seed),
 	PARAM("log_every", PARAM_INT, log_every),
 	PARAM("memory_mb", PARAM_INT, memory_mb),
+	PARAM("validation_metric", PARAM_METRIC, validation_metric),
 };
 
 static const ParamSpec *
@@ -235,7 +243,22 @@ param_type_error(const ParamSpec *spec, const char *expected)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("training parameter \"%s\" must be %s", spec->key, expected)));
+			 errmsg("training parameter \"%s\" must be %s", spec->key, expected),
+			 errhint("docs/training.md lists every parameter with its type and range.")));
+}
+
+static void
+set_metric_param(const ParamSpec *spec, AnswerMetric *field, const JsonbValue *value)
+{
+	if (value->type == jbvString)
+		for (int i = 0; i < lengthof(metric_names); i++)
+			if (strlen(metric_names[i]) == value->val.string.len &&
+				memcmp(metric_names[i], value->val.string.val, value->val.string.len) == 0)
+			{
+				*field = (AnswerMetric) i;
+				return;
+			}
+	param_type_error(spec, "\"exact\" or \"equation\"");
 }
 
 /* Store one JSON value into its field; ranges are the core's to check. */
@@ -250,6 +273,11 @@ set_param(StudentParams *params, const ParamSpec *spec, const JsonbValue *value)
 		if (value->type != jbvBool)
 			param_type_error(spec, "true or false");
 		*(bool *) field = value->val.boolean;
+		return;
+	}
+	if (spec->type == PARAM_METRIC)
+	{
+		set_metric_param(spec, (AnswerMetric *) field, value);
 		return;
 	}
 	if (value->type != jbvNumeric)
@@ -324,6 +352,9 @@ params_json_text(const StudentParams *params, double rationale_weight)
 				break;
 			case PARAM_SEED:
 				appendStringInfo(&out, UINT64_FORMAT, (uint64) *(const uint64_t *) field);
+				break;
+			case PARAM_METRIC:
+				appendStringInfo(&out, "\"%s\"", metric_names[*(const AnswerMetric *) field]);
 				break;
 		}
 	}
@@ -438,7 +469,8 @@ train_student(JobRun *run, int64 model_id, const StudentParams *params,
 						psprintf("%.6f", trainer_best_accuracy(trainer)),
 						trainer_best_epoch(trainer), progress.step,
 						trainer_train_examples(trainer),
-						trainer_validation_examples(trainer), set->n_rationales);
+						trainer_validation_examples(trainer),
+						trainer_rationale_examples(trainer));
 	student_guard = core_guard_new(trainer_take_best(trainer), student_release);
 	core_guard_release(trainer_guard);
 	return student_guard;

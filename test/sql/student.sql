@@ -142,6 +142,8 @@ SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label F
                      params => '{"prefix_lm": 1}', background => false);
 SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
                      params => '[]', background => false);
+SELECT distill.train('m', 'sentiment', 'distill', 'SELECT body AS input, label FROM reviews',
+                     params => '{"validation_metric": "value"}', background => false);
 SELECT distill.train('m', 'sentiment', 'step_by_step', 'SELECT body AS input, label FROM reviews', background => false);
 SELECT distill.train('m', 'sentiment', 'step_by_step', 'SELECT body AS input, label, NULL::text AS rationale FROM reviews',
                      background => false);
@@ -184,8 +186,25 @@ SELECT backend_rss_kb() - kb < 2048 AS flat FROM rss;
 
 SELECT distill.drop_model('critic');
 SELECT distill.drop_model('critic');
+-- free text, validated by value: the metric is kept with the model's params
+SELECT distill.create_task('sums', 'Write an equation for the total.');
+SET client_min_messages = warning;
+SELECT distill.train('adder', 'sums', 'distill',
+                     $$SELECT format('%s apples and %s more', i % 7, i % 5) AS input,
+                              format('%s + %s', i % 7, i % 5) AS label
+                       FROM generate_series(1, 40) i$$,
+                     params => '{"d_model": 32, "layers": 1, "heads": 2, "epochs": 1, "vocab_size": 300,
+                                 "validation_fraction": 0.25, "validation_metric": "equation"}',
+                     background => false) > 0 AS trained;
+RESET client_min_messages;
+SELECT params->>'validation_metric' AS validation_metric,
+       (metrics->>'val_accuracy')::float8 BETWEEN 0 AND 1 AS has_accuracy,
+       (metrics->>'validation_examples')::int AS validation_examples
+FROM distill.models WHERE name = 'adder';
+
 SELECT distill.drop_model(name) FROM (SELECT DISTINCT name FROM distill.models) m;
 SELECT count(*) FROM distill.training_log;
 SELECT distill.drop_task('sentiment');
+SELECT distill.drop_task('sums');
 DROP TABLE reviews, serial_answers, before_retrain;
 DROP FUNCTION backend_rss_kb, timed_train;

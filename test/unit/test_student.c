@@ -470,7 +470,7 @@ test_determinism(void)
 static double
 student_accuracy(const Student *s, const StudentTrainer *t,
 				 const StudentExample *rows, const char *const *labels,
-				 int n_labels)
+				 int n_labels, AnswerMetric metric)
 {
 	const int  *index = trainer_validation_index(t);
 	int			n = trainer_validation_examples(t);
@@ -494,7 +494,7 @@ student_accuracy(const Student *s, const StudentTrainer *t,
 		{
 			char	   *text = student_generate(s, "predict", e->input, err, sizeof(err));
 
-			right += text != NULL && strcmp(text, e->label) == 0;
+			right += text != NULL && answer_matches(metric, text, e->label);
 			free(text);
 		}
 	}
@@ -508,7 +508,8 @@ student_accuracy(const Student *s, const StudentTrainer *t,
  */
 static void
 test_validation(const char *what, const StudentExample *rows, int n,
-				const char *const *labels, int n_labels, int epochs)
+				const char *const *labels, int n_labels, AnswerMetric metric,
+				int epochs)
 {
 	StudentParams p;
 	StudentTrainer *t;
@@ -525,12 +526,14 @@ test_validation(const char *what, const StudentExample *rows, int n,
 	p.batch_size = 16;
 	p.validation_fraction = 0.25;
 	p.log_every = 5;
+	p.validation_metric = metric;
 	t = trainer_create(&p, rows, n, labels, n_labels, err, sizeof(err));
 	CHECKF(t != NULL, "%s: %s", what, err);
 	if (t == NULL)
 		return;
 	CHECK(trainer_validation_examples(t) == n / 4);
 	CHECK(trainer_train_examples(t) == n - n / 4);
+	CHECK(trainer_rationale_examples(t) == n - n / 4);
 	while ((e = trainer_advance(t, &prog)) != TRAIN_DONE)
 	{
 		CHECK(prog.total_steps == epochs * ((n - n / 4 + 15) / 16));
@@ -554,7 +557,7 @@ test_validation(const char *what, const StudentExample *rows, int n,
 	CHECK(trainer_advance(t, &prog) == TRAIN_DONE);
 	if (s != NULL)
 	{
-		double		acc = student_accuracy(s, t, rows, labels, n_labels);
+		double		acc = student_accuracy(s, t, rows, labels, n_labels, metric);
 
 		printf("  validation by %s: best epoch %d of %d, accuracy %.3f\n",
 			   what, best_seen, epochs, acc);
@@ -898,14 +901,38 @@ report_speed(int threads, double lambda)
 static void
 test_validation_modes(int epochs)
 {
+	/* the families' labels as equations worth 2, 3 and 4 */
+	static const char *const sums[] = {"1 + 1", "( 3.0 )", "8 / 2"};
 	Synthetic	labelled = make_synthetic(48, 5, false);
 	Synthetic	with_choices = make_synthetic(48, 5, true);
+	Synthetic	equations = make_synthetic(48, 5, false);
 
-	test_validation("label set", labelled.rows, 48, kinds, 3, epochs);
-	test_validation("choices", with_choices.rows, 48, NULL, 0, epochs);
-	test_validation("decoding", labelled.rows, 48, NULL, 0, epochs);
+	for (int i = 0; i < 48; i++)
+		for (int k = 0; k < 3; k++)
+			if (strcmp(equations.rows[i].label, kinds[k]) == 0)
+				equations.rows[i].label = sums[k];
+	test_validation("label set", labelled.rows, 48, kinds, 3, METRIC_EXACT, epochs);
+	test_validation("choices", with_choices.rows, 48, NULL, 0, METRIC_EXACT, epochs);
+	test_validation("decoding", labelled.rows, 48, NULL, 0, METRIC_EXACT, epochs);
+	test_validation("decoding by value", equations.rows, 48, NULL, 0, METRIC_EQUATION,
+					epochs);
 	free_synthetic(&labelled);
 	free_synthetic(&with_choices);
+	free_synthetic(&equations);
+}
+
+/* Free-text answers: exact text, or equal arithmetic value. */
+static void
+test_answer_matches(void)
+{
+	CHECK(answer_matches(METRIC_EXACT, "lake", "lake"));
+	CHECK(!answer_matches(METRIC_EXACT, "lake", "Lake"));
+	CHECK(!answer_matches(METRIC_EXACT, "4", "2 + 2"));
+	CHECK(answer_matches(METRIC_EQUATION, "4", "2 + 2"));
+	CHECK(answer_matches(METRIC_EQUATION, "( 84.0 / 2.0 )", "42"));
+	CHECK(!answer_matches(METRIC_EQUATION, "41", "42"));
+	CHECK(!answer_matches(METRIC_EQUATION, "((491 - 21", "470"));
+	CHECK(!answer_matches(METRIC_EQUATION, "lake", "lake"));
 }
 
 int
@@ -916,6 +943,7 @@ main(int argc, char **argv)
 	Student    *s;
 
 	model_set_threads(1);
+	test_answer_matches();
 	test_params();
 	test_bad_examples();
 	test_utf8();
