@@ -316,6 +316,7 @@ model_free(Model *model)
 	if (model == NULL)
 		return;
 	model_free_training(model);
+	model_free_packed(model);
 	free(model->tensors);
 	free(model->params);
 	free(model->w.layers);

@@ -131,6 +131,7 @@ typedef struct ModelWeights
 } ModelWeights;
 
 typedef struct ModelActivations ModelActivations;	/* model.c */
+typedef struct PackedWeights PackedWeights; /* model_infer.c */
 
 typedef struct Model
 {
@@ -149,6 +150,7 @@ typedef struct Model
 	uint64_t	dropout_seed;
 	uint64_t	dropout_step;	/* training forwards so far */
 	ModelActivations *acts;		/* NULL until model_alloc_training() */
+	PackedWeights *packed;		/* NULL until model_pack_for_prediction() */
 } Model;
 
 /*
@@ -240,6 +242,15 @@ extern int	model_generate_greedy(const Model *model,
 								  const int32_t *prefix, int prefix_len,
 								  int max_new_tokens, int32_t eos_id,
 								  int32_t *out, char *errbuf, size_t errlen);
+
+/*
+ * Pack the matrices once for faster prediction (packed.h); from then on the
+ * weights must not change.  Prediction works without it, only slower.
+ * False with a message when out of memory.
+ */
+extern bool model_pack_for_prediction(Model *model, char *errbuf,
+									  size_t errlen);
+extern void model_free_packed(Model *model);
 
 /* Threads used by OpenBLAS (the only global state). */
 extern void model_set_threads(int n_threads);

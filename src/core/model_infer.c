@@ -14,6 +14,10 @@
  * numbers equal the training forward's up to float rounding; test_model.c
  * checks it.  Nothing here touches the model, so a cached model may serve
  * any number of predictions.
+ *
+ * The matrix products go through packed.h: on the matrices packed by
+ * model_pack_for_prediction() when the model has them, else on the plain
+ * weights (a model in training, whose weights change).
  */
 #include "core/model.h"
 
@@ -21,6 +25,117 @@
 #include <string.h>
 
 #include "core/model_ops.h"
+#include "core/packed.h"
+
+typedef struct LayerMatrices
+{
+	PackedMatrix qkv;
+	PackedMatrix o_proj;
+	PackedMatrix gate_up;
+	PackedMatrix down_proj;
+} LayerMatrices;
+
+struct PackedWeights
+{
+	LayerMatrices *layers;		/* [n_layers] */
+	PackedMatrix head;
+};
+
+/* Views of layer l's plain weights, in packed.h's terms. */
+static void
+plain_layer_matrices(const Model *model, int l, LayerMatrices *plain)
+{
+	const ModelConfig *c = &model->config;
+	const LayerWeights *w = &model->w.layers[l];
+	int			q_dim = c->n_heads * model->head_dim;
+	int			qkv_dim = q_dim + 2 * c->n_kv_heads * model->head_dim;
+
+	packed_matrix_plain(&plain->qkv, w->qkv, qkv_dim, c->d_model);
+	packed_matrix_plain(&plain->o_proj, w->o_proj, c->d_model, q_dim);
+	packed_matrix_plain(&plain->gate_up, w->gate_up, 2 * c->d_ff, c->d_model);
+	packed_matrix_plain(&plain->down_proj, w->down_proj, c->d_model, c->d_ff);
+}
+
+/* Layer l's matrices: the packed ones, else views in *plain. */
+static const LayerMatrices *
+layer_matrices(const Model *model, int l, LayerMatrices *plain)
+{
+	if (model->packed != NULL)
+		return &model->packed->layers[l];
+	plain_layer_matrices(model, l, plain);
+	return plain;
+}
+
+static const PackedMatrix *
+head_matrix(const Model *model, PackedMatrix *plain)
+{
+	if (model->packed != NULL)
+		return &model->packed->head;
+	packed_matrix_plain(plain, model->w.lm_head, model->config.vocab_size,
+						model->config.d_model);
+	return plain;
+}
+
+static bool
+pack_like(PackedMatrix *packed, const PackedMatrix *plain)
+{
+	return packed_matrix_init(packed, plain->w, plain->n_out, plain->n_in);
+}
+
+bool
+model_pack_for_prediction(Model *model, char *errbuf, size_t errlen)
+{
+	int			n_layers = model->config.n_layers;
+	PackedMatrix head;
+	bool		ok;
+
+	if (model->packed != NULL)
+		return true;
+	model->packed = calloc(1, sizeof(PackedWeights));
+	ok = model->packed != NULL &&
+		(model->packed->layers = calloc(n_layers, sizeof(LayerMatrices))) != NULL;
+	for (int l = 0; ok && l < n_layers; l++)
+	{
+		LayerMatrices *packed = &model->packed->layers[l];
+		LayerMatrices plain;
+
+		plain_layer_matrices(model, l, &plain);
+		ok = pack_like(&packed->qkv, &plain.qkv) &&
+			pack_like(&packed->o_proj, &plain.o_proj) &&
+			pack_like(&packed->gate_up, &plain.gate_up) &&
+			pack_like(&packed->down_proj, &plain.down_proj);
+	}
+	packed_matrix_plain(&head, model->w.lm_head, model->config.vocab_size,
+						model->config.d_model);
+	ok = ok && pack_like(&model->packed->head, &head);
+	if (!ok)
+	{
+		model_free_packed(model);
+		model_error(errbuf, errlen, "out of memory for the packed weights of %zu parameters",
+					model->n_params);
+	}
+	return ok;
+}
+
+void
+model_free_packed(Model *model)
+{
+	PackedWeights *packed = model->packed;
+
+	if (packed == NULL)
+		return;
+	for (int l = 0; packed->layers != NULL && l < model->config.n_layers; l++)
+	{
+		packed_matrix_free(&packed->layers[l].qkv);
+		packed_matrix_free(&packed->layers[l].o_proj);
+		packed_matrix_free(&packed->layers[l].gate_up);
+		packed_matrix_free(&packed->layers[l].down_proj);
+	}
+	packed_matrix_free(&packed->head);
+	free(packed->layers);
+	free(packed);
+	model->packed = NULL;
+}
 
 typedef struct KVCache
 {
@@ -152,12 +267,14 @@ forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
 	for (int l = 0; l < c->n_layers; l++)
 	{
 		const LayerWeights *w = &model->w.layers[l];
+		LayerMatrices plain;
+		const LayerMatrices *m = layer_matrices(model, l, &plain);
 		float	   *k_cache = cache->k + (size_t) l * cache->capacity * kv_dim;
 		float	   *v_cache = cache->v + (size_t) l * cache->capacity * kv_dim;
 		int			row = 0;
 
 		rmsnorm_forward(ws->xn, ws->rstd, ws->x, w->attn_norm, rows, d, c->norm_eps);
-		linear_forward(ws->qkv, ws->xn, w->qkv, w->qkv_bias, rows, d, qkv_dim);
+		packed_matmul(ws->qkv, ws->xn, &m->qkv, w->qkv_bias, 1.0f, rows);
 		rope_forward(ws->qkv, rows, qkv_dim, c->n_heads + c->n_kv_heads,
 					 model->head_dim, ws->positions, model->rope_cos, model->rope_sin);
 		for (int s = 0; s < n_seqs; s++)
@@ -176,13 +293,13 @@ forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
 									 n_bidir, shape);
 			row += seq_lens[s];
 		}
-		linear_forward(ws->branch, ws->att_out, w->o_proj, NULL, rows, q_dim, d);
+		packed_matmul(ws->branch, ws->att_out, &m->o_proj, NULL, 1.0f, rows);
 		residual_forward(ws->x, ws->x, ws->branch, (size_t) rows * d);
 
 		rmsnorm_forward(ws->xn, ws->rstd, ws->x, w->mlp_norm, rows, d, c->norm_eps);
-		linear_forward(ws->gate_up, ws->xn, w->gate_up, NULL, rows, d, 2 * c->d_ff);
+		packed_matmul(ws->gate_up, ws->xn, &m->gate_up, NULL, 1.0f, rows);
 		swiglu_forward(ws->mlp_act, ws->gate_up, rows, c->d_ff);
-		linear_forward(ws->branch, ws->mlp_act, w->down_proj, NULL, rows, c->d_ff, d);
+		packed_matmul(ws->branch, ws->mlp_act, &m->down_proj, NULL, 1.0f, rows);
 		residual_forward(ws->x, ws->x, ws->branch, (size_t) rows * d);
 	}
 	rmsnorm_forward(ws->xn, ws->rstd, ws->x, model->w.final_norm, rows, d, c->norm_eps);
@@ -243,6 +360,7 @@ model_score_candidates(const Model *model, const int32_t *prefix,
 	int			rows;
 	Workspace	ws;
 	int32_t    *tokens;
+	PackedMatrix head;
 
 	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
 		return false;
@@ -308,8 +426,7 @@ model_score_candidates(const Model *model, const int32_t *prefix,
 			memcpy(ws.xn + (size_t) r * d, ws.xn + (size_t) (r - 1) * d, d * sizeof(float));
 		memcpy(ws.xn + (size_t) start * d, ws.prefix_state, d * sizeof(float));
 	}
-	head_forward(ws.logits, ws.xn, model->w.lm_head, c->logit_scale, total, d,
-				 c->vocab_size);
+	packed_matmul(ws.logits, ws.xn, head_matrix(model, &head), NULL, c->logit_scale, total);
 	crossentropy_forward(ws.nll, ws.lse, ws.logits, tokens, total, c->vocab_size);
 
 	total = 0;
@@ -352,6 +469,8 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 	int			n = 0;
 	Workspace	ws;
 	const float *hidden;
+	PackedMatrix head_plain;
+	const PackedMatrix *head = head_matrix(model, &head_plain);
 
 	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
 		return -1;
@@ -373,8 +492,7 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 	{
 		int32_t		next;
 
-		head_forward(ws.logits, hidden, model->w.lm_head, c->logit_scale, 1,
-					 c->d_model, c->vocab_size);
+		packed_matmul(ws.logits, hidden, head, NULL, c->logit_scale, 1);
 		next = argmax(ws.logits, c->vocab_size);
 		if (next == eos_id)
 			break;

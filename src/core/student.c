@@ -603,7 +603,8 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 		model_error(errbuf, errlen, "student weights: %s", why);
 		goto fail;
 	}
-	if (!check_consistent(s, errbuf, errlen))
+	if (!check_consistent(s, errbuf, errlen) ||
+		!model_pack_for_prediction(s->model, errbuf, errlen))
 		goto fail;
 	return s;
 

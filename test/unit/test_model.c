@@ -269,6 +269,65 @@ test_simple_op_gradients(void)
 	free(db);
 }
 
+/*
+ * The ops that take e^x (model_ops.c computes it inline, vectorized)
+ * against double precision: SwiGLU, and cross-entropy over logits from
+ * -100 to 100, where the exponent is clamped.
+ */
+static void
+test_exp_accuracy(void)
+{
+	enum
+	{
+		N = 4, V = 1001
+	};
+	float	   *logits = malloc(N * V * sizeof(float));
+	float	   *gate_up = malloc(2 * V * sizeof(float));
+	float	   *out = malloc(V * sizeof(float));
+	int32_t		targets[N] = {0, 500, 999, 1000};
+	float		nll[N],
+				lse[N];
+	double		worst_ce = 0.0,
+				worst_swiglu = 0.0;
+
+	for (int i = 0; i < N * V; i++)
+		logits[i] = (float) ((i % V) * 0.2 - 100.0) * (i < V ? 1.0f : 0.37f * (i / V));
+	crossentropy_forward(nll, lse, logits, targets, N, V);
+	for (int r = 0; r < N; r++)
+	{
+		const float *z = logits + r * V;
+		double		max = z[0],
+					sum = 0.0;
+
+		for (int i = 1; i < V; i++)
+			max = fmax(max, z[i]);
+		for (int i = 0; i < V; i++)
+			sum += exp(z[i] - max);
+		worst_ce = fmax(worst_ce, fabs(nll[r] - (max + log(sum) - z[targets[r]])) /
+						fmax(1.0, fabs(nll[r])));
+	}
+	for (int i = 0; i < V; i++)
+	{
+		gate_up[i] = (float) (i * 0.2 - 100.0);
+		gate_up[V + i] = 1.0f;
+	}
+	swiglu_forward(out, gate_up, 1, V);
+	for (int i = 0; i < V; i++)
+	{
+		double		g = gate_up[i];
+		double		want = g / (1.0 + exp(-g));
+
+		worst_swiglu = fmax(worst_swiglu, fabs(out[i] - want) / fmax(1e-30, fabs(want)));
+	}
+	printf("  e^x: cross-entropy relative error %.1e, SwiGLU %.1e\n", worst_ce, worst_swiglu);
+	/* float sums of 1001 terms: a few 1e-7 of rounding per term add up */
+	CHECK(worst_ce < 1e-5);
+	CHECK(worst_swiglu < 1e-6);
+	free(logits);
+	free(gate_up);
+	free(out);
+}
+
 /* Rotary: x has 3 rows of 2 heads of 6 dims. */
 typedef struct RopeCtx
 {
@@ -711,6 +770,39 @@ training_logprobs(Model *model, const int32_t *tokens, int B, int T,
 	free(weights);
 }
 
+/*
+ * The same predictions from the packed matrices (packed.h) as from the
+ * plain ones: scores within float rounding, the same greedy tokens.
+ */
+static void
+check_packed_prediction(const char *what, Model *model, const int32_t *prefix,
+						int P, const int32_t *const *cands, const int *cand_lens,
+						int K, const double *plain_scores)
+{
+	double		scores[8];
+	int32_t		plain_out[4];
+	int32_t		packed_out[4];
+	int			n_plain;
+	int			n_packed;
+	double		max_diff = 0.0;
+	char		err[256] = "";
+
+	n_plain = model_generate_greedy(model, prefix, P, 4, -1, plain_out, err, sizeof(err));
+	CHECKF(model_pack_for_prediction(model, err, sizeof(err)), "%s", err);
+	CHECK(model->packed != NULL);
+	CHECK(model_score_candidates(model, prefix, P, cands, cand_lens, K, scores,
+								 err, sizeof(err)));
+	for (int k = 0; k < K; k++)
+		max_diff = fmax(max_diff, fabs(scores[k] - plain_scores[k]));
+	n_packed = model_generate_greedy(model, prefix, P, 4, -1, packed_out, err, sizeof(err));
+	printf("  %s: packed vs plain matrices, max |score diff| %.2e\n", what, max_diff);
+	CHECKF(max_diff < 1e-4, "%s: packed scoring differs by %g", what, max_diff);
+	CHECK(n_packed == n_plain && n_plain > 0 &&
+		  memcmp(packed_out, plain_out, n_plain * sizeof(int32_t)) == 0);
+	model_free_packed(model);
+	CHECK(model->packed == NULL);
+}
+
 static void
 check_scoring(const char *what, const ModelConfig *config)
 {
@@ -791,6 +883,7 @@ check_scoring(const char *what, const ModelConfig *config)
 		free(lens);
 		free(v_nll);
 	}
+	check_packed_prediction(what, model, prefix, P, cands, cand_lens, K, scores);
 	model_free(model);
 }
 
@@ -1228,6 +1321,7 @@ main(int argc, char **argv)
 
 	model_set_threads(1);
 	test_simple_op_gradients();
+	test_exp_accuracy();
 	test_rope();
 	test_attention();
 	test_model_gradients();
