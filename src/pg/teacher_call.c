@@ -108,6 +108,13 @@ read_reply(const TaskDef *task, const TeacherResult *result)
 	}
 	a.rationale = pstrdup_free(rationale);
 	answer = pstrdup_free(answer);
+	if (answer_cut_off(answer))
+	{
+		a.status = ANNOTATION_UNPARSED;
+		a.error = psprintf("answer \"%s\" was cut off: it opens a parenthesis it never closes",
+						   answer);
+		return a;
+	}
 	if (task->labels == NULL)
 	{
 		a.status = ANNOTATION_OK;

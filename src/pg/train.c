@@ -97,6 +97,25 @@ canonical_label(const TaskDef *task, const char *label, int row)
 	return task->labels[i];
 }
 
+/*
+ * Is the example's label one of its choices (ignoring case, as for a
+ * label set)?  Then it takes the choice's spelling.  Rows without choices
+ * pass.
+ */
+static bool
+label_among_choices(StudentExample *example)
+{
+	int			i;
+
+	if (example->choices == NULL)
+		return true;
+	i = match_label(example->label, example->choices, example->n_choices);
+	if (i < 0)
+		return false;
+	example->label = example->choices[i];
+	return true;
+}
+
 static void
 read_choices(StudentExample *example, HeapTuple tuple, TupleDesc tupdesc, int col)
 {
@@ -127,6 +146,7 @@ load_training_set(const char *query, const TaskDef *task, TrainMethod method)
 				label_col,
 				rationale_col,
 				choices_col;
+	int			not_a_choice = 0;
 
 	run_source_query(query, "training");
 	tupdesc = SPI_tuptable->tupdesc;
@@ -161,13 +181,26 @@ load_training_set(const char *query, const TaskDef *task, TrainMethod method)
 		example->input = to_utf8(example->input);
 		example->label = to_utf8(example->label);
 		if (choices_col > 0)
+		{
 			read_choices(example, tuple, tupdesc, choices_col);
+			if (!label_among_choices(example))
+			{
+				not_a_choice++;
+				continue;
+			}
+		}
 		set.n_examples++;
 	}
-	if (set.n_examples < (int) SPI_processed)
+	if (set.n_examples + not_a_choice < (int) SPI_processed)
 		ereport(NOTICE,
 				(errmsg("skipped %d training rows with a NULL input or label",
-						(int) SPI_processed - set.n_examples)));
+						(int) SPI_processed - set.n_examples - not_a_choice)));
+	if (not_a_choice > 0)
+		ereport(NOTICE,
+				(errmsg("skipped %d training rows whose label is not one of their choices",
+						not_a_choice),
+				 errdetail("A teacher's answer can name no choice, or more than one."),
+				 errhint("Filter them out of the source to silence this, or leave out the choices column to train on them as free text.")));
 	if (method == METHOD_STEP_BY_STEP && set.n_rationales == 0 && set.n_examples > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -182,6 +182,21 @@ parse_teacher_reply(const char *raw, const char *answer_prefix,
 	return true;
 }
 
+bool
+answer_cut_off(const char *answer)
+{
+	int			open = 0;
+
+	for (const char *p = answer; *p != '\0'; p++)
+	{
+		if (*p == '(')
+			open++;
+		else if (*p == ')' && open > 0)
+			open--;
+	}
+	return open > 0;
+}
+
 int
 match_label(const char *answer, const char *const *labels, size_t n_labels)
 {

@@ -17,6 +17,9 @@
  *    "(2)" or "(84 / 2)" is an answer, not a marker.
  * 4. Trim whitespace, drop one final period, trim again.  An answer left
  *    empty means no answer.
+ * 5. (answer_cut_off) An answer that opens a parenthesis it never closes,
+ *    such as "((491 - 21", was cut short by the token limit: the caller
+ *    should not take it as the answer.
  *
  * Only ASCII bytes are ever special, so a multibyte UTF-8 character is
  * never split.  Plain C; no PostgreSQL headers.
@@ -36,6 +39,9 @@
  */
 extern bool parse_teacher_reply(const char *raw, const char *answer_prefix,
 								char **rationale, char **answer);
+
+/* Rule 5: does answer open more parentheses than it closes? */
+extern bool answer_cut_off(const char *answer);
 
 /*
  * Index of the first label equal to answer ignoring ASCII case and

@@ -49,6 +49,15 @@ WHERE a.teacher = 'llama' GROUP BY a.status ORDER BY a.status;
 SELECT a.label, s.teacher_label FROM distill.annotations a JOIN svamp s ON s.id = a.item_id
 WHERE a.teacher = 'llama' AND a.label <> s.teacher_label ORDER BY a.item_id LIMIT 5;
 
+-- a reply cut off by the token limit inside its answer is not an answer
+CREATE TABLE svamp_cut AS
+  SELECT doc->>'id' AS id, doc->>'input' AS input FROM raw_rows WHERE false;
+\copy raw_rows FROM 'test/data/svamp_cut_off.jsonl' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02')
+INSERT INTO svamp_cut SELECT doc->>'id', doc->>'input' FROM raw_rows WHERE doc->>'id' = 'svamp-train-319';
+SELECT distill.annotate('svamp', 'llama', 'SELECT id, input FROM svamp_cut', background => false) > 0 AS done;
+SELECT item_id, status, label, error, raw_output IS NOT NULL AS kept_raw
+FROM distill.annotations WHERE item_id = 'svamp-train-319';
+
 -- A teacher that always fails: every item 'failed' with the reason, none dropped.
 SELECT distill.create_teacher('dead', 'http://127.0.0.1:8808/faults/p500=1/v1', 'palm',
   options => '{"concurrency": 8, "max_retries": 2, "retry_base_ms": 5}');
@@ -133,5 +142,5 @@ SELECT distill.drop_task('cqa', cascade => true);
 SELECT distill.drop_task('svamp', cascade => true);
 SELECT distill.drop_teacher(name) FROM distill.teachers;
 SELECT count(*) FROM distill.annotations;
-DROP TABLE raw_rows, cqa, svamp;
+DROP TABLE raw_rows, cqa, svamp, svamp_cut;
 DROP FUNCTION timed_annotate;

@@ -202,6 +202,23 @@ SELECT params->>'validation_metric' AS validation_metric,
        (metrics->>'validation_examples')::int AS validation_examples
 FROM distill.models WHERE name = 'adder';
 
+-- per-row choices: a label in another case takes the choice's spelling, and a
+-- label that is none of the row's choices is skipped, with a notice
+SET client_min_messages = warning;
+SELECT distill.train('chooser', 'sums', 'distill',
+                     $$SELECT format('%s apples', i) AS input,
+                              CASE WHEN i % 10 = 0 THEN 'none' WHEN i % 2 = 0 THEN 'EVEN' ELSE 'odd' END AS label,
+                              ARRAY['even', 'odd'] AS choices
+                       FROM generate_series(1, 40) i$$,
+                     params => '{"d_model": 32, "layers": 1, "heads": 2, "epochs": 1, "vocab_size": 300}',
+                     background => false) > 0 AS trained;
+RESET client_min_messages;
+SELECT (metrics->>'train_examples')::int + (metrics->>'validation_examples')::int AS examples
+FROM distill.models WHERE name = 'chooser';
+SELECT distill.train('chooser', 'sums', 'distill',
+                     $$SELECT 'a' AS input, 'c' AS label, ARRAY['a', 'b'] AS choices
+                       FROM generate_series(1, 3)$$, background => false);
+
 SELECT distill.drop_model(name) FROM (SELECT DISTINCT name FROM distill.models) m;
 SELECT count(*) FROM distill.training_log;
 SELECT distill.drop_task('sentiment');

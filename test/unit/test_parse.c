@@ -194,6 +194,19 @@ test_parse_rules(void)
 		  "R.", "\xc3\xa9t\xc3\xa9");
 }
 
+/* Rule 5: an answer that opens a parenthesis it never closes was cut off. */
+static void
+test_answer_cut_off(void)
+{
+	CHECK(answer_cut_off("((491 - 21"));
+	CHECK(answer_cut_off("( 3 + 4"));
+	CHECK(!answer_cut_off("((491 - 21) - 7)"));
+	CHECK(!answer_cut_off("84 / 2"));
+	CHECK(!answer_cut_off("lake"));
+	CHECK(!answer_cut_off("lake :)"));	/* a stray closer cuts nothing */
+	CHECK(!answer_cut_off(""));
+}
+
 static void
 test_match_label(void)
 {
@@ -551,6 +564,7 @@ main(void)
 	test_prompt();
 	test_parse_rules();
 	test_match_label();
+	test_answer_cut_off();
 	test_real_replies();
 	return unit_summary("parse");
 }
