@@ -3,6 +3,7 @@
 # test/run.sh against its cluster and replay teacher:
 #   - pg_cancel_backend stops a running annotation and a running training
 #     within a second;
+#   - without distill preloaded, background jobs are refused with a hint;
 #   - a model trained on a primary answers distill_predict on a hot standby.
 # Prints "ok: ..." or "FAIL: ..." per check.
 set -u
@@ -140,6 +141,42 @@ other_database_is_refused() {
 	psql -X -q -d postgres -o /dev/null -c "DROP EXTENSION distill"
 }
 
+# A server without distill in shared_preload_libraries: background jobs are
+# refused with a hint, and the same work runs in the foreground.
+no_preload() {
+	local dir port out
+	dir=$(mktemp -d /tmp/distill-nopreload.XXXXXX)
+	chmod 755 "$dir"
+	[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+	port=$(free_port)
+	as_pg "$(pg_config --bindir)/initdb" -D "$dir/data" -A trust --no-sync -E UTF8 --locale=C >/dev/null &&
+		as_pg sh -c "cat >> '$dir/data/postgresql.conf'" <<-CONF &&
+			port = $port
+			listen_addresses = ''
+			unix_socket_directories = '$dir'
+			fsync = off
+		CONF
+		as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+	check $? "a server without the preload starts"
+	out=$(psql -X -q -h "$dir" -p "$port" -U "$PGUSER" -d postgres 2>&1 <<-'SQL'
+		SET client_min_messages = warning;
+		CREATE EXTENSION distill;
+		SELECT distill.create_task('t', 'Good or bad?', ARRAY['good', 'bad']);
+		SELECT distill.train('m', 't', 'finetune', 'SELECT ''x'' AS input, ''good'' AS label FROM generate_series(1, 8)');
+		SELECT distill.train('m', 't', 'finetune', 'SELECT ''x'' AS input, ''good'' AS label FROM generate_series(1, 8)',
+		  params => '{"d_model": 32, "layers": 1, "heads": 2, "epochs": 1, "vocab_size": 300}', background => false) > 0;
+		SELECT distill_predict('m', 'x');
+	SQL
+	)
+	echo "$out" | grep -q "ERROR:  background jobs need distill in shared_preload_libraries" &&
+		echo "$out" | grep -q "HINT:  Add distill to shared_preload_libraries"
+	check $? "without the preload, a background job is refused with a hint"
+	[ "$(echo "$out" | grep -v '^$' | tail -n 2 | tr -d ' \n')" = "good(1row)" ]
+	check $? "without the preload, training and prediction run in the foreground"
+	as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+	rm -rf "$dir"
+}
+
 # A physical replica of the cluster, started read-only on another port.
 standby_predicts() {
 	local dir port answer
@@ -175,5 +212,6 @@ check $? "a cancelled training leaves no model"
 worker_crash_loses_nothing
 pg_cron_queues_jobs
 other_database_is_refused
+no_preload
 standby_predicts
 cleanup

@@ -21,6 +21,9 @@ int			distill_threads = 1;
 /*
  * Runs in the postmaster when preloaded: define settings only.  No libcurl
  * or BLAS here, since their threads and global state must not be forked.
+ * Loaded later instead (by CREATE EXTENSION or a first call), distill works
+ * in the foreground only; a postmaster-level setting can then not be
+ * defined at all (PostgreSQL ends the session), and would mean nothing.
  */
 void
 _PG_init(void)
@@ -33,13 +36,14 @@ _PG_init(void)
 							1, 1, 64,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
-	DefineCustomStringVariable("distill.database",
-							   "Database whose background jobs distill runs.",
-							   "The launcher serves one database, like pg_cron's cron.database_name.",
-							   &distill_database,
-							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("distill.database",
+								   "Database whose background jobs distill runs.",
+								   "The launcher serves one database, like pg_cron's cron.database_name.",
+								   &distill_database,
+								   "postgres",
+								   PGC_POSTMASTER, 0,
+								   NULL, NULL, NULL);
 	DefineCustomIntVariable("distill.max_workers",
 							"Background jobs that may run at once.",
 							"Each job takes one background worker (see max_worker_processes).",
