@@ -585,6 +585,12 @@ CREATE FUNCTION public.distill_predict_proba(model text, input text, candidates 
 CREATE FUNCTION public.distill_explain(model text, input text) RETURNS text
     AS 'MODULE_PATHNAME', 'distill_explain'
     LANGUAGE C STABLE PARALLEL SAFE STRICT;
+-- The tokens the model reads for input (<bos>, the task's tag, the input cut
+-- to the model's max_input_tokens, <sep>), each as text.
+CREATE FUNCTION @extschema@.tokenize(model text, input text, task text DEFAULT 'predict')
+    RETURNS text[]
+    AS 'MODULE_PATHNAME', 'distill_tokenize'
+    LANGUAGE C STABLE PARALLEL SAFE STRICT;
 
 CREATE FUNCTION @extschema@.evaluate(
     model text, source text, metric text DEFAULT 'exact',

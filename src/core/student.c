@@ -361,6 +361,20 @@ utf8_char_len(const uint8_t *s, size_t avail)
  * A byte-level model may emit any byte and may stop in the middle of a
  * character, while PostgreSQL text must be valid and free of NUL.
  */
+static bool
+utf8_valid(const uint8_t *s, size_t len)
+{
+	for (size_t i = 0; i < len;)
+	{
+		int			n = utf8_char_len(s + i, len - i);
+
+		if (n == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
 void
 student_keep_valid_utf8(char *text, size_t len)
 {
@@ -414,24 +428,78 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 	return text;
 }
 
+/* The tag of task "predict" or "explain"; NULL (with a message) otherwise. */
+static const char *
+task_tag(const char *task, char *errbuf, size_t errlen)
+{
+	if (task != NULL && strcmp(task, "predict") == 0)
+		return STUDENT_PREDICT_TAG;
+	if (task != NULL && strcmp(task, "explain") == 0)
+		return STUDENT_EXPLAIN_TAG;
+	model_error(errbuf, errlen, "task must be \"predict\" or \"explain\"");
+	return NULL;
+}
+
+int
+student_prefix_tokens(const Student *student, const char *task,
+					  const char *input, int32_t **ids, char *errbuf,
+					  size_t errlen)
+{
+	const char *tag = task_tag(task, errbuf, errlen);
+	int			len;
+
+	*ids = NULL;
+	if (tag == NULL)
+		return -1;
+	len = encode_prefix(student, tag, input, ids);
+	if (len < 0)
+		model_error(errbuf, errlen, "out of memory encoding the input");
+	return len;
+}
+
+char *
+student_token_text(const Student *student, int32_t id)
+{
+	const Tokenizer *tok = student->tokenizer;
+	static const char *const names[] = {"<pad>", "<bos>", "<eos>", "<sep>"};
+	const int32_t special[] = {tok_pad(tok), tok_bos(tok), tok_eos(tok), tok_sep(tok)};
+	size_t		len = 0;
+	const uint8_t *bytes;
+	char	   *text;
+
+	for (int i = 0; i < 4; i++)
+		if (id == special[i])
+			return strdup(names[i]);
+	bytes = (const uint8_t *) tok_token(tok, id, &len);
+	if (bytes == NULL)
+		return strdup("<?>");
+	if (utf8_valid(bytes, len))
+	{
+		if ((text = malloc(len + 1)) != NULL)
+		{
+			memcpy(text, bytes, len);
+			text[len] = '\0';
+		}
+		return text;
+	}
+	/* a piece of a multibyte character: its bytes by number */
+	if ((text = malloc(6 * len + 1)) != NULL)
+		for (size_t i = 0; i < len; i++)
+			snprintf(text + 6 * i, 7, "<0x%02X>", bytes[i]);
+	return text;
+}
+
 char *
 student_generate(const Student *student, const char *task, const char *input,
 				 char *errbuf, size_t errlen)
 {
-	const char *tag;
+	const char *tag = task_tag(task, errbuf, errlen);
 	int32_t    *prefix;
 	int			prefix_len;
 	char	   *text;
 
-	if (task != NULL && strcmp(task, "predict") == 0)
-		tag = STUDENT_PREDICT_TAG;
-	else if (task != NULL && strcmp(task, "explain") == 0)
-		tag = STUDENT_EXPLAIN_TAG;
-	else
-	{
-		model_error(errbuf, errlen, "task must be \"predict\" or \"explain\"");
+	if (tag == NULL)
 		return NULL;
-	}
 	if (input == NULL)
 	{
 		model_error(errbuf, errlen, "student_generate needs an input");

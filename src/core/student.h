@@ -218,6 +218,22 @@ extern char *student_generate(const Student *student, const char *task,
 							  const char *input, char *errbuf, size_t errlen);
 
 /*
+ * The tokens the model reads for input under task "predict" or "explain":
+ * <bos>, the task's tag, the input cut to max_input_tokens, <sep>.
+ * Returns their count and a malloc'd array in *ids, or -1 with a message.
+ */
+extern int	student_prefix_tokens(const Student *student, const char *task,
+								  const char *input, int32_t **ids,
+								  char *errbuf, size_t errlen);
+
+/*
+ * A token as readable text (malloc'd; NULL when out of memory): its bytes
+ * when they are valid UTF-8 by themselves, else each byte as <0xNN>;
+ * special tokens as <bos>, <eos>, <sep> and <pad>.
+ */
+extern char *student_token_text(const Student *student, int32_t id);
+
+/*
  * Serialization: the tokenizer and the weights are separate blobs (two
  * bytea columns); max_input_tokens and max_target_tokens travel in the
  * weights blob's header.  student_load() validates both and returns NULL

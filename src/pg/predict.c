@@ -413,3 +413,51 @@ distill_explain(PG_FUNCTION_ARGS)
 
 	PG_RETURN_TEXT_P(generate(model, "explain", text_to_cstring(PG_GETARG_TEXT_PP(1))));
 }
+
+PG_FUNCTION_INFO_V1(distill_tokenize);
+
+/*
+ * distill.tokenize(model, input, task): the tokens the model reads for
+ * input, as text; see student_token_text().
+ */
+Datum
+distill_tokenize(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+	char	   *input = to_utf8(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	char	   *task = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char		errbuf[256];
+	int32_t    *ids;
+	int			n;
+	Datum	   *tokens;
+
+	if (strcmp(task, "predict") != 0 && strcmp(task, "explain") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown task \"%s\"", task),
+				 errhint("Use 'predict' (the prefix that answers) or 'explain' (the one that writes a rationale).")));
+	n = student_prefix_tokens(model->student, task, input, &ids, errbuf, sizeof(errbuf));
+	if (n < 0)
+		core_failure("tokenizing", errbuf);
+	tokens = palloc(n * sizeof(Datum));
+	PG_TRY();
+	{
+		for (int i = 0; i < n; i++)
+		{
+			char	   *piece = student_token_text(model->student, ids[i]);
+			char	   *copy;
+
+			if (piece == NULL)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			copy = pstrdup(piece);
+			free(piece);
+			tokens[i] = CStringGetTextDatum(from_utf8(copy));
+		}
+	}
+	PG_FINALLY();
+	{
+		free(ids);
+	}
+	PG_END_TRY();
+	PG_RETURN_ARRAYTYPE_P(construct_array(tokens, n, TEXTOID, -1, false, TYPALIGN_INT));
+}

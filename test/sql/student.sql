@@ -52,6 +52,15 @@ SELECT jsonb_object_keys(distill_predict_proba('critic', 'x', ARRAY['positive', 
 SELECT length(distill_explain('critic', 'The hotel made us sad.')) > 0 AS explains;
 SELECT distill_predict('critic', NULL) IS NULL AS strict;
 
+-- the tokens the model reads: they spell the prefix; the input is cut at
+-- max_input_tokens; a lone byte of a multibyte character shows as <0xNN>
+SELECT array_to_string(distill.tokenize('critic', 'Our trip felt great.'), '') AS prefix,
+       array_to_string(distill.tokenize('critic', 'Our trip felt great.', 'explain'), '') AS explain_prefix;
+SELECT cardinality(distill.tokenize('critic', repeat('Our trip felt great. ', 100)))
+       - cardinality(distill.tokenize('critic', '')) = (params->>'max_input_tokens')::int AS cut
+FROM distill.models WHERE name = 'critic';
+SELECT distill.tokenize('critic', 'Prix: 5 €');
+
 -- evaluation, with per-label precision and recall
 SELECT n, accuracy > 0.9 AS accurate, jsonb_object_keys(per_label) AS label
 FROM distill.evaluate('critic', 'SELECT body AS input, label FROM reviews') ORDER BY label;

@@ -644,6 +644,66 @@ test_utf8(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* Tokens as the model reads them */
+
+/* The token texts of a prefix, joined. */
+static char *
+joined_prefix(const Student *s, const char *task, const char *input, int *n)
+{
+	int32_t    *ids;
+	char		err[256] = "";
+	char	   *joined = calloc(4096, 1);
+
+	*n = student_prefix_tokens(s, task, input, &ids, err, sizeof(err));
+	CHECKF(*n > 0, "%s", err);
+	for (int i = 0; i < *n; i++)
+	{
+		char	   *piece = student_token_text(s, ids[i]);
+
+		strncat(joined, piece, 4095 - strlen(joined));
+		free(piece);
+	}
+	free(ids);
+	return joined;
+}
+
+static void
+test_prefix_tokens(const Student *s)
+{
+	char		err[256] = "";
+	int32_t    *ids;
+	int			n;
+	char	   *text;
+	char		long_input[4096];
+	char		euro[] = "\xe2\x82\xac";	/* U+20AC, three bytes */
+	char	   *piece;
+
+	text = joined_prefix(s, "predict", "big dog", &n);
+	CHECKF(strcmp(text, "<bos>predict: big dog<sep>") == 0, "%s", text);
+	free(text);
+	text = joined_prefix(s, "explain", "", &n);
+	CHECKF(strcmp(text, "<bos>explain: <sep>") == 0, "%s", text);
+	free(text);
+
+	/* the input is cut to max_input_tokens, as in training and prediction */
+	memset(long_input, 'x', sizeof(long_input) - 1);
+	long_input[sizeof(long_input) - 1] = '\0';
+	text = joined_prefix(s, "predict", "", &n);
+	free(text);
+	CHECK(student_prefix_tokens(s, "predict", long_input, &ids, err, sizeof(err)) ==
+		  n + s->max_input_tokens);
+	free(ids);
+
+	CHECK(student_prefix_tokens(s, "summarize", "x", &ids, err, sizeof(err)) == -1 &&
+		  ids == NULL && strstr(err, "predict") != NULL);
+
+	/* a byte of a multibyte character that is a token by itself */
+	piece = student_token_text(s, (uint8_t) euro[0]);
+	CHECKF(strcmp(piece, "<0xE2>") == 0, "%s", piece);
+	free(piece);
+}
+
+/* ---------------------------------------------------------------- */
 /* Save and load */
 
 static void
@@ -960,7 +1020,10 @@ main(int argc, char **argv)
 		p.epochs = 2;
 		s = train(&p, tiny_rows, N_TINY, kinds, 3);
 		if (s != NULL)
+		{
 			test_save_load(s, false);
+			test_prefix_tokens(s);
+		}
 		student_free(s);
 		return unit_summary("student");
 	}
@@ -969,6 +1032,7 @@ main(int argc, char **argv)
 	if (s != NULL)
 	{
 		test_choose_matches_forward(s);
+		test_prefix_tokens(s);
 		test_save_load(s, true);
 		test_mismatched_blobs(s);
 	}
