@@ -465,6 +465,7 @@ train_student(JobRun *run, int64 model_id, const StudentParams *params,
 	CoreGuard  *student_guard;
 	TrainProgress progress;
 	TrainEvent	event;
+	const ModelConfig *config;
 
 	model_set_threads(distill_threads);
 	trainer = trainer_create(params, set->examples, set->n_examples,
@@ -495,15 +496,17 @@ train_student(JobRun *run, int64 model_id, const StudentParams *params,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("training stopped early: %s", trainer_error(trainer)),
 				 errhint("Give training more memory (params memory_mb, or maintenance_work_mem), or a smaller model.")));
+	config = &trainer_model(trainer)->config;
 	*metrics = psprintf("{\"val_accuracy\": %s, \"best_epoch\": %d, \"steps\": %d,"
 						" \"train_examples\": %d, \"validation_examples\": %d,"
-						" \"rationale_examples\": %d}",
+						" \"rationale_examples\": %d, \"vocab_size\": %d, \"d_ff\": %d}",
 						isnan(trainer_best_accuracy(trainer)) ? "null" :
 						psprintf("%.6f", trainer_best_accuracy(trainer)),
 						trainer_best_epoch(trainer), progress.step,
 						trainer_train_examples(trainer),
 						trainer_validation_examples(trainer),
-						trainer_rationale_examples(trainer));
+						trainer_rationale_examples(trainer),
+						config->vocab_size, config->d_ff);
 	student_guard = core_guard_new(trainer_take_best(trainer), student_release);
 	core_guard_release(trainer_guard);
 	return student_guard;
