@@ -357,10 +357,7 @@ utf8_char_len(const uint8_t *s, size_t avail)
 	return n;
 }
 
-/*
- * A byte-level model may emit any byte and may stop in the middle of a
- * character, while PostgreSQL text must be valid and free of NUL.
- */
+/* Is s[0, len) whole, valid UTF-8 characters? */
 static bool
 utf8_valid(const uint8_t *s, size_t len)
 {
@@ -375,6 +372,10 @@ utf8_valid(const uint8_t *s, size_t len)
 	return true;
 }
 
+/*
+ * A byte-level model may emit any byte and may stop in the middle of a
+ * character, while PostgreSQL text must be valid and free of NUL.
+ */
 void
 student_keep_valid_utf8(char *text, size_t len)
 {

@@ -165,19 +165,14 @@ load_training_set(const char *query, const TaskDef *task, TrainMethod method)
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		StudentExample *example = &set.examples[set.n_examples];
 
+		/* the slot may hold a row skipped below */
+		memset(example, 0, sizeof(*example));
 		example->input = SPI_getvalue(tuple, tupdesc, input_col);
 		example->label = SPI_getvalue(tuple, tupdesc, label_col);
 		if (example->input == NULL || example->label == NULL)
 			continue;			/* nothing to learn from; counted below */
 		if (task->labels != NULL)
 			example->label = canonical_label(task, example->label, (int) i + 1);
-		if (rationale_col > 0 && method == METHOD_STEP_BY_STEP)
-			example->rationale = SPI_getvalue(tuple, tupdesc, rationale_col);
-		if (example->rationale != NULL)
-		{
-			example->rationale = to_utf8(example->rationale);
-			set.n_rationales++;
-		}
 		example->input = to_utf8(example->input);
 		example->label = to_utf8(example->label);
 		if (choices_col > 0)
@@ -188,6 +183,13 @@ load_training_set(const char *query, const TaskDef *task, TrainMethod method)
 				not_a_choice++;
 				continue;
 			}
+		}
+		if (rationale_col > 0 && method == METHOD_STEP_BY_STEP)
+			example->rationale = SPI_getvalue(tuple, tupdesc, rationale_col);
+		if (example->rationale != NULL)
+		{
+			example->rationale = to_utf8(example->rationale);
+			set.n_rationales++;
 		}
 		set.n_examples++;
 	}
