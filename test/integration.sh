@@ -141,22 +141,39 @@ other_database_is_refused() {
 	psql -X -q -d postgres -o /dev/null -c "DROP EXTENSION distill"
 }
 
+# Another server's temp directory, writable by the server's user.
+server_dir() {
+	local dir
+	dir=$(mktemp -d "/tmp/distill-$1.XXXXXX")
+	chmod 755 "$dir"
+	[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+	echo "$dir"
+}
+
+# Add the settings on stdin to the postgresql.conf in $1/data and start it.
+start_server() {
+	as_pg sh -c "cat >> '$1/data/postgresql.conf'" &&
+		as_pg "$(pg_config --bindir)/pg_ctl" -D "$1/data" -l "$1/log" -w start >/dev/null
+}
+
+stop_server() {
+	as_pg "$(pg_config --bindir)/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1
+	rm -rf "$1"
+}
+
 # A server without distill in shared_preload_libraries: background jobs are
 # refused with a hint, and the same work runs in the foreground.
 no_preload() {
 	local dir port out
-	dir=$(mktemp -d /tmp/distill-nopreload.XXXXXX)
-	chmod 755 "$dir"
-	[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+	dir=$(server_dir nopreload)
 	port=$(free_port)
 	as_pg "$(pg_config --bindir)/initdb" -D "$dir/data" -A trust --no-sync -E UTF8 --locale=C >/dev/null &&
-		as_pg sh -c "cat >> '$dir/data/postgresql.conf'" <<-CONF &&
+		start_server "$dir" <<-CONF
 			port = $port
 			listen_addresses = ''
 			unix_socket_directories = '$dir'
 			fsync = off
 		CONF
-		as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
 	check $? "a server without the preload starts"
 	out=$(psql -X -q -h "$dir" -p "$port" -U "$PGUSER" -d postgres 2>&1 <<-'SQL'
 		SET client_min_messages = warning;
@@ -173,33 +190,28 @@ no_preload() {
 	check $? "without the preload, a background job is refused with a hint"
 	[ "$(echo "$out" | grep -v '^$' | tail -n 2 | tr -d ' \n')" = "good(1row)" ]
 	check $? "without the preload, training and prediction run in the foreground"
-	as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
-	rm -rf "$dir"
+	stop_server "$dir"
 }
 
 # A physical replica of the cluster, started read-only on another port.
 standby_predicts() {
 	local dir port answer
-	dir=$(mktemp -d /tmp/distill-standby.XXXXXX)
-	chmod 755 "$dir"
-	[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+	dir=$(server_dir standby)
 	port=$(free_port)
 	sql -o /dev/null -c "SET client_min_messages = warning" -c "SELECT distill.train('judge', 'quality', 'finetune', 'SELECT body AS input, label FROM items', params => '{\"d_model\": 32, \"layers\": 1, \"heads\": 2, \"epochs\": 2, \"vocab_size\": 300}', background => false)"
 	as_pg "$(pg_config --bindir)/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" \
 		-D "$dir/data" -R -X stream -c fast >/dev/null 2>&1 &&
-		as_pg sh -c "cat >> '$dir/data/postgresql.conf'" <<-CONF &&
+		start_server "$dir" <<-CONF
 			port = $port
 			unix_socket_directories = '$dir'
 			hot_standby = on
 		CONF
-		as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
 	check $? "a hot standby starts"
 	answer=$(psql -X -q -t -A -h "$dir" -p "$port" -d "$DB" \
 		-c "SELECT pg_is_in_recovery(), distill_predict('judge', 'Item 7 is bad.') IS NOT NULL" 2>&1)
 	[ "$answer" = "t|t" ]
 	check $? "distill_predict answers on a hot standby ($answer)"
-	as_pg "$(pg_config --bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
-	rm -rf "$dir"
+	stop_server "$dir"
 }
 
 setup
