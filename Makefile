@@ -10,6 +10,7 @@ TEACHER_SRCS = $(sort $(wildcard src/teacher/*.c))
 PG_SRCS      = $(sort $(wildcard src/pg/*.c))
 OBJS = $(CORE_SRCS:.c=.o) $(TEACHER_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
+
 PG_CPPFLAGS = -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread
 # The `omp simd` loops of src/core vectorize (no OpenMP runtime is linked);
 # without trapping math a float clamp inside them may become a select.
@@ -24,6 +25,9 @@ REGRESS_DOCS = $(patsubst docs/%.md,docs_%,$(sort $(shell grep -l '^```sql *$$' 
 REGRESS      = $(REGRESS_DOCS) $(sort $(basename $(notdir $(filter-out test/sql/docs_%,$(wildcard test/sql/*.sql)))))
 REGRESS_OPTS = --inputdir=test --outputdir=build/regress --load-extension=distill
 EXTRA_CLEAN  = build $(patsubst %,test/sql/%.sql,$(REGRESS_DOCS))
+
+# PGXS tracks no header dependencies: any header change rebuilds everything.
+$(OBJS): $(wildcard src/*/*.h)
 
 # JIT bitcode of our C would buy nothing and need clang.
 override with_llvm = no

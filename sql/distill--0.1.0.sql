@@ -1,5 +1,31 @@
--- distill 0.1.0: teachers, tasks, annotation
+-- distill 0.1.0: teachers, tasks, annotation, students, background jobs.
 \echo Use "CREATE EXTENSION distill" to load this file. \quit
+
+-- Who may do what (docs/security.md):
+--
+-- * Users are members of the role distill_user, which may read distill's
+--   tables and call its functions.  Nobody but the extension's owner may
+--   write the tables directly: every change goes through a function.
+-- * Each task, annotation, model, training log row, job and schedule has an
+--   owner, set by the server to the role calling the function that made it
+--   (current_user), which no user can choose or change.  A role sees the
+--   rows of the roles whose privileges it has (row-level security), and
+--   only those.  A job runs as its owner.
+-- * Teachers hold an endpoint and the name of an environment variable whose
+--   value is sent there: only the extension's owner, and roles it grants
+--   EXECUTE on create_teacher to, may create them.
+-- * Functions that change tables are C functions that call their
+--   `_`-prefixed twin (SECURITY DEFINER, not executable by users), passing
+--   the calling role, which SQL cannot forge (src/pg/privileges.c).
+-- * Every SQL function runs with search_path pinned to pg_catalog, pg_temp.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'distill_user') THEN
+        CREATE ROLE distill_user NOLOGIN;
+    END IF;
+END
+$$;
 
 ------------------------------------------------------------------------
 -- Catalog tables
@@ -17,6 +43,7 @@ CREATE TABLE @extschema@.teachers (
 
 CREATE TABLE @extschema@.tasks (
     name          text PRIMARY KEY,
+    owner         regrole NOT NULL,
     instruction   text NOT NULL,
     labels        text[],           -- NULL = free text or per-row choices
     examples      jsonb NOT NULL,   -- [{"input", "rationale", "label"}, ...]
@@ -28,6 +55,7 @@ CREATE TABLE @extschema@.annotations (
     task              text NOT NULL REFERENCES @extschema@.tasks ON DELETE CASCADE,
     teacher           text NOT NULL REFERENCES @extschema@.teachers ON DELETE CASCADE,
     item_id           text NOT NULL,
+    owner             regrole NOT NULL,   -- the task's owner
     input             text NOT NULL,
     rationale         text,
     label             text,
@@ -46,7 +74,7 @@ CREATE TABLE @extschema@.jobs (
     id          bigserial PRIMARY KEY,
     kind        text NOT NULL CHECK (kind IN ('annotate', 'train', 'evaluate')),
     args        jsonb NOT NULL,
-    owner       regrole NOT NULL DEFAULT current_user::text::regrole,
+    owner       regrole NOT NULL,   -- the role that queued it, and that it runs as
     status      text NOT NULL DEFAULT 'queued'
                 CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
     progress    real NOT NULL DEFAULT 0,
@@ -60,6 +88,70 @@ CREATE TABLE @extschema@.jobs (
     max_attempts integer NOT NULL DEFAULT 1   -- a job whose worker died is queued again while attempts < max_attempts
 );
 CREATE INDEX ON @extschema@.jobs (status) WHERE status IN ('queued', 'running');
+CREATE INDEX ON @extschema@.jobs (finished_at);
+
+CREATE TABLE @extschema@.schedules (
+    name       text PRIMARY KEY,
+    -- from a second to a century, measured in seconds (see _check_every)
+    every      interval NOT NULL
+               CHECK (extract(epoch FROM every) BETWEEN 1 AND 3155760000),
+    kind       text NOT NULL CHECK (kind IN ('annotate', 'train')),
+    args       jsonb NOT NULL,
+    owner      regrole NOT NULL,
+    enabled    boolean NOT NULL DEFAULT true,
+    next_run   timestamptz NOT NULL,
+    last_job   bigint,
+    last_error text,                -- why the schedule stopped itself, if it did
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE @extschema@.models (
+    id         bigserial PRIMARY KEY,
+    name       text NOT NULL,
+    version    integer NOT NULL,
+    owner      regrole NOT NULL,    -- every version of a name has the owner of its first
+    task       text NOT NULL,
+    method     text NOT NULL CHECK (method IN ('step_by_step', 'distill', 'finetune')),
+    params     jsonb NOT NULL,      -- every hyperparameter in force
+    labels     text[],              -- the task's label set when trained
+    n_params   bigint NOT NULL,
+    tokenizer  bytea NOT NULL,
+    weights    bytea NOT NULL,
+    metrics    jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (name, version)
+);
+
+-- No foreign key: a background training logs progress before its model row exists.
+CREATE TABLE @extschema@.training_log (
+    model_id          bigint NOT NULL,
+    job_id            bigint NOT NULL,
+    owner             regrole NOT NULL,
+    step              integer NOT NULL,
+    epoch             integer NOT NULL,
+    label_loss        double precision,
+    rationale_loss    double precision,
+    lr                double precision,
+    val_accuracy      double precision,
+    tokens_per_second double precision,
+    logged_at         timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON @extschema@.training_log (model_id, step);
+CREATE INDEX ON @extschema@.training_log (job_id);
+
+-- A role sees the rows of the roles whose privileges it has.  (Superusers
+-- and the extension's owner, who owns the tables, see every row.)
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['tasks', 'annotations', 'jobs', 'schedules', 'models', 'training_log'] LOOP
+        EXECUTE format('ALTER TABLE @extschema@.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY owner_only ON @extschema@.%I FOR SELECT'
+                       ' USING (pg_catalog.pg_has_role(owner, ''USAGE''))', t);
+    END LOOP;
+END
+$$;
 
 ------------------------------------------------------------------------
 -- Teachers
@@ -72,7 +164,7 @@ CREATE FUNCTION @extschema@._endpoint_problem(url text) RETURNS text
 
 -- The teacher options with defaults filled in; raises on anything unknown or out of range.
 CREATE FUNCTION @extschema@._teacher_options(options jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     -- key -> [default, min, max, integer?]
     spec constant jsonb := '{
@@ -130,15 +222,43 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.create_teacher(
+-- Raise unless name may hold a teacher's API key: a variable name that
+-- starts with distill.api_key_env_prefix, so that whoever creates teachers
+-- cannot send the server's other secrets (PGPASSWORD, cloud credentials)
+-- to an endpoint of their choosing.  Checked again at each use.
+CREATE FUNCTION @extschema@._check_api_key_env(name text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    prefix text := current_setting('distill.api_key_env_prefix');
+BEGIN
+    IF name IS NULL THEN
+        RETURN;
+    END IF;
+    IF name !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
+        RAISE EXCEPTION 'invalid api_key_env "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'api_key_env is the name of an environment variable of the server process, not the key itself.',
+                  HINT = format('Use a name like %sOPENAI_API_KEY, and set that variable in the environment PostgreSQL starts with.', prefix);
+    END IF;
+    IF NOT starts_with(name, prefix) THEN
+        RAISE EXCEPTION 'api_key_env "%" does not start with "%"', name, prefix
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Teachers may only read server environment variables whose names start with distill.api_key_env_prefix.',
+                  HINT = format('Put the key in a variable named like %s%s; a superuser may change distill.api_key_env_prefix.', prefix, name);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION @extschema@._create_teacher(
+    caller      regrole,
     name        text,
     endpoint    text,
     model       text,
-    api         text DEFAULT 'openai',
-    api_key_env text DEFAULT NULL,
-    options     jsonb DEFAULT '{}')
+    api         text,
+    api_key_env text,
+    options     jsonb)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     problem text;
 BEGIN
@@ -146,7 +266,7 @@ BEGIN
         RAISE EXCEPTION 'teacher name must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF EXISTS (SELECT 1 FROM @extschema@.teachers t WHERE t.name = create_teacher.name) THEN
+    IF EXISTS (SELECT FROM @extschema@.teachers t WHERE t.name = _create_teacher.name) THEN
         RAISE EXCEPTION 'teacher "%" already exists', name
             USING ERRCODE = 'duplicate_object',
                   HINT = format('Drop it first with distill.drop_teacher(%L), or choose another name.', name);
@@ -168,27 +288,41 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use ''openai'' for any OpenAI-compatible Chat Completions server (OpenAI, vLLM, llama.cpp server, LM Studio) or ''ollama'' for Ollama''s /api/chat.';
     END IF;
-    IF api_key_env !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
-        RAISE EXCEPTION 'invalid api_key_env "%"', api_key_env
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'api_key_env is the name of an environment variable of the server process, not the key itself.',
-                  HINT = 'Use a name like OPENAI_API_KEY, and set that variable in the environment PostgreSQL starts with.';
-    END IF;
+    PERFORM @extschema@._check_api_key_env(api_key_env);
     INSERT INTO @extschema@.teachers (name, endpoint, model, api, api_key_env, options)
     VALUES (name, endpoint, model, api, api_key_env, @extschema@._teacher_options(options));
 END
 $$;
 
--- Refuse to drop a teacher or task that has annotations, unless cascade:
--- annotations cost teacher calls, so they never go silently.
-CREATE FUNCTION @extschema@._check_annotations(kind text, name text, cascade boolean)
+CREATE FUNCTION @extschema@.create_teacher(
+    name        text,
+    endpoint    text,
+    model       text,
+    api         text DEFAULT 'openai',
+    api_key_env text DEFAULT NULL,
+    options     jsonb DEFAULT '{}')
 RETURNS void
-LANGUAGE plpgsql AS $$
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
+
+-- Refuse to drop a teacher or task that has annotations, unless cascade:
+-- annotations cost teacher calls, so they never go silently.  Annotations
+-- of roles the caller cannot see are never dropped by it.
+CREATE FUNCTION @extschema@._check_annotations(caller regrole, kind text, name text, cascade boolean)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
+    others bigint;
 BEGIN
-    EXECUTE format('SELECT count(*) FROM @extschema@.annotations WHERE %I = $1', kind)
-    INTO n USING name;
+    EXECUTE format('SELECT count(*), count(*) FILTER (WHERE NOT pg_has_role($2, owner, ''USAGE''))'
+                   ' FROM @extschema@.annotations WHERE %I = $1', kind)
+    INTO n, others USING name, caller;
+    IF others > 0 THEN
+        RAISE EXCEPTION '% "%" has % annotations of other roles', kind, name, others
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'A superuser can drop it with cascade => true.';
+    END IF;
     IF n > 0 AND NOT cascade THEN
         RAISE EXCEPTION '% "%" has % annotations', kind, name, n
             USING ERRCODE = 'dependent_objects_still_exist',
@@ -197,25 +331,30 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.drop_teacher(name text, cascade boolean DEFAULT false)
+CREATE FUNCTION @extschema@._drop_teacher(caller regrole, name text, cascade boolean)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.teachers t WHERE t.name = drop_teacher.name) THEN
+    IF NOT EXISTS (SELECT FROM @extschema@.teachers t WHERE t.name = _drop_teacher.name) THEN
         RAISE EXCEPTION 'teacher "%" does not exist', name
             USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM @extschema@._check_annotations('teacher', name, cascade);
-    DELETE FROM @extschema@.teachers t WHERE t.name = drop_teacher.name;
+    PERFORM @extschema@._check_annotations(caller, 'teacher', name, cascade);
+    DELETE FROM @extschema@.teachers t WHERE t.name = _drop_teacher.name;
 END
 $$;
+
+CREATE FUNCTION @extschema@.drop_teacher(name text, cascade boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
 
 ------------------------------------------------------------------------
 -- Tasks
 ------------------------------------------------------------------------
 
 CREATE FUNCTION @extschema@._check_examples(examples jsonb, labels text[]) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     example jsonb;
     n integer := 0;
@@ -259,7 +398,7 @@ END
 $$;
 
 CREATE FUNCTION @extschema@._check_labels(labels text[]) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF labels IS NULL THEN
         RETURN;
@@ -273,7 +412,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass labels => NULL for free-text answers or per-row choices.';
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(labels) l WHERE coalesce(trim(l), '') = '') THEN
+    IF EXISTS (SELECT FROM unnest(labels) l WHERE coalesce(trim(l), '') = '') THEN
         RAISE EXCEPTION 'labels must not be NULL or empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -285,20 +424,21 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.create_task(
+CREATE FUNCTION @extschema@._create_task(
+    caller        regrole,
     name          text,
     instruction   text,
-    labels        text[] DEFAULT NULL,
-    examples      jsonb DEFAULT '[]',
-    answer_prefix text DEFAULT 'So the answer is')
+    labels        text[],
+    examples      jsonb,
+    answer_prefix text)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF coalesce(name, '') = '' THEN
         RAISE EXCEPTION 'task name must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF EXISTS (SELECT 1 FROM @extschema@.tasks t WHERE t.name = create_task.name) THEN
+    IF EXISTS (SELECT FROM @extschema@.tasks t WHERE t.name = _create_task.name) THEN
         RAISE EXCEPTION 'task "%" already exists', name
             USING ERRCODE = 'duplicate_object',
                   HINT = format('Drop it first with distill.drop_task(%L), or choose another name.', name);
@@ -315,23 +455,41 @@ BEGIN
     END IF;
     PERFORM @extschema@._check_labels(labels);
     PERFORM @extschema@._check_examples(coalesce(examples, '[]'), labels);
-    INSERT INTO @extschema@.tasks (name, instruction, labels, examples, answer_prefix)
-    VALUES (name, instruction, labels, coalesce(examples, '[]'), trim(answer_prefix));
+    INSERT INTO @extschema@.tasks (name, owner, instruction, labels, examples, answer_prefix)
+    VALUES (name, caller, instruction, labels, coalesce(examples, '[]'), trim(answer_prefix));
+END
+$$;
+
+CREATE FUNCTION @extschema@.create_task(
+    name          text,
+    instruction   text,
+    labels        text[] DEFAULT NULL,
+    examples      jsonb DEFAULT '[]',
+    answer_prefix text DEFAULT 'So the answer is')
+RETURNS void
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION @extschema@._drop_task(caller regrole, name text, cascade boolean)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    owner regrole;
+BEGIN
+    SELECT t.owner INTO owner FROM @extschema@.tasks t WHERE t.name = _drop_task.name;
+    IF NOT FOUND OR NOT pg_has_role(caller, owner, 'USAGE') THEN
+        RAISE EXCEPTION 'task "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM @extschema@._check_annotations(caller, 'task', name, cascade);
+    DELETE FROM @extschema@.tasks t WHERE t.name = _drop_task.name;
 END
 $$;
 
 CREATE FUNCTION @extschema@.drop_task(name text, cascade boolean DEFAULT false)
 RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.tasks t WHERE t.name = drop_task.name) THEN
-        RAISE EXCEPTION 'task "%" does not exist', name
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    PERFORM @extschema@._check_annotations('task', name, cascade);
-    DELETE FROM @extschema@.tasks t WHERE t.name = drop_task.name;
-END
-$$;
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
 
 ------------------------------------------------------------------------
 -- Asking and annotating
@@ -344,6 +502,7 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'distill_ask'
 LANGUAGE C VOLATILE STRICT;
 
+-- Runs the caller's source query with the caller's search_path.
 CREATE FUNCTION @extschema@.annotate(
     task text, teacher text, source text, background boolean DEFAULT true)
 RETURNS bigint
@@ -354,38 +513,22 @@ LANGUAGE C VOLATILE STRICT;
 -- Background jobs and schedules
 ------------------------------------------------------------------------
 
-CREATE FUNCTION @extschema@.wait(job bigint, timeout interval DEFAULT NULL) RETURNS text
-    AS 'MODULE_PATHNAME', 'distill_wait'
-    LANGUAGE C VOLATILE;
-
-CREATE FUNCTION @extschema@.cancel(job bigint) RETURNS text
-    AS 'MODULE_PATHNAME', 'distill_cancel'
-    LANGUAGE C VOLATILE STRICT;
-
-CREATE TABLE @extschema@.schedules (
-    name       text PRIMARY KEY,
-    every      interval NOT NULL CHECK (every >= interval '1 second'),
-    kind       text NOT NULL CHECK (kind IN ('annotate', 'train')),
-    args       jsonb NOT NULL,
-    owner      regrole NOT NULL DEFAULT current_user::text::regrole,
-    enabled    boolean NOT NULL DEFAULT true,
-    next_run   timestamptz NOT NULL,
-    last_job   bigint,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-
--- The arguments of a job of this kind, checked and completed.
+-- The arguments of a job of this kind, checked (every key known, every
+-- value of its type) and completed with defaults.
 CREATE FUNCTION @extschema@._job_args(kind text, args jsonb) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    required text[] := CASE kind WHEN 'annotate' THEN ARRAY['task', 'teacher', 'source']
-                                 WHEN 'train' THEN ARRAY['model', 'task'] END;
-    allowed text[] := CASE kind WHEN 'annotate' THEN ARRAY['task', 'teacher', 'source']
-                                WHEN 'train' THEN ARRAY['model', 'task', 'method', 'source',
-                                                        'rationale_weight', 'params'] END;
+    -- argument -> the JSON types it may have
+    types constant jsonb := CASE kind
+        WHEN 'annotate' THEN '{"task": ["string"], "teacher": ["string"], "source": ["string"]}'
+        WHEN 'train' THEN '{"model": ["string"], "task": ["string"], "method": ["string"],
+                            "source": ["string", "null"], "rationale_weight": ["number"],
+                            "params": ["object"]}' END;
+    required constant text[] := CASE kind WHEN 'annotate' THEN ARRAY['task', 'teacher', 'source']
+                                          WHEN 'train' THEN ARRAY['model', 'task'] END;
     key text;
 BEGIN
-    IF required IS NULL THEN
+    IF types IS NULL THEN
         RAISE EXCEPTION 'unknown job kind "%"', kind
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Schedule ''annotate'' or ''train''.';
@@ -396,15 +539,25 @@ BEGIN
                   HINT = 'For example: {"task": "nli", "teacher": "gpt", "source": "SELECT id, body FROM t"}.';
     END IF;
     FOR key IN SELECT k FROM jsonb_object_keys(args) k LOOP
-        IF NOT key = ANY (allowed) THEN
-            RAISE EXCEPTION 'unknown argument "%" for a % job', key, kind
+        IF NOT types ? key THEN
+            RAISE EXCEPTION 'unknown % job argument "%"', kind, key
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Arguments: ' || array_to_string(allowed, ', ') || '.';
+                      HINT = 'Arguments: ' || (SELECT string_agg(k, ', ') FROM jsonb_object_keys(types) k) || '.';
+        END IF;
+        IF NOT types->key ? jsonb_typeof(args->key) THEN
+            RAISE EXCEPTION '% job argument "%" must be a JSON %', kind, key,
+                            (SELECT string_agg(t, ' or ') FROM jsonb_array_elements_text(types->key) t)
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Got %s.', args->key);
+        END IF;
+        IF jsonb_typeof(args->key) = 'string' AND args->>key = '' THEN
+            RAISE EXCEPTION '% job argument "%" must not be empty', kind, key
+                USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
     FOREACH key IN ARRAY required LOOP
         IF NOT args ? key THEN
-            RAISE EXCEPTION 'a % job needs the argument "%"', kind, key
+            RAISE EXCEPTION '% job needs the argument "%"', kind, key
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
@@ -416,48 +569,148 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.schedule(name text, every interval, kind text, args jsonb)
+-- Raise unless a background job can run as role: its worker logs in as it.
+CREATE FUNCTION @extschema@._check_job_owner(role regrole) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    can_login boolean;
+BEGIN
+    SELECT rolcanlogin INTO can_login FROM pg_roles WHERE oid = role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % of this job no longer exists', role
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT can_login THEN
+        RAISE EXCEPTION 'background jobs run as the role that queues them, and role % cannot log in', role
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Queue it as a role with LOGIN, or pass background => false to run it in this session.';
+    END IF;
+END
+$$;
+
+-- Record a job of owner: queued for a worker, or running in this session.
+-- The only way jobs are made.
+CREATE FUNCTION @extschema@._queue_job(owner regrole, kind text, args jsonb, here boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    job bigint;
+BEGIN
+    args := @extschema@._job_args(kind, args);
+    IF here THEN
+        INSERT INTO @extschema@.jobs (kind, args, owner, status, started_at, worker_pid, attempts)
+        VALUES (kind, args, owner, 'running', now(), pg_backend_pid(), 1)
+        RETURNING id INTO job;
+    ELSE
+        PERFORM @extschema@._check_job_owner(owner);
+        INSERT INTO @extschema@.jobs (kind, args, owner) VALUES (kind, args, owner)
+        RETURNING id INTO job;
+    END IF;
+    RETURN job;
+END
+$$;
+
+CREATE FUNCTION @extschema@.wait(job bigint, timeout interval DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_wait'
+    LANGUAGE C VOLATILE;
+
+CREATE FUNCTION @extschema@.cancel(job bigint) RETURNS text
+    AS 'MODULE_PATHNAME', 'distill_cancel'
+    LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION @extschema@._check_every(every interval) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- Measured in seconds: '1 mon -29 days' is positive as a month counts
+    -- 30 days, but would step backwards from Feb 1.
+    IF every IS NULL OR NOT extract(epoch FROM every) BETWEEN 1 AND 3155760000 THEN
+        RAISE EXCEPTION 'a schedule runs at most every second and at least once a century'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got every => %s.', coalesce(every::text, 'NULL')),
+                  HINT = 'For cron-like times (every day at 03:00), call distill.annotate() from pg_cron; see the jobs documentation.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION @extschema@._schedule(caller regrole, name text, every interval, kind text, args jsonb)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF coalesce(name, '') = '' THEN
         RAISE EXCEPTION 'schedule name must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF every IS NULL OR every < interval '1 second' THEN
-        RAISE EXCEPTION 'a schedule runs at most every second'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Got every => %s.', coalesce(every::text, 'NULL')),
-                  HINT = 'For cron-like times (every day at 03:00), call distill.annotate() from pg_cron; see the jobs documentation.';
-    END IF;
-    IF EXISTS (SELECT 1 FROM @extschema@.schedules s WHERE s.name = schedule.name) THEN
+    PERFORM @extschema@._check_every(every);
+    IF EXISTS (SELECT FROM @extschema@.schedules s WHERE s.name = _schedule.name) THEN
         RAISE EXCEPTION 'schedule "%" already exists', name
             USING ERRCODE = 'duplicate_object',
                   HINT = format('Remove it first with distill.unschedule(%L).', name);
     END IF;
-    INSERT INTO @extschema@.schedules (name, every, kind, args, next_run)
-    VALUES (name, every, kind, @extschema@._job_args(kind, args), now());
+    PERFORM @extschema@._check_job_owner(caller);
+    INSERT INTO @extschema@.schedules (name, every, kind, args, owner, next_run)
+    VALUES (name, every, kind, @extschema@._job_args(kind, args), caller, now());
+END
+$$;
+
+CREATE FUNCTION @extschema@.schedule(name text, every interval, kind text, args jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
+
+-- The schedule's row, locked, once caller is known to own it.
+CREATE FUNCTION @extschema@._owned_schedule(caller regrole, name text)
+RETURNS @extschema@.schedules
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s @extschema@.schedules;
+BEGIN
+    SELECT * INTO s FROM @extschema@.schedules WHERE schedules.name = _owned_schedule.name FOR UPDATE;
+    IF NOT FOUND OR NOT pg_has_role(caller, s.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN s;
+END
+$$;
+
+CREATE FUNCTION @extschema@._unschedule(caller regrole, name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._owned_schedule(caller, name);
+    DELETE FROM @extschema@.schedules s WHERE s.name = _unschedule.name;
 END
 $$;
 
 CREATE FUNCTION @extschema@.unschedule(name text) RETURNS void
-LANGUAGE plpgsql AS $$
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
+
+-- Pause (enabled => false) or resume a schedule; resuming clears last_error.
+CREATE FUNCTION @extschema@._enable_schedule(caller regrole, name text, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    DELETE FROM @extschema@.schedules s WHERE s.name = unschedule.name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'schedule "%" does not exist', name
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM @extschema@._owned_schedule(caller, name);
+    UPDATE @extschema@.schedules s
+    SET enabled = coalesce(_enable_schedule.enabled, true),
+        last_error = CASE WHEN coalesce(_enable_schedule.enabled, true) THEN NULL ELSE last_error END
+    WHERE s.name = _enable_schedule.name;
 END
 $$;
 
--- The launcher's work, in SQL.  A job whose worker stopped without ending
--- it (a crash, a restart, a terminated worker) goes back to the queue while
--- it has attempts left, else fails with a message saying so.  With a job
--- id: that job, whose worker the launcher saw stop; without: every running
--- job with no live worker (when the launcher starts).
+CREATE FUNCTION @extschema@.enable_schedule(name text, enabled boolean DEFAULT true) RETURNS void
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
+
+-- The launcher's work, in SQL; it runs these as the bootstrap superuser.
+
+-- A job whose worker stopped without ending it (a crash, a restart, a
+-- terminated worker) goes back to the queue while it has attempts left,
+-- else fails with a message saying so.  With a job id: that job, whose
+-- worker the launcher saw stop; without: every running job with no live
+-- worker (when the launcher starts).
 CREATE FUNCTION @extschema@._recover_jobs(job bigint DEFAULT NULL) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     UPDATE @extschema@.jobs
     SET status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
         error = CASE WHEN attempts < max_attempts THEN error
@@ -472,34 +725,60 @@ LANGUAGE sql AS $$
                ELSE id = job END;
 $$;
 
--- Queue a job for every due schedule whose previous job has ended.
+-- The first run after last that is still to come, in whole periods of
+-- every (in seconds, so that it always moves forward).
+CREATE FUNCTION @extschema@._next_run(last timestamptz, every interval) RETURNS timestamptz
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    period float8 := extract(epoch FROM every);
+    periods float8 := floor(extract(epoch FROM now() - last) / period) + 1;
+BEGIN
+    RETURN last + make_interval(secs => greatest(periods, 1) * period);
+END
+$$;
+
+-- Queue a job for every due schedule whose previous job has ended.  A
+-- schedule whose job cannot be queued (its owner was dropped, its
+-- arguments no longer pass) stops itself with the reason in last_error;
+-- the others go on.
 CREATE FUNCTION @extschema@._fire_schedules() RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s record;
     job bigint;
 BEGIN
     FOR s IN SELECT * FROM @extschema@.schedules
              WHERE enabled AND next_run <= now()
-               AND NOT EXISTS (SELECT 1 FROM @extschema@.jobs j
+               AND NOT EXISTS (SELECT FROM @extschema@.jobs j
                                WHERE j.id = last_job AND j.status IN ('queued', 'running'))
              FOR UPDATE SKIP LOCKED
     LOOP
-        INSERT INTO @extschema@.jobs (kind, args, owner) VALUES (s.kind, s.args, s.owner)
-        RETURNING id INTO job;
-        UPDATE @extschema@.schedules
-        SET last_job = job,
-            next_run = s.next_run + s.every * (floor(extract(epoch FROM now() - s.next_run)
-                                                     / extract(epoch FROM s.every)) + 1)
-        WHERE name = s.name;
+        BEGIN
+            job := @extschema@._queue_job(s.owner, s.kind, s.args);
+            UPDATE @extschema@.schedules
+            SET last_job = job, next_run = @extschema@._next_run(s.next_run, s.every)
+            WHERE name = s.name;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE @extschema@.schedules SET enabled = false, last_error = SQLERRM
+            WHERE name = s.name;
+        END;
     END LOOP;
 END
 $$;
 
--- Mark queued jobs running, as many as there are free worker slots.
+-- Mark queued jobs running, as many as there are free worker slots.  A job
+-- whose owner can no longer log in fails instead: its worker could not.
 CREATE FUNCTION @extschema@._claim_jobs(max_workers integer)
 RETURNS TABLE (id bigint, owner oid)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    UPDATE @extschema@.jobs j
+    SET status = 'failed', finished_at = now(),
+        error = format('its owner, role %s, no longer exists or cannot log in', j.owner)
+    WHERE j.status = 'queued'
+      AND NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = j.owner AND r.rolcanlogin);
+    RETURN QUERY
     UPDATE @extschema@.jobs j
     SET status = 'running', started_at = now(), attempts = j.attempts + 1, worker_pid = NULL
     FROM (SELECT q.id FROM @extschema@.jobs q WHERE q.status = 'queued' ORDER BY q.id
@@ -508,42 +787,25 @@ LANGUAGE sql AS $$
           FOR UPDATE SKIP LOCKED) claim
     WHERE j.id = claim.id
     RETURNING j.id, j.owner::oid;
+END
+$$;
+
+-- Forget jobs that ended more than retention ago, with the training log of
+-- those that left no model (a failed or cancelled training).
+CREATE FUNCTION @extschema@._purge_jobs(retention interval) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH gone AS (
+        DELETE FROM @extschema@.jobs WHERE finished_at < now() - retention RETURNING id)
+    DELETE FROM @extschema@.training_log l USING gone
+    WHERE l.job_id = gone.id
+      AND NOT EXISTS (SELECT FROM @extschema@.models m WHERE m.id = l.model_id);
 $$;
 
 ------------------------------------------------------------------------
 -- Students: training, models, prediction
 ------------------------------------------------------------------------
 
-CREATE TABLE @extschema@.models (
-    id         bigserial PRIMARY KEY,
-    name       text NOT NULL,
-    version    integer NOT NULL,
-    task       text NOT NULL,
-    method     text NOT NULL CHECK (method IN ('step_by_step', 'distill', 'finetune')),
-    params     jsonb NOT NULL,      -- every hyperparameter in force
-    labels     text[],              -- the task's label set when trained
-    n_params   bigint NOT NULL,
-    tokenizer  bytea NOT NULL,
-    weights    bytea NOT NULL,
-    metrics    jsonb NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (name, version)
-);
-
--- No foreign key: a background training logs progress before its model row exists.
-CREATE TABLE @extschema@.training_log (
-    model_id          bigint NOT NULL,
-    step              integer NOT NULL,
-    epoch             integer NOT NULL,
-    label_loss        double precision,
-    rationale_loss    double precision,
-    lr                double precision,
-    val_accuracy      double precision,
-    tokens_per_second double precision,
-    logged_at         timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX ON @extschema@.training_log (model_id, step);
-
+-- Runs the caller's source query with the caller's search_path.
 CREATE FUNCTION @extschema@.train(
     model            text,
     task             text,
@@ -556,18 +818,25 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'distill_train'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION @extschema@.drop_model(name text) RETURNS void
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION @extschema@._drop_model(caller regrole, name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    owner regrole;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.models m WHERE m.name = drop_model.name) THEN
+    SELECT m.owner INTO owner FROM @extschema@.models m WHERE m.name = _drop_model.name LIMIT 1;
+    IF NOT FOUND OR NOT pg_has_role(caller, owner, 'USAGE') THEN
         RAISE EXCEPTION 'model "%" does not exist', name
             USING ERRCODE = 'undefined_object';
     END IF;
     DELETE FROM @extschema@.training_log l
-    WHERE l.model_id IN (SELECT id FROM @extschema@.models m WHERE m.name = drop_model.name);
-    DELETE FROM @extschema@.models m WHERE m.name = drop_model.name;
+    WHERE l.model_id IN (SELECT id FROM @extschema@.models m WHERE m.name = _drop_model.name);
+    DELETE FROM @extschema@.models m WHERE m.name = _drop_model.name;
 END
 $$;
+
+CREATE FUNCTION @extschema@.drop_model(name text) RETURNS void
+AS 'MODULE_PATHNAME', 'distill_call_as_owner'
+LANGUAGE C VOLATILE;
 
 -- Prediction functions are top-level so that they read naturally in queries.
 CREATE FUNCTION public.distill_predict(model text, input text) RETURNS text
@@ -592,9 +861,55 @@ CREATE FUNCTION @extschema@.tokenize(model text, input text, task text DEFAULT '
     AS 'MODULE_PATHNAME', 'distill_tokenize'
     LANGUAGE C STABLE PARALLEL SAFE STRICT;
 
+-- Runs the caller's source query with the caller's search_path.
 CREATE FUNCTION @extschema@.evaluate(
     model text, source text, metric text DEFAULT 'exact',
     OUT n bigint, OUT accuracy double precision, OUT per_label jsonb)
 RETURNS record
 AS 'MODULE_PATHNAME', 'distill_evaluate'
 LANGUAGE C STABLE STRICT;
+
+------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------
+
+-- Tables: read through row-level security, written only through functions.
+GRANT USAGE ON SCHEMA @extschema@ TO distill_user;
+GRANT SELECT ON @extschema@.teachers, @extschema@.tasks, @extschema@.annotations,
+                @extschema@.jobs, @extschema@.schedules, @extschema@.models,
+                @extschema@.training_log
+    TO distill_user;
+
+-- Functions: the API to distill_user, the rest (the `_` functions, the
+-- launcher's) to nobody.  create_teacher and drop_teacher stay the
+-- extension owner's, who may grant them to trusted roles.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.create_task(text, text, text[], jsonb, text),
+    @extschema@.drop_task(text, boolean),
+    @extschema@.ask(text, text, text),
+    @extschema@.annotate(text, text, text, boolean),
+    @extschema@.wait(bigint, interval),
+    @extschema@.cancel(bigint),
+    @extschema@.schedule(text, interval, text, jsonb),
+    @extschema@.unschedule(text),
+    @extschema@.enable_schedule(text, boolean),
+    @extschema@.train(text, text, text, text, double precision, jsonb, boolean),
+    @extschema@.drop_model(text),
+    @extschema@.tokenize(text, text, text),
+    @extschema@.evaluate(text, text, text)
+    TO distill_user;
+REVOKE EXECUTE ON FUNCTION
+    public.distill_predict(text, text),
+    public.distill_predict(text, text, text[]),
+    public.distill_predict_proba(text, text),
+    public.distill_predict_proba(text, text, text[]),
+    public.distill_explain(text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    public.distill_predict(text, text),
+    public.distill_predict(text, text, text[]),
+    public.distill_predict_proba(text, text),
+    public.distill_predict_proba(text, text, text[]),
+    public.distill_explain(text, text)
+    TO distill_user;

@@ -1,5 +1,6 @@
 /*
- * catalog.c - read teachers and tasks from the distill schema.
+ * catalog.c - read teachers and tasks from the distill schema, as the
+ * calling role: a task another role owns is one that does not exist.
  */
 #include "postgres.h"
 
@@ -19,7 +20,7 @@ query_by_name(const char *sql, const char *name)
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	int			rc;
 
-	rc = SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 0);
+	rc = run_sql(sql, 1, argtypes, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "distill catalog query failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
@@ -40,7 +41,9 @@ cell_int(uint64 row, int col)
 
 /*
  * The API key, read from the server's environment each time it is needed
- * so that it is never stored anywhere PostgreSQL could show it.
+ * so that it is never stored anywhere PostgreSQL could show it.  Only
+ * variables named with distill.api_key_env_prefix may be read, whenever the
+ * teacher was made.
  */
 static const char *
 teacher_api_key(const char *teacher, const char *env_name)
@@ -49,6 +52,14 @@ teacher_api_key(const char *teacher, const char *env_name)
 
 	if (env_name == NULL)
 		return NULL;
+	if (strncmp(env_name, distill_api_key_env_prefix, strlen(distill_api_key_env_prefix)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("api_key_env \"%s\" of teacher \"%s\" does not start with \"%s\"",
+						env_name, teacher, distill_api_key_env_prefix),
+				 errdetail("Teachers may only read server environment variables whose names start with distill.api_key_env_prefix."),
+				 errhint("Recreate the teacher with a variable named like %s%s.",
+						 distill_api_key_env_prefix, env_name)));
 	key = getenv(env_name);
 	if (key == NULL || key[0] == '\0')
 		ereport(ERROR,
@@ -128,7 +139,7 @@ load_task(const char *name)
 {
 	TaskDef    *task;
 
-	if (query_by_name("SELECT instruction, answer_prefix FROM distill.tasks"
+	if (query_by_name("SELECT instruction, answer_prefix, owner::oid FROM distill.tasks"
 					  " WHERE name = $1", name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -139,6 +150,8 @@ load_task(const char *name)
 	task->name = pstrdup(name);
 	task->instruction = cell(0, 1);
 	task->answer_prefix = cell(0, 2);
+	task->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												 3, &(bool) {false}));
 	load_task_labels(task);
 	load_task_examples(task);
 	return task;

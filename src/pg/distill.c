@@ -9,6 +9,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "pg/glue.h"
 
@@ -17,6 +18,7 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 int			distill_threads = 1;
+char	   *distill_api_key_env_prefix = NULL;
 
 /*
  * Runs in the postmaster when preloaded: define settings only.  No libcurl
@@ -51,6 +53,22 @@ _PG_init(void)
 							2, 1, 64,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("distill.job_retention",
+							"How long finished jobs stay in distill.jobs.",
+							"The launcher deletes jobs that ended longer ago, with the training log "
+							"of those that left no model; -1 keeps them forever.",
+							&distill_job_retention,
+							30 * SECS_PER_DAY, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("distill.api_key_env_prefix",
+							   "Prefix of the environment variables a teacher's api_key_env may name.",
+							   "A teacher sends the value of its api_key_env to its endpoint: the prefix "
+							   "keeps the server's other secrets out of reach.",
+							   &distill_api_key_env_prefix,
+							   "DISTILL_",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("distill");
 	if (process_shared_preload_libraries_in_progress)
 		launcher_register();

@@ -24,6 +24,7 @@ typedef struct TeacherDef
 typedef struct TaskDef
 {
 	char	   *name;
+	Oid			owner;			/* who owns the task, and its annotations */
 	char	   *instruction;
 	char	   *answer_prefix;
 	char	  **labels;			/* NULL when the task has no label set */
@@ -57,8 +58,33 @@ typedef struct Annotation
 extern char *to_utf8(const char *s);
 extern char *from_utf8(const char *s);
 
-/* source.c */
+/*
+ * source.c: a user's query, run as that user with that user's search_path,
+ * all at once or through a cursor.
+ */
+typedef struct SourceCursor
+{
+	char	   *name;			/* of the portal, found again after commits */
+	char	   *description;	/* for error messages */
+} SourceCursor;
+
 extern void run_source_query(const char *query, const char *what);
+extern SourceCursor *open_source_cursor(const char *query, const char *what);
+extern uint64 fetch_source(SourceCursor *cursor, long rows);
+extern void rewind_source(SourceCursor *cursor);
+extern void close_source(SourceCursor *cursor);
+
+/*
+ * privileges.c: distill's own statements, with search_path pinned, as the
+ * calling role or as the extension's owner (who alone writes the tables).
+ * The arguments are SPI_execute_with_args's.
+ */
+extern int	run_sql(const char *sql, int nargs, const Oid *argtypes, const Datum *values,
+					const char *nulls, bool read_only, long count);
+extern int	run_sql_latest(const char *sql, int nargs, const Oid *argtypes,
+						   const Datum *values, long count);
+extern int	run_sql_as_owner(const char *sql, int nargs, const Oid *argtypes,
+							 const Datum *values, const char *nulls, long count);
 
 /* jobs.c: one job as it runs, here or in a background worker */
 typedef struct JobRun
@@ -78,6 +104,7 @@ extern char *json_string(const char *s);
 /* launcher.c: background jobs */
 extern char *distill_database;
 extern int	distill_max_workers;
+extern int	distill_job_retention;
 extern void launcher_register(void);
 extern int64 job_submit(const char *kind, const char *args_json);
 
@@ -90,6 +117,7 @@ extern char *run_training(JobRun *run, const char *model, const char *task,
 
 /* distill.c: settings */
 extern int	distill_threads;
+extern char *distill_api_key_env_prefix;
 
 /* predict.c: the backend's model cache and the student's answers */
 typedef struct CachedModel CachedModel;

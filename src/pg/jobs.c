@@ -13,6 +13,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -23,20 +24,18 @@
 
 #define PROGRESS_COMMIT_INTERVAL_MS 1000
 
-/* Record a job of this kind as running in this backend. */
+/* Record a job of this kind, of the calling role, as running in this backend. */
 JobRun *
 job_start_here(const char *kind, const char *args_json)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {CStringGetTextDatum(kind), CStringGetTextDatum(args_json)};
 	bool		isnull;
 	JobRun	   *run = palloc0(sizeof(JobRun));
 
-	if (SPI_execute_with_args("INSERT INTO distill.jobs"
-							  " (kind, args, status, started_at, worker_pid, attempts)"
-							  " VALUES ($1, $2::jsonb, 'running', now(), pg_backend_pid(), 1)"
-							  " RETURNING id",
-							  2, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+	if (run_sql_as_owner("SELECT distill._queue_job($1, $2, $3::jsonb, here => true)",
+						 3, (Oid[]) {REGROLEOID, TEXTOID, TEXTOID},
+						 (Datum[]) {ObjectIdGetDatum(GetUserId()), CStringGetTextDatum(kind),
+							 CStringGetTextDatum(args_json)},
+						 NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not insert into distill.jobs");
 	run->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	run->background = false;
@@ -52,7 +51,7 @@ update_job(int64 job, const char *sql, double progress, const char *message)
 	message ? CStringGetTextDatum(message) : (Datum) 0};
 	char		nulls[3] = {' ', ' ', message ? ' ' : 'n'};
 
-	if (SPI_execute_with_args(sql, 3, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
+	if (run_sql_as_owner(sql, 3, argtypes, values, nulls, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update distill.jobs");
 }
 

@@ -41,9 +41,12 @@
 
 #define LAUNCHER_NAPTIME_MS 1000
 #define WAIT_POLL_MS 100
+/* a wait longer than this (100,000 years) is a wait without a limit */
+#define MAX_WAIT_USECS (INT64CONST(100000) * 365 * USECS_PER_DAY)
 
 char	   *distill_database = NULL;
 int			distill_max_workers = 2;
+int			distill_job_retention = 30 * SECS_PER_DAY;
 static bool distill_preloaded = false;
 
 /* Shared state: where to find the launcher. */
@@ -144,21 +147,24 @@ require_launcher(void)
 						 here)));
 }
 
-/* Queue a job; the launcher starts it once this transaction commits. */
+/*
+ * Queue a job of the calling role; the launcher starts it once this
+ * transaction commits.
+ */
 int64
 job_submit(const char *kind, const char *args_json)
 {
 	static bool callback_registered = false;
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {CStringGetTextDatum(kind), CStringGetTextDatum(args_json)};
 	bool		isnull;
 	int64		id;
 
 	require_launcher();
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO distill.jobs (kind, args) VALUES ($1, $2::jsonb)"
-							  " RETURNING id", 2, argtypes, values, NULL, false, 1)
-		!= SPI_OK_INSERT_RETURNING)
+	if (run_sql_as_owner("SELECT distill._queue_job($1, $2, $3::jsonb)",
+						 3, (Oid[]) {REGROLEOID, TEXTOID, TEXTOID},
+						 (Datum[]) {ObjectIdGetDatum(GetUserId()), CStringGetTextDatum(kind),
+							 CStringGetTextDatum(args_json)},
+						 NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not insert into distill.jobs");
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -185,23 +191,31 @@ is_terminal(const char *status)
 	return false;
 }
 
-/* The job's status now (a fresh snapshot each call), and its worker's pid. */
+static void
+report_no_such_job(int64 job)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("job " INT64_FORMAT " does not exist", job),
+			 errhint("SELECT id, kind, status FROM distill.jobs lists your jobs.")));
+}
+
+/*
+ * The job's status as committed by now, whatever the isolation level, and
+ * its worker's pid.  Only the jobs of roles whose privileges the caller has
+ * are visible.
+ */
 static char *
 job_status(int64 job, int *worker_pid)
 {
-	Oid			argtype = INT8OID;
-	Datum		value = Int64GetDatum(job);
 	bool		isnull;
 	Datum		pid;
 
-	if (SPI_execute_with_args("SELECT status, worker_pid FROM distill.jobs WHERE id = $1",
-							  1, &argtype, &value, NULL, false, 1) != SPI_OK_SELECT)
+	if (run_sql_latest("SELECT status, worker_pid FROM distill.jobs WHERE id = $1",
+					   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)}, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read distill.jobs");
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("job " INT64_FORMAT " does not exist", job),
-				 errhint("SELECT id, kind, status FROM distill.jobs lists the jobs.")));
+		report_no_such_job(job);
 	pid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	if (worker_pid)
 		*worker_pid = isnull ? 0 : DatumGetInt32(pid);
@@ -209,53 +223,82 @@ job_status(int64 job, int *worker_pid)
 }
 
 /*
- * A job queued by this very transaction cannot start before it commits:
- * waiting for it would wait forever.
+ * A job queued by this very transaction (or one of its subtransactions)
+ * cannot start before it commits: waiting for it would wait forever.
  */
 static void
 check_not_ours(int64 job)
 {
-	if (SPI_execute_with_args("SELECT 1 FROM distill.jobs WHERE id = $1"
-							  " AND xmin::text = pg_current_xact_id_if_assigned()::text",
-							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
-							  NULL, false, 1) == SPI_OK_SELECT && SPI_processed > 0)
+	bool		isnull;
+	TransactionId xmin;
+
+	if (run_sql("SELECT xmin FROM distill.jobs WHERE id = $1", 1, (Oid[]) {INT8OID},
+				(Datum[]) {Int64GetDatum(job)}, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.jobs");
+	if (SPI_processed == 0)
+		report_no_such_job(job);
+	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull));
+	if (TransactionIdIsCurrentTransactionId(xmin))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("job " INT64_FORMAT " was submitted in this transaction, which must commit before it can start", job),
 				 errhint("Call distill.wait() in a later transaction.")));
 }
 
-/* Poll until the job ends or timeout_ms (< 0: no limit) passes. */
+/*
+ * Poll until the job ends or the deadline (0: none) passes; returns its
+ * status then.  Each poll's SPI results go with its memory context.
+ */
 static text *
-wait_for_job(int64 job, int64 timeout_ms)
+wait_for_job(int64 job, TimestampTz deadline)
 {
-	TimestampTz started = GetCurrentTimestamp();
 	MemoryContext callerctx = CurrentMemoryContext;
-	char	   *status;
-	text	   *result;
+	MemoryContext pollctx = AllocSetContextCreate(callerctx, "distill wait",
+												  ALLOCSET_SMALL_SIZES);
+	text	   *result = NULL;
 
 	SPI_connect();
-	while (!is_terminal(status = job_status(job, NULL)) &&
-		   (timeout_ms < 0 ||
-			!TimestampDifferenceExceeds(started, GetCurrentTimestamp(), (int) timeout_ms)))
+	while (result == NULL)
 	{
+		char	   *status;
+
+		MemoryContextSwitchTo(pollctx);
+		status = job_status(job, NULL);
+		if (is_terminal(status) || (deadline != 0 && GetCurrentTimestamp() >= deadline))
+		{
+			MemoryContextSwitchTo(callerctx);
+			result = cstring_to_text(status);
+			break;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextReset(pollctx);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	MemoryContextSwitchTo(callerctx);
-	result = cstring_to_text(status);
 	SPI_finish();
+	MemoryContextDelete(pollctx);
 	return result;
 }
 
-static int64
-interval_ms(Interval *interval)
+/* When a wait of timeout from now ends: 0 for never. */
+static TimestampTz
+wait_deadline(Interval *timeout)
 {
-	return (int64) (interval->time / 1000 +
-					((int64) interval->day + (int64) interval->month * DAYS_PER_MONTH) *
-					SECS_PER_DAY * 1000);
+	/* in double: no overflow for any interval, and plenty of precision */
+	double		usecs = timeout->time +
+		((double) timeout->day + (double) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative"),
+				 errhint("Pass NULL (the default) to wait until the job ends.")));
+	if (usecs > (double) MAX_WAIT_USECS)
+		return 0;
+	return GetCurrentTimestamp() + (int64) usecs;
 }
 
 PG_FUNCTION_INFO_V1(distill_wait);
@@ -264,32 +307,19 @@ PG_FUNCTION_INFO_V1(distill_wait);
 Datum
 distill_wait(PG_FUNCTION_ARGS)
 {
-	int64		timeout_ms = PG_ARGISNULL(1) ? -1 : interval_ms(PG_GETARG_INTERVAL_P(1));
+	TimestampTz deadline = PG_ARGISNULL(1) ? 0 : wait_deadline(PG_GETARG_INTERVAL_P(1));
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	SPI_connect();
 	check_not_ours(PG_GETARG_INT64(0));
 	SPI_finish();
-	PG_RETURN_TEXT_P(wait_for_job(PG_GETARG_INT64(0), Max(timeout_ms, -1)));
+	PG_RETURN_TEXT_P(wait_for_job(PG_GETARG_INT64(0), deadline));
 }
 
 PG_FUNCTION_INFO_V1(distill_cancel);
 
 #define CANCEL_PATIENCE_MS 5000
-
-static void
-check_may_cancel(int64 job)
-{
-	if (SPI_execute_with_args("SELECT 1 FROM distill.jobs WHERE id = $1"
-							  " AND pg_has_role(owner, 'MEMBER')",
-							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
-							  NULL, false, 1) != SPI_OK_SELECT || SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to cancel job " INT64_FORMAT, job),
-				 errdetail("Only the role that submitted a job, or a member of it, can cancel it.")));
-}
 
 /*
  * Mark a queued job cancelled.  If the launcher claimed it meanwhile, the
@@ -307,11 +337,11 @@ cancel_if_queued(int64 job)
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(context);
-	cancelled = SPI_execute_with_args("UPDATE distill.jobs SET status = 'cancelled',"
-									  " finished_at = now(), error = 'cancelled before it started'"
-									  " WHERE id = $1 AND status = 'queued'",
-									  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
-									  NULL, false, 0) == SPI_OK_UPDATE && SPI_processed == 1;
+	cancelled = run_sql_as_owner("UPDATE distill.jobs SET status = 'cancelled',"
+								 " finished_at = now(), error = 'cancelled before it started'"
+								 " WHERE id = $1 AND status = 'queued'",
+								 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)},
+								 NULL, 0) == SPI_OK_UPDATE && SPI_processed == 1;
 	if (cancelled)
 		ReleaseCurrentSubTransaction();
 	else
@@ -324,8 +354,9 @@ cancel_if_queued(int64 job)
 /*
  * Stop the job, wherever it is: still queued (it never starts), claimed by
  * the launcher but without a worker yet (try again in a moment), or
- * running (a cancel signal to its worker).  Returns false when it should be
- * tried again.
+ * running (a cancel signal to its worker, sent as the caller, who has the
+ * privileges of the worker's role).  Returns false when it should be tried
+ * again.
  */
 static bool
 try_cancel(int64 job)
@@ -339,15 +370,16 @@ try_cancel(int64 job)
 		return cancel_if_queued(job);
 	if (pid == 0)
 		return false;
-	return SPI_execute_with_args("SELECT pg_cancel_backend($1)", 1, (Oid[]) {INT4OID},
-								 (Datum[]) {Int32GetDatum(pid)}, NULL, false, 1) == SPI_OK_SELECT &&
+	return run_sql("SELECT pg_cancel_backend($1)", 1, (Oid[]) {INT4OID},
+				   (Datum[]) {Int32GetDatum(pid)}, NULL, false, 1) == SPI_OK_SELECT &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool) {false}));
 }
 
 /*
  * distill.cancel(job): a queued job is cancelled at once; a running one is
  * sent a cancel, like pg_cancel_backend(), and we wait for it to stop.
- * Returns the job's status.
+ * Returns the job's status.  A role sees, and so cancels, only the jobs of
+ * roles whose privileges it has.
  */
 Datum
 distill_cancel(PG_FUNCTION_ARGS)
@@ -356,8 +388,6 @@ distill_cancel(PG_FUNCTION_ARGS)
 	TimestampTz started = GetCurrentTimestamp();
 
 	SPI_connect();
-	job_status(job, NULL);		/* it exists */
-	check_may_cancel(job);
 	while (!try_cancel(job))
 	{
 		if (TimestampDifferenceExceeds(started, GetCurrentTimestamp(), CANCEL_PATIENCE_MS))
@@ -371,7 +401,7 @@ distill_cancel(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_finish();
-	PG_RETURN_TEXT_P(wait_for_job(job, 10 * 1000));
+	PG_RETURN_TEXT_P(wait_for_job(job, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10 * 1000)));
 }
 
 /* ---------------------------------------------------------------- */
@@ -402,8 +432,8 @@ end_work(void)
 static bool
 extension_installed(void)
 {
-	return SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'distill'", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1;
+	return run_sql("SELECT FROM pg_extension WHERE extname = 'distill'", 0, NULL, NULL, NULL,
+				   true, 1) == SPI_OK_SELECT && SPI_processed == 1;
 }
 
 /* A job claimed by the launcher, to be started. */
@@ -413,6 +443,65 @@ typedef struct ClaimedJob
 	Oid			owner;
 } ClaimedJob;
 
+/* The workers this launcher started, to notice those that stop. */
+typedef struct RunningWorker
+{
+	int64		job;
+	BackgroundWorkerHandle *handle;
+	bool		stopped;		/* and its job recovered, once that commits */
+} RunningWorker;
+
+/* Finished workers linger until the next round: room for twice the most. */
+#define MAX_TRACKED_WORKERS 128
+
+static RunningWorker *running = NULL;
+static int	n_running = 0;
+
+/*
+ * Jobs whose worker stopped and left them 'running' (it was killed, or
+ * died of a FATAL error): give them back to the queue, or fail them.
+ */
+static void
+recover_stopped_workers(void)
+{
+	for (int i = 0; i < n_running; i++)
+	{
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(running[i].handle, &pid) != BGWH_STOPPED)
+			continue;
+		run_sql("SELECT distill._recover_jobs($1)", 1, (Oid[]) {INT8OID},
+				(Datum[]) {Int64GetDatum(running[i].job)}, NULL, false, 0);
+		running[i].stopped = true;
+	}
+}
+
+/* Once their recovery has committed, stop tracking the stopped workers. */
+static void
+forget_stopped_workers(void)
+{
+	for (int i = 0; i < n_running;)
+	{
+		if (!running[i].stopped)
+		{
+			i++;
+			continue;
+		}
+		pfree(running[i].handle);
+		running[i] = running[--n_running];
+	}
+}
+
+/* Forget the jobs that ended before distill.job_retention. */
+static void
+purge_old_jobs(void)
+{
+	if (distill_job_retention < 0)
+		return;
+	run_sql("SELECT distill._purge_jobs(make_interval(secs => $1))", 1, (Oid[]) {FLOAT8OID},
+			(Datum[]) {Float8GetDatum((double) distill_job_retention)}, NULL, false, 0);
+}
+
 /*
  * Recover jobs of workers that are gone, fire due schedules, and claim
  * queued jobs for the free worker slots.  Returns the claimed jobs.
@@ -421,22 +510,24 @@ static ClaimedJob *
 plan_work(int *n_claimed)
 {
 	ClaimedJob *claimed;
+	MemoryContext roundctx = CurrentMemoryContext;
 
 	*n_claimed = 0;
 	if (!extension_installed())
 		return NULL;
 	if (!recovered_at_start)
 	{
-		SPI_execute("SELECT distill._recover_jobs()", false, 0);
+		run_sql("SELECT distill._recover_jobs()", 0, NULL, NULL, NULL, false, 0);
 		recovered_at_start = true;
 	}
 	recover_stopped_workers();
-	SPI_execute("SELECT distill._fire_schedules()", false, 0);
-	if (SPI_execute_with_args("SELECT id, owner FROM distill._claim_jobs($1)", 1,
-							  (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(distill_max_workers)},
-							  NULL, false, 0) != SPI_OK_SELECT)
+	purge_old_jobs();
+	run_sql("SELECT distill._fire_schedules()", 0, NULL, NULL, NULL, false, 0);
+	if (run_sql("SELECT id, owner FROM distill._claim_jobs($1)", 1,
+				(Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(distill_max_workers)},
+				NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim jobs");
-	claimed = MemoryContextAlloc(TopMemoryContext, Max(SPI_processed, 1) * sizeof(ClaimedJob));
+	claimed = MemoryContextAlloc(roundctx, Max(SPI_processed, 1) * sizeof(ClaimedJob));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -448,26 +539,18 @@ plan_work(int *n_claimed)
 	return claimed;
 }
 
-/* The workers this launcher started, to notice those that stop. */
-typedef struct RunningWorker
-{
-	int64		job;
-	BackgroundWorkerHandle *handle;
-} RunningWorker;
-
-/* Finished workers linger until the next round: room for twice the most. */
-#define MAX_TRACKED_WORKERS 128
-
-static RunningWorker *running = NULL;
-static int	n_running = 0;
-
-/* The worker's pid once it runs, or 0 when it could not be started. */
-static pid_t
+/*
+ * Start a worker for the job: BGWH_STARTED (it runs, and is tracked),
+ * BGWH_STOPPED (it ran and stopped already, maybe at once) or
+ * BGWH_NOT_YET_STARTED (no free worker slot).
+ */
+static BgwHandleStatus
 start_worker(const ClaimedJob *job)
 {
 	BackgroundWorker worker = {0};
 	BackgroundWorkerHandle *handle;
-	pid_t		pid = 0;
+	BgwHandleStatus status;
+	pid_t		pid;
 
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -481,58 +564,75 @@ start_worker(const ClaimedJob *job)
 	memcpy(worker.bgw_extra + sizeof(Oid), &job->owner, sizeof(Oid));
 	worker.bgw_notify_pid = MyProcPid;
 	if (n_running == MAX_TRACKED_WORKERS ||
-		!RegisterDynamicBackgroundWorker(&worker, &handle) ||
-		WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
-		return 0;
+		!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return BGWH_NOT_YET_STARTED;
+	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	if (status != BGWH_STARTED)
+	{
+		pfree(handle);
+		return status;
+	}
 	running[n_running].job = job->id;
 	running[n_running].handle = handle;
+	running[n_running].stopped = false;
 	n_running++;
-	return pid;
+	return BGWH_STARTED;
 }
 
 /*
- * Start the claimed jobs' workers; a job whose worker cannot start goes
- * back to the queue.  (A worker records its own pid once it is a backend
- * that pg_cancel_backend can reach.)
+ * Start the claimed jobs' workers.  A job that gets no worker slot goes
+ * back to the queue as it was; one whose worker stopped before we could
+ * see it run is recovered, which counts the attempt.  (A worker records its
+ * own pid once it is a backend that pg_cancel_backend can reach.)
  */
 static void
 start_workers(const ClaimedJob *jobs, int n)
 {
 	for (int i = 0; i < n; i++)
 	{
-		if (start_worker(&jobs[i]) != 0)
+		BgwHandleStatus status = start_worker(&jobs[i]);
+		Datum		job = Int64GetDatum(jobs[i].id);
+
+		if (status == BGWH_STARTED)
 			continue;
 		begin_work();
-		SPI_execute_with_args("UPDATE distill.jobs SET status = 'queued', attempts = attempts - 1,"
-							  " started_at = NULL, message = 'waiting for a free background worker slot'"
-							  " WHERE id = $1 AND status = 'running'",
-							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(jobs[i].id)},
-							  NULL, false, 0);
+		if (status == BGWH_STOPPED)
+			run_sql("SELECT distill._recover_jobs($1)", 1, (Oid[]) {INT8OID}, &job, NULL, false, 0);
+		else
+			run_sql("UPDATE distill.jobs SET status = 'queued', attempts = attempts - 1,"
+					" started_at = NULL, message = 'waiting for a free background worker slot'"
+					" WHERE id = $1 AND status = 'running'",
+					1, (Oid[]) {INT8OID}, &job, NULL, false, 0);
 		end_work();
 	}
 }
 
+/* One round of the launcher's work, in its own transactions. */
+static void
+launcher_round(void)
+{
+	ClaimedJob *claimed;
+	int			n_claimed;
+
+	begin_work();
+	claimed = plan_work(&n_claimed);
+	end_work();
+	forget_stopped_workers();
+	start_workers(claimed, n_claimed);
+}
+
 /*
- * Jobs whose worker stopped and left them 'running' (it was killed, or
- * died of a FATAL error): give them back to the queue, or fail them.
+ * A round that failed (a bad row, a full disk) is logged and abandoned; the
+ * next one starts afresh a second later.  Whatever the data, the launcher
+ * keeps running.
  */
 static void
-recover_stopped_workers(void)
+abandon_round(MemoryContext launcherctx)
 {
-	for (int i = 0; i < n_running;)
-	{
-		pid_t		pid;
-
-		if (GetBackgroundWorkerPid(running[i].handle, &pid) != BGWH_STOPPED)
-		{
-			i++;
-			continue;
-		}
-		SPI_execute_with_args("SELECT distill._recover_jobs($1)", 1, (Oid[]) {INT8OID},
-							  (Datum[]) {Int64GetDatum(running[i].job)}, NULL, false, 0);
-		pfree(running[i].handle);
-		running[i] = running[--n_running];
-	}
+	MemoryContextSwitchTo(launcherctx);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
 }
 
 static void
@@ -548,6 +648,9 @@ launcher_detach(int code, Datum arg)
 void
 distill_launcher_main(Datum arg)
 {
+	MemoryContext launcherctx;
+	MemoryContext roundctx;
+
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
@@ -558,12 +661,11 @@ distill_launcher_main(Datum arg)
 	shared->launcher_latch = MyLatch;
 	running = MemoryContextAlloc(TopMemoryContext, MAX_TRACKED_WORKERS * sizeof(RunningWorker));
 	on_shmem_exit(launcher_detach, 0);
+	launcherctx = AllocSetContextCreate(TopMemoryContext, "distill launcher", ALLOCSET_DEFAULT_SIZES);
+	roundctx = AllocSetContextCreate(launcherctx, "distill launcher round", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
-		ClaimedJob *claimed;
-		int			n_claimed;
-
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -571,12 +673,18 @@ distill_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		pgstat_report_activity(STATE_RUNNING, "planning distill jobs");
-		begin_work();
-		claimed = plan_work(&n_claimed);
-		end_work();
-		start_workers(claimed, n_claimed);
-		if (claimed)
-			pfree(claimed);
+		MemoryContextSwitchTo(roundctx);
+		PG_TRY();
+		{
+			launcher_round();
+		}
+		PG_CATCH();
+		{
+			abandon_round(launcherctx);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(launcherctx);
+		MemoryContextReset(roundctx);
 		pgstat_report_activity(STATE_IDLE, NULL);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -588,37 +696,61 @@ distill_launcher_main(Datum arg)
 /* ---------------------------------------------------------------- */
 /* A worker: one job */
 
+/*
+ * A job argument, NULL only where allowed.  Jobs are queued through
+ * distill._queue_job, which checks their arguments, but the row may have
+ * been changed since by someone who may write the table.
+ */
+static char *
+job_arg(const JobRun *run, int col, const char *name, bool nullable)
+{
+	char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+
+	if (value == NULL && !nullable)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job " INT64_FORMAT " has no \"%s\" argument", run->id, name),
+				 errhint("Queue jobs with distill.annotate(), distill.train() or distill.schedule(), which check their arguments.")));
+	return value;
+}
+
 /* Run the job's kind with its arguments, read from its row. */
 static char *
 run_job(JobRun *run)
 {
-	Oid			argtype = INT8OID;
-	Datum		value = Int64GetDatum(run->id);
-	HeapTuple	row;
-	TupleDesc	desc;
 	char	   *kind;
+	char	   *task;
 
-	if (SPI_execute_with_args("SELECT kind, args->>'task', args->>'teacher', args->>'source',"
-							  " args->>'model', args->>'method',"
-							  " (args->>'rationale_weight')::float8, args->'params'"
-							  " FROM distill.jobs WHERE id = $1",
-							  1, &argtype, &value, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
+	if (run_sql_as_owner("SELECT kind, args->>'task', args->>'teacher', args->>'source',"
+						 " args->>'model', args->>'method',"
+						 " (args->>'rationale_weight')::float8, args->'params'"
+						 " FROM distill.jobs WHERE id = $1",
+						 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)}, NULL, 1)
+		!= SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "job " INT64_FORMAT " vanished", run->id);
-	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	kind = SPI_getvalue(row, desc, 1);
+	kind = job_arg(run, 1, "kind", false);
+	task = job_arg(run, 2, "task", false);
 	if (strcmp(kind, "annotate") == 0)
-		return run_annotation(run, SPI_getvalue(row, desc, 2), SPI_getvalue(row, desc, 3),
-							  SPI_getvalue(row, desc, 4));
+	{
+		char	   *teacher = job_arg(run, 3, "teacher", false);
+		char	   *source = job_arg(run, 4, "source", false);
+
+		return run_annotation(run, task, teacher, source);
+	}
 	if (strcmp(kind, "train") == 0)
 	{
+		char	   *model = job_arg(run, 5, "model", false);
+		char	   *method = job_arg(run, 6, "method", false);
+		char	   *source = job_arg(run, 4, "source", true);
 		bool		isnull;
-		Datum		params = SPI_getbinval(row, desc, 8, &isnull);
+		double		rationale_weight;
+		Datum		params;
 
-		return run_training(run, SPI_getvalue(row, desc, 5), SPI_getvalue(row, desc, 2),
-							SPI_getvalue(row, desc, 6), SPI_getvalue(row, desc, 4),
-							DatumGetFloat8(SPI_getbinval(row, desc, 7, &isnull)),
+		(void) job_arg(run, 7, "rationale_weight", false);
+		(void) job_arg(run, 8, "params", false);
+		rationale_weight = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull));
+		params = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
+		return run_training(run, model, task, method, source, rationale_weight,
 							DatumGetJsonbP(SPI_datumTransfer(params, false, -1)));
 	}
 	ereport(ERROR,
@@ -634,13 +766,13 @@ record_failure(int64 job, ErrorData *error)
 	bool		cancelled = error->sqlerrcode == ERRCODE_QUERY_CANCELED;
 
 	begin_work();
-	SPI_execute_with_args("UPDATE distill.jobs SET status = $2, error = $3, finished_at = now()"
-						  " WHERE id = $1",
-						  3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-						  (Datum[]) {Int64GetDatum(job),
-							  CStringGetTextDatum(cancelled ? "cancelled" : "failed"),
-						  CStringGetTextDatum(cancelled ? "cancelled while running" : error->message)},
-						  NULL, false, 0);
+	run_sql_as_owner("UPDATE distill.jobs SET status = $2, error = $3, finished_at = now()"
+					 " WHERE id = $1",
+					 3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+					 (Datum[]) {Int64GetDatum(job),
+						 CStringGetTextDatum(cancelled ? "cancelled" : "failed"),
+					 CStringGetTextDatum(cancelled ? "cancelled while running" : error->message)},
+					 NULL, 0);
 	end_work();
 }
 
@@ -688,10 +820,10 @@ distill_worker_main(Datum arg)
 	PG_TRY();
 	{
 		begin_job(&run);
-		SPI_execute_with_args("UPDATE distill.jobs SET worker_pid = $2 WHERE id = $1",
-							  2, (Oid[]) {INT8OID, INT4OID},
-							  (Datum[]) {Int64GetDatum(run.id), Int32GetDatum(MyProcPid)},
-							  NULL, false, 0);
+		run_sql_as_owner("UPDATE distill.jobs SET worker_pid = $2 WHERE id = $1",
+						 2, (Oid[]) {INT8OID, INT4OID},
+						 (Datum[]) {Int64GetDatum(run.id), Int32GetDatum(MyProcPid)},
+						 NULL, 0);
 		job_commit(&run);
 		job_finish(&run, run_job(&run));
 		end_job();

@@ -9,6 +9,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -397,27 +398,38 @@ params_json_text(const StudentParams *params, double rationale_weight)
 	return out.data;
 }
 
-static void
-log_progress(int64 model_id, const TrainProgress *p)
+/*
+ * The model version being trained: its id, taken up front so that its log
+ * can name it, and its owner.
+ */
+typedef struct NewVersion
 {
-	Oid			argtypes[8] = {INT8OID, INT4OID, INT4OID, FLOAT8OID, FLOAT8OID,
-	FLOAT8OID, FLOAT8OID, FLOAT8OID};
-	Datum		values[8] = {
-		Int64GetDatum(model_id), Int32GetDatum(p->step), Int32GetDatum(p->epoch),
+	int64		id;
+	Oid			owner;
+} NewVersion;
+
+static void
+log_progress(const JobRun *run, const NewVersion *version, const TrainProgress *p)
+{
+	Oid			argtypes[10] = {INT8OID, INT8OID, REGROLEOID, INT4OID, INT4OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
+	Datum		values[10] = {
+		Int64GetDatum(version->id), Int64GetDatum(run->id), ObjectIdGetDatum(version->owner),
+		Int32GetDatum(p->step), Int32GetDatum(p->epoch),
 		Float8GetDatum(p->label_loss), Float8GetDatum(p->rationale_loss),
 		Float8GetDatum(p->lr), Float8GetDatum(p->val_accuracy),
 		Float8GetDatum(p->tokens_per_second)
 	};
-	char		nulls[8] = "        ";
+	char		nulls[10] = "          ";
 
 	/* NaN means "not measured": store NULL, which reads better in SQL. */
-	for (int i = 3; i < 8; i++)
+	for (int i = 5; i < 10; i++)
 		if (isnan(DatumGetFloat8(values[i])))
 			nulls[i] = 'n';
-	if (SPI_execute_with_args("INSERT INTO distill.training_log (model_id, step, epoch,"
-							  " label_loss, rationale_loss, lr, val_accuracy, tokens_per_second)"
-							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-							  8, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (run_sql_as_owner("INSERT INTO distill.training_log (model_id, job_id, owner, step, epoch,"
+						 " label_loss, rationale_loss, lr, val_accuracy, tokens_per_second)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+						 10, argtypes, values, nulls, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into distill.training_log");
 }
 
@@ -458,7 +470,7 @@ student_release(void *student)
  * returns the best student, under a guard in the current memory context.
  */
 static CoreGuard *
-train_student(JobRun *run, int64 model_id, const StudentParams *params,
+train_student(JobRun *run, const NewVersion *version, const StudentParams *params,
 			  const TrainingSet *set, const TaskDef *task, char **metrics)
 {
 	char		errbuf[256];
@@ -485,7 +497,7 @@ train_student(JobRun *run, int64 model_id, const StudentParams *params,
 		CHECK_FOR_INTERRUPTS();
 		if (event != TRAIN_STEP && event != TRAIN_EPOCH)
 			continue;
-		log_progress(model_id, &progress);
+		log_progress(run, version, &progress);
 		job_commit(run);
 		job_progress(run, (double) progress.step / Max(progress.total_steps, 1),
 					 psprintf("train: epoch %d, step %d of %d, label loss %.4f",
@@ -540,12 +552,36 @@ labels_array(const TaskDef *task)
 }
 
 /*
+ * The owner of model `name`: that of its versions so far, or the caller for
+ * a new name.  Raises unless the caller has the owner's privileges.
+ */
+static Oid
+checked_model_owner(const char *name)
+{
+	Oid			owner = GetUserId();
+	bool		isnull;
+
+	if (run_sql_as_owner("SELECT owner::oid FROM distill.models WHERE name = $1 LIMIT 1",
+						 1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, 1)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.models");
+	if (SPI_processed > 0)
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("model \"%s\" belongs to another role", name),
+				 errhint("Choose another model name.")));
+	return owner;
+}
+
+/*
  * Insert the model as the next version of its name.  The advisory lock
  * serializes concurrent trainings of one name, so versions stay unique
- * and gapless.
+ * and gapless, and the first version's owner is the owner of all.
  */
 static int
-store_model(int64 model_id, const char *name, const TaskDef *task,
+store_model(const NewVersion *version, const char *name, const TaskDef *task,
 			TrainMethod method, const char *params, const Student *student,
 			const char *metrics)
 {
@@ -553,42 +589,47 @@ store_model(int64 model_id, const char *name, const TaskDef *task,
 				weights_len;
 	void	   *tokenizer = student_save_tokenizer(student, &tokenizer_len);
 	void	   *weights = student_save_weights(student, &weights_len);
-	Oid			argtypes[10] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTARRAYOID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID};
-	Datum		values[10] = {
-		Int64GetDatum(model_id), CStringGetTextDatum(name),
+	Oid			argtypes[11] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTARRAYOID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, REGROLEOID};
+	Datum		values[11] = {
+		Int64GetDatum(version->id), CStringGetTextDatum(name),
 		CStringGetTextDatum(task->name), CStringGetTextDatum(method_names[method]),
 		CStringGetTextDatum(params), task->labels ? labels_array(task) : (Datum) 0,
 		Int64GetDatum((int64) student->model->n_params),
 		PointerGetDatum(blob_to_bytea(tokenizer, tokenizer_len)),
 		PointerGetDatum(blob_to_bytea(weights, weights_len)),
-		CStringGetTextDatum(metrics)
+		CStringGetTextDatum(metrics), (Datum) 0
 	};
-	char		nulls[10] = "          ";
+	char		nulls[11] = "           ";
 	bool		isnull;
 
 	nulls[5] = task->labels ? ' ' : 'n';
-	if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(hashtext('distill.models'), hashtext($1))",
-							  1, &argtypes[1], &values[1], NULL, false, 0) != SPI_OK_SELECT)
+	if (run_sql("SELECT pg_advisory_xact_lock(hashtext('distill.models'), hashtext($1))",
+				1, &argtypes[1], &values[1], NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock model name");
-	if (SPI_execute_with_args("INSERT INTO distill.models (id, name, version, task, method,"
-							  " params, labels, n_params, tokenizer, weights, metrics)"
-							  " VALUES ($1, $2, (SELECT coalesce(max(version), 0) + 1"
-							  " FROM distill.models WHERE name = $2), $3, $4, $5::jsonb,"
-							  " $6, $7, $8, $9, $10::jsonb) RETURNING version",
-							  10, argtypes, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+	values[10] = ObjectIdGetDatum(checked_model_owner(name));
+	if (run_sql_as_owner("INSERT INTO distill.models (id, name, version, task, method,"
+						 " params, labels, n_params, tokenizer, weights, metrics, owner)"
+						 " VALUES ($1, $2, (SELECT coalesce(max(version), 0) + 1"
+						 " FROM distill.models WHERE name = $2), $3, $4, $5::jsonb,"
+						 " $6, $7, $8, $9, $10::jsonb, $11) RETURNING version",
+						 11, argtypes, values, nulls, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into distill.models");
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-static int64
-next_model_id(void)
+/* A new version of model `name`, which the caller must be allowed to add. */
+static NewVersion
+new_version(const char *name)
 {
+	NewVersion	version = {.owner = checked_model_owner(name)};
 	bool		isnull;
 
-	if (SPI_execute("SELECT nextval('distill.models_id_seq')", false, 1) != SPI_OK_SELECT)
+	if (run_sql_as_owner("SELECT nextval('distill.models_id_seq')", 0, NULL, NULL, NULL, 1)
+		!= SPI_OK_SELECT)
 		elog(ERROR, "could not allocate a model id");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	version.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return version;
 }
 
 static void
@@ -629,19 +670,19 @@ run_training(JobRun *run, const char *name, const char *task_name,
 	TrainMethod method = parse_method(method_name);
 	StudentParams params = checked_params(name, method, rationale_weight, params_json);
 	TaskDef    *task = load_task(task_name);
+	NewVersion	version = new_version(name);
 	TrainingSet set = load_training_set(training_query(task->name, method, source),
 										task, method);
-	int64		model_id = next_model_id();
 	char	   *metrics;
 	CoreGuard  *student_guard;
-	int			version;
+	int			number;
 
-	student_guard = train_student(run, model_id, &params, &set, task, &metrics);
-	version = store_model(model_id, name, task, method,
-						  params_json_text(&params, params.rationale_weight),
-						  student_guard->object, metrics);
+	student_guard = train_student(run, &version, &params, &set, task, &metrics);
+	number = store_model(&version, name, task, method,
+						 params_json_text(&params, params.rationale_weight),
+						 student_guard->object, metrics);
 	core_guard_release(student_guard);
-	return psprintf("model \"%s\" version %d: %s", name, version, metrics);
+	return psprintf("model \"%s\" version %d: %s", name, number, metrics);
 }
 
 Datum
@@ -675,7 +716,13 @@ distill_train(PG_FUNCTION_ARGS)
 					source ? json_string(source) : "null", rationale_weight,
 					JsonbToCString(NULL, &params->root, VARSIZE(params)));
 	if (PG_GETARG_BOOL(6))
+	{
+		/* refused now rather than when the job starts */
+		SPI_connect();
+		checked_model_owner(name);
+		SPI_finish();
 		PG_RETURN_INT64(job_submit("train", args));
+	}
 
 	SPI_connect();
 	run = job_start_here("train", args);

@@ -106,14 +106,12 @@ SELECT status, error FROM distill.jobs WHERE id = :bad3;
 
 -- a job runs as its owner: it cannot read what its owner cannot
 CREATE ROLE distill_alice LOGIN;
-GRANT USAGE ON SCHEMA distill TO distill_alice;
-GRANT SELECT ON distill.tasks, distill.teachers TO distill_alice;
-GRANT SELECT, INSERT, UPDATE ON distill.annotations, distill.jobs TO distill_alice;
-GRANT USAGE ON SEQUENCE distill.jobs_id_seq TO distill_alice;
+GRANT distill_user TO distill_alice;
 CREATE TABLE bobs_secrets (id text, body text);
 INSERT INTO bobs_secrets SELECT id, body FROM questions LIMIT 3;
 SET ROLE distill_alice;
-SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM bobs_secrets') AS alice \gset
+SELECT distill.create_task('alice_cqa', 'Answer the question.');
+SELECT distill.annotate('alice_cqa', 'palm', 'SELECT id, body FROM bobs_secrets') AS alice \gset
 RESET ROLE;
 SELECT distill.wait(:alice);
 SELECT owner, status, error FROM distill.jobs WHERE id = :alice;
@@ -163,8 +161,7 @@ SELECT distill.drop_model('bg_student');
 SELECT distill.drop_task('cqa', cascade => true);
 SELECT distill.drop_teacher(name) FROM distill.teachers;
 DROP TABLE questions, raw_rows, bobs_secrets;
-REVOKE ALL ON ALL TABLES IN SCHEMA distill FROM distill_alice;
-REVOKE ALL ON SEQUENCE distill.jobs_id_seq FROM distill_alice;
-REVOKE ALL ON SCHEMA distill FROM distill_alice;
+SELECT distill.drop_task('alice_cqa');
+DELETE FROM distill.jobs WHERE owner = 'distill_alice'::regrole;
 DROP ROLE distill_alice;
 DROP FUNCTION eventually, error_of;

@@ -175,13 +175,13 @@ SELECT * FROM distill.evaluate('critic', 'SELECT body AS input FROM reviews');
 SELECT * FROM distill.evaluate('critic', 'SELECT body AS input, label FROM reviews', metric => 'fuzzy');
 
 -- a damaged model row is refused with a clear error, never a crash
-INSERT INTO distill.models (name, version, task, method, params, labels, n_params, tokenizer, weights, metrics)
-SELECT 'broken', 1, task, method, params, labels, n_params, tokenizer,
+INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
+SELECT 'broken', 1, owner, task, method, params, labels, n_params, tokenizer,
        substring(weights FROM 1 FOR length(weights) / 2), metrics
 FROM distill.models WHERE name = 'gold';
 SELECT distill_predict('broken', 'x');
-INSERT INTO distill.models (name, version, task, method, params, labels, n_params, tokenizer, weights, metrics)
-SELECT 'foreign', 1, task, method, params, labels, n_params, '\x00'::bytea, '\xdeadbeef'::bytea, metrics
+INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
+SELECT 'foreign', 1, owner, task, method, params, labels, n_params, '\x00'::bytea, '\xdeadbeef'::bytea, metrics
 FROM distill.models WHERE name = 'gold';
 SELECT distill_predict('foreign', 'x');
 

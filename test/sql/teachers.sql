@@ -2,7 +2,7 @@
 \set SHOW_CONTEXT never
 
 SELECT distill.create_teacher('t1', 'http://127.0.0.1:8808/v1', 'm');
-SELECT distill.create_teacher('t2', 'https://example.com:8443/v1/', 'm', 'ollama', 'SOME_KEY',
+SELECT distill.create_teacher('t2', 'https://example.com:8443/v1/', 'm', 'ollama', 'DISTILL_SOME_KEY',
                               '{"temperature": 0.7, "max_tokens": 64, "timeout_ms": 1000,
                                 "concurrency": 16, "max_retries": 0, "retry_base_ms": 10}');
 SELECT name, endpoint, model, api, api_key_env, options FROM distill.teachers ORDER BY name;
