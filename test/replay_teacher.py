@@ -13,9 +13,9 @@ than once, the first file/row wins) and serves them through two APIs:
     POST /api/chat              Ollama chat ("stream" defaults to true: NDJSON)
     GET  /health                "ok"
     GET  /stats                 JSON counters (for tests): requests; per outcome
-                                ok, unknown, 400, 401, 404, 429, 500, malformed,
-                                drop, hang; connections accepted, in_flight,
-                                max_in_flight; items loaded
+                                ok, unknown, echo, error, 400, 401, 404, 429, 500,
+                                malformed, drop, hang; connections accepted,
+                                in_flight, max_in_flight; items loaded
     POST /stats/reset           zero the counters and the per-input attempt counts
 
 `--port 0` binds a free port; the startup line
@@ -48,6 +48,17 @@ where <spec> is a comma-separated list of key=value (values may be %-encoded):
                     the client must scrub secrets from errors it stores)
     seed=N          seed for the fault draw (default 0)
 
+What the reply says (after any fault draw that lets it through):
+
+    echo=1          reply with the question itself, so that a test can make the
+                    teacher send any bytes: %XX becomes the byte XX and a
+                    backslash is kept, so the question's \uXXXX escapes reach
+                    the client as JSON escapes (\u0000, \ud800); a double quote
+                    and control characters are escaped
+    pad_bytes=N     add N bytes ("x") to the end of the reply text
+    error_status=S  answer with HTTP status S (200 included) and the API's error
+                    object, whose message is the reply text
+
 p500, p429, malformed, drop and hang are exclusive buckets of one uniform draw
 u in [0, 1) (in that order), so their sum must be at most 1. The draw is
 deterministic: u = sha256(seed, spec, question, attempt), where attempt counts
@@ -75,11 +86,11 @@ import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 NO_ANSWER = "I have no recorded answer for this question."
-OUTCOMES = ("ok", "unknown", "400", "401", "404", "429", "500",
-            "malformed", "drop", "hang")
+OUTCOMES = ("ok", "unknown", "echo", "error", "400", "401", "404", "429",
+            "500", "malformed", "drop", "hang")
 FAULT_BUCKETS = (("p500", "500"), ("p429", "429"), ("malformed", "malformed"),
                  ("drop", "drop"), ("hang", "hang"))
 WAIT_POLL_S = 0.2
@@ -158,6 +169,9 @@ class FaultSpec:
     hang_s: float = 600.0
     key: str = None
     seed: int = 0
+    echo: int = 0
+    pad_bytes: int = 0
+    error_status: int = 0
 
 
 SPEC_TYPES = {f.name: f.type for f in dataclasses.fields(FaultSpec)
@@ -187,8 +201,12 @@ def check_spec(spec):
         raise BadRequest(400, "fault probabilities must be between 0 and 1")
     if sum(probabilities) > 1.0 + 1e-9:
         raise BadRequest(400, "fault probabilities must sum to at most 1")
-    if min(spec.latency_ms, spec.retry_after, spec.hang_s) < 0:
-        raise BadRequest(400, "latency_ms, retry_after and hang_s must be >= 0")
+    if min(spec.latency_ms, spec.retry_after, spec.hang_s, spec.pad_bytes) < 0:
+        raise BadRequest(400, "latency_ms, retry_after, hang_s and pad_bytes must be >= 0")
+    if spec.echo not in (0, 1):
+        raise BadRequest(400, "echo must be 0 or 1")
+    if spec.error_status and not 200 <= spec.error_status <= 599:
+        raise BadRequest(400, "error_status must be an HTTP status from 200 to 599")
 
 
 def uniform_draw(spec, question, attempt):
@@ -299,9 +317,8 @@ class OpenAIFormat:
             raise BadRequest(400, "the replay teacher does not stream on this API")
 
     @staticmethod
-    def reply(request, text, prompt_tokens, reply_id):
+    def reply(request, text, prompt_tokens, reply_id, completion_tokens):
         """(content type, body) of a successful answer."""
-        completion_tokens = word_count(text)
         return "application/json", json.dumps({
             "id": f"replay-{reply_id}",
             "object": "chat.completion",
@@ -326,7 +343,7 @@ class OllamaFormat:
         pass
 
     @staticmethod
-    def reply(request, text, prompt_tokens, reply_id):
+    def reply(request, text, prompt_tokens, reply_id, completion_tokens):
         model = request.get("model", "replay")
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -336,7 +353,7 @@ class OllamaFormat:
                    "done": done}
             if done:
                 obj.update(done_reason="stop", prompt_eval_count=prompt_tokens,
-                           eval_count=word_count(text))
+                           eval_count=completion_tokens)
             return json.dumps(obj)
 
         if request.get("stream") is False:
@@ -351,6 +368,36 @@ def stream_pieces(text, words_per_piece=4):
     words = [w for w in re.findall(r"\S*\s*", text) if w]
     return ["".join(words[i:i + words_per_piece])
             for i in range(0, len(words), words_per_piece)]
+
+
+# Stands for the reply text in a body built by json.dumps, then replaced by
+# the text's JSON string literal, which json.dumps could not produce when it
+# holds raw bytes.
+TEXT_SLOT = "\ue000replay text\ue000"
+TEXT_SLOT_JSON = json.dumps(TEXT_SLOT).encode()
+
+
+def json_literal(text):
+    """The JSON string literal, quotes included, of a str."""
+    return json.dumps(text).encode()
+
+
+def echo_literal(question):
+    """The question as a JSON string literal; see echo= in the docstring."""
+    out = bytearray(b'"')
+    for byte in unquote_to_bytes(question):
+        if byte == 0x22:
+            out += b'\\"'
+        elif byte < 0x20:
+            out += b"\\u%04x" % byte
+        else:
+            out.append(byte)
+    return bytes(out + b'"')
+
+
+def fill_text(body, literal):
+    """The body with the reply text's JSON literal where TEXT_SLOT was."""
+    return body.replace(TEXT_SLOT_JSON, literal)
 
 
 ROUTES = {"/v1/chat/completions": OpenAIFormat, "/api/chat": OllamaFormat}
@@ -521,15 +568,37 @@ class ReplayHandler(BaseHTTPRequestHandler):
             if not self.wait(spec.hang_s):
                 self.drop_connection()
                 return
-        text = self.server.answers.find(message, question)
-        content_type, reply = fmt.reply(
-            request, NO_ANSWER if text is None else text,
-            sum(map(word_count, contents)), self.server.stats.new_id())
+        status, content_type, reply, outcome = self.compose(
+            fmt, spec, request, message, question, contents)
         if fault == "malformed":
             reply = reply[:len(reply) // 2]
         if fault != "hang":  # a hang was counted when it began
-            self.server.stats.record(fault or ("unknown" if text is None else "ok"))
-        self.send(200, reply, content_type)
+            self.server.stats.record(fault or outcome)
+        self.send(status, reply, content_type)
+
+    def compose(self, fmt, spec, request, message, question, contents):
+        """(status, content type, body, outcome) of the reply the spec asks for."""
+        text = self.server.answers.find(message, question)
+        outcome = "unknown" if text is None else "ok"
+        text = (NO_ANSWER if text is None else text) + "x" * spec.pad_bytes
+        words = word_count(text)
+        literal = None
+        if spec.echo:
+            literal = echo_literal(question + "x" * spec.pad_bytes)
+            words = word_count(literal.decode("utf-8", "replace"))
+            text, outcome = TEXT_SLOT, "echo"
+        if spec.error_status:
+            status, content_type = spec.error_status, "application/json"
+            reply = json.dumps(fmt.error(text)).encode()
+            outcome = "error"
+        else:
+            status = 200
+            content_type, reply = fmt.reply(
+                request, text, sum(map(word_count, contents)),
+                self.server.stats.new_id(), words)
+        if literal is not None:
+            reply = fill_text(reply, literal)
+        return status, content_type, reply, outcome
 
     def authorized(self, fmt, key):
         presented = self.headers.get("Authorization", "")

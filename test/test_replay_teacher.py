@@ -340,6 +340,54 @@ def test_api_key(port):
     check("key right -> 200", status == 200, status)
 
 
+def content_bytes(body):
+    """The bytes of choices[0].message.content in a raw OpenAI body."""
+    start = body.index(b'"content": "') + len(b'"content": "')
+    return body[start:body.index(b'"}, "finish_reason"', start)]
+
+
+def test_echo(port):
+    question = "caf%C3%A9 %ED%A0%80 %FF \\u0000 \\ud800 say \"hi\". So the answer is (a)."
+    status, _, body = chat(port, "/faults/echo=1" + OPENAI, question)
+    check("echo: raw bytes and escapes as asked",
+          status == 200 and content_bytes(body) ==
+          b'caf\xc3\xa9 \xed\xa0\x80 \xff \\u0000 \\ud800 say \\"hi\\". So the answer is (a).',
+          body)
+    status, _, body = chat(port, "/faults/echo=1" + OPENAI, "just text. So the answer is (b).")
+    reply = json.loads(body)
+    check("echo: valid text is a valid reply",
+          reply["choices"][0]["message"]["content"] == "just text. So the answer is (b)."
+          and reply["usage"]["completion_tokens"] == 7, body)
+    status, _, body = chat(port, "/faults/echo=1" + OLLAMA, "a%E2%80%99b", stream=False)
+    check("echo: ollama", status == 200 and
+          json.loads(body)["message"]["content"] == "a\u2019b", body)
+    check("echo: counted", stats(port)["echo"] >= 3, stats(port))
+
+
+def test_pad_bytes(port):
+    question = CQA_ROWS[4]["input"]
+    status, _, body = chat(port, "/faults/pad_bytes=3000000" + OPENAI, question)
+    content = json.loads(body)["choices"][0]["message"]["content"]
+    check("pad_bytes: the recorded reply and N more bytes",
+          status == 200 and content == CQA_ROWS[4]["teacher_output"] + "x" * 3000000,
+          len(content))
+    status, _, body = chat(port, "/faults/echo=1,pad_bytes=3" + OPENAI, "abc")
+    check("pad_bytes: with echo", content_bytes(body) == b"abcxxx", body)
+
+
+def test_error_status(port):
+    status, _, body = chat(port, "/faults/echo=1,error_status=200" + OPENAI, "sk-%41BC failed")
+    check("error_status=200: an error object in a 2xx reply",
+          status == 200 and json.loads(body)["error"]["message"] == "sk-ABC failed", body)
+    status, _, body = chat(port, "/faults/echo=1,error_status=400" + OLLAMA, "nope", stream=False)
+    check("error_status=400: ollama's error shape",
+          status == 400 and json.loads(body) == {"error": "nope"}, body)
+    status, _, body = chat(port, "/faults/error_status=503" + OPENAI, CQA_ROWS[0]["input"])
+    check("error_status without echo: the recorded reply as the message",
+          status == 503 and json.loads(body)["error"]["message"] ==
+          CQA_ROWS[0]["teacher_output"], body)
+
+
 def test_bad_spec(port):
     question = CQA_ROWS[0]["input"]
     status, _, body = chat(port, "/faults/p500=0.1,colour=red" + OPENAI, question)
@@ -350,6 +398,9 @@ def test_bad_spec(port):
     check("probabilities over 1", status == 400, status)
     status, _, body = chat(port, "/faults/" + OPENAI, question)
     check("empty spec", status == 200, status)
+    for spec in ("echo=2", "error_status=99", "error_status=600", "pad_bytes=-1"):
+        status, _, body = chat(port, f"/faults/{spec}" + OPENAI, question)
+        check(f"bad spec {spec}", status == 400, (status, body))
 
 
 def outcome_sequence(port, spec, question, n=24):
@@ -492,7 +543,7 @@ TESTS = [test_health, test_openai_exact, test_substring_fallback,
          test_last_user_message, test_unknown, test_bad_requests, test_not_found,
          test_ollama_non_streaming, test_ollama_streaming, test_latency, test_p500,
          test_p429, test_malformed, test_drop, test_hang, test_api_key,
-         test_bad_spec, test_deterministic_faults, test_fault_buckets,
+         test_echo, test_pad_bytes, test_error_status, test_bad_spec, test_deterministic_faults, test_fault_buckets,
          test_keep_alive, test_stats_reset, test_throughput]
 
 

@@ -23,12 +23,21 @@ failure_hint(const TeacherResult *result)
 	return "Check the teacher's endpoint, model and options; distill.teachers shows them.";
 }
 
+/* a->error is the reason, in the database encoding. */
 static void
-report_failure(const TeacherDef *teacher, const TeacherResult *result)
+report_failure(const TeacherDef *teacher, const TeacherResult *result,
+			   const Annotation *a)
 {
+	/* Refused before sending: the input is no text a teacher takes. */
+	if (result->attempts == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("%s", a->error),
+				 errdetail("Nothing was sent to teacher \"%s\".", teacher->name),
+				 errhint("Teachers take UTF-8 text.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-			 errmsg("teacher \"%s\" failed: %s", teacher->name, result->error),
+			 errmsg("teacher \"%s\" failed: %s", teacher->name, a->error),
 			 errdetail("%d attempt(s) were made.", result->attempts),
 			 errhint("%s", failure_hint(result))));
 }
@@ -76,7 +85,7 @@ distill_ask(PG_FUNCTION_ARGS)
 		;
 	a = read_reply(task, result);
 	if (a.status == ANNOTATION_FAILED)
-		report_failure(teacher, result);
+		report_failure(teacher, result, &a);
 	if (a.status == ANNOTATION_UNPARSED)
 		ereport(NOTICE,
 				(errmsg("the teacher's reply could not be parsed: %s", a.error),

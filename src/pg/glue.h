@@ -59,6 +59,21 @@ extern char *to_utf8(const char *s);
 extern char *from_utf8(const char *s);
 
 /*
+ * Text for a teacher, in UTF-8; NULL with *flaw saying why when it cannot
+ * be sent (bytes that are not UTF-8 in a SQL_ASCII database).
+ */
+extern char *try_to_utf8(const char *s, char **flaw);
+
+/*
+ * Text from a teacher, len bytes that should be UTF-8, in the database
+ * encoding; never raises over the content.  When it cannot be stored as it
+ * is (invalid UTF-8, a NUL, a character the database encoding lacks),
+ * returns it escaped as by utf8_escape() and sets *flaw to what is wrong;
+ * else sets *flaw to NULL.
+ */
+extern char *from_utf8_escaped(const char *s, size_t len, char **flaw);
+
+/*
  * source.c: a user's query, run as that user with that user's search_path,
  * all at once or through a cursor.
  */

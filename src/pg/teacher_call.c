@@ -52,8 +52,33 @@ guarded_pool_next(GuardedPool *guarded)
 }
 
 /*
- * Queue the prompt for one input.  Teachers speak UTF-8, whatever the
- * database encoding.
+ * The prompt for input cannot be sent (prompt_flaw says why).  When the
+ * input is at fault, refuse that item; else the task's own text is, which
+ * is an error.
+ */
+static void
+refuse_unsendable(GuardedPool *guarded, const TaskDef *task, size_t tag,
+				  const char *input, const char *prompt_flaw)
+{
+	char	   *flaw;
+
+	if (try_to_utf8(input, &flaw) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("task \"%s\" holds text that cannot be sent to a teacher",
+						task->name),
+				 errdetail("In the prompt built from its instruction, answer prefix and examples, %s.",
+						   prompt_flaw),
+				 errhint("Teachers take UTF-8 text: recreate the task with text that is valid UTF-8.")));
+	if (!teacher_pool_refuse(guarded->pool, tag,
+							 psprintf("the input cannot be sent to the teacher: %s", flaw)))
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+}
+
+/*
+ * Queue the prompt for one input.  Teachers take UTF-8, whatever the
+ * database encoding: an input that cannot be sent is refused, as a failed
+ * item with the reason.
  */
 void
 submit_prompt(GuardedPool *guarded, const TaskDef *task, size_t tag, const char *input)
@@ -61,14 +86,20 @@ submit_prompt(GuardedPool *guarded, const TaskDef *task, size_t tag, const char 
 	char	   *prompt = prompt_build(task->instruction, task->examples,
 									  task->n_examples, task->answer_prefix,
 									  input);
+	char	   *utf8;
+	char	   *flaw;
 	bool		queued;
 
 	if (prompt == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	queued = teacher_pool_submit(guarded->pool, tag,
-								 to_utf8(prompt));
+	utf8 = try_to_utf8(prompt, &flaw);
+	queued = utf8 != NULL && teacher_pool_submit(guarded->pool, tag, utf8);
+	if (utf8 != NULL && utf8 != prompt)
+		pfree(utf8);
 	free(prompt);
-	if (!queued)
+	if (utf8 == NULL)
+		refuse_unsendable(guarded, task, tag, input, flaw);
+	else if (!queued)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 }
 
@@ -83,12 +114,16 @@ pstrdup_free(char *s)
 
 /*
  * Parse a reply: split off the rationale, find the answer, and when the
- * task has a label set, map the answer onto it.
+ * task has a label set, map the answer onto it.  The reply's content never
+ * makes this raise: what the database cannot store as it is (invalid UTF-8,
+ * a NUL, a character its encoding lacks) makes the reply 'unparsed', kept
+ * escaped.
  */
 Annotation
 read_reply(const TaskDef *task, const TeacherResult *result)
 {
 	Annotation	a = {0};
+	char	   *flaw;
 	char	   *rationale;
 	char	   *answer;
 	int			label;
@@ -96,10 +131,17 @@ read_reply(const TaskDef *task, const TeacherResult *result)
 	if (!result->ok)
 	{
 		a.status = ANNOTATION_FAILED;
-		a.error = pstrdup(result->error);
+		a.error = from_utf8_escaped(result->error, strlen(result->error), &flaw);
 		return a;
 	}
-	a.raw = from_utf8(result->content);
+	a.raw = from_utf8_escaped(result->content, result->content_len, &flaw);
+	if (flaw != NULL)
+	{
+		a.status = ANNOTATION_UNPARSED;
+		a.error = psprintf("the reply cannot be stored as it is: %s; the raw reply is kept escaped",
+						   flaw);
+		return a;
+	}
 	if (!parse_teacher_reply(a.raw, task->answer_prefix, &rationale, &answer))
 	{
 		a.status = ANNOTATION_UNPARSED;

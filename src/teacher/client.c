@@ -29,9 +29,7 @@
 
 #include "teacher/protocol.h"
 
-#define BACKOFF_CAP_MS		30000.0
 #define CONNECT_TIMEOUT_MAX_MS 10000
-#define REPLY_MAX_BYTES		(16 * 1024 * 1024)
 #define REASON_MAX			(TEACHER_SERVER_TEXT_MAX + 64)
 
 typedef struct Item
@@ -58,6 +56,7 @@ typedef struct Slot
 	char	   *reply;			/* reply body of the current attempt */
 	size_t		reply_len;
 	size_t		reply_cap;
+	size_t		reply_max;		/* the pool's cap on a reply body */
 	bool		reply_too_large;
 	char		curl_error[CURL_ERROR_SIZE];
 } Slot;
@@ -270,6 +269,7 @@ set_success(Item *item, long http_status, TeacherReply *reply)
 	item->content = reply->content;
 	item->result.ok = true;
 	item->result.content = item->content;
+	item->result.content_len = reply->content_len;
 	item->result.error = NULL;
 	item->result.http_status = http_status;
 	item->result.prompt_tokens = reply->prompt_tokens;
@@ -288,6 +288,7 @@ judge_transfer_error(TeacherPool *pool, Slot *slot, CURLcode code)
 		: curl_easy_strerror(code);
 	char		detail[TEACHER_SERVER_TEXT_MAX + 1];
 	long		os_errno = 0;
+	long		status = 0;
 
 	teacher_clean_text(curl_text, strlen(curl_text), pool->api_key,
 					   detail, sizeof(detail));
@@ -321,10 +322,14 @@ judge_transfer_error(TeacherPool *pool, Slot *slot, CURLcode code)
 			set_failure(item, 0, "connection dropped: %s", detail);
 			return true;
 		case CURLE_WRITE_ERROR:
-			if (slot->reply_too_large)
-				set_failure(item, 0, "reply larger than %d bytes", REPLY_MAX_BYTES);
-			else
+			if (!slot->reply_too_large)
+			{
 				set_failure(item, 0, "out of memory");
+				return false;
+			}
+			/* The server did answer, with too much. */
+			curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+			set_failure(item, status, "reply larger than %zu bytes", slot->reply_max);
 			return false;
 		default:
 			/* Bad URL, unsupported protocol, certificate problems... */
@@ -348,14 +353,14 @@ judge_http_reply(TeacherPool *pool, Slot *slot, long status)
 		TeacherReply reply;
 		char		what[REASON_MAX];
 
+		/* Server text in `what` is already cleaned of the key. */
 		if (teacher_parse_reply(pool->api, slot->reply, slot->reply_len,
-								&reply, what, sizeof(what)))
+								pool->api_key, &reply, what, sizeof(what)))
 		{
 			set_success(item, status, &reply);
 			return false;
 		}
-		teacher_clean_text(what, strlen(what), pool->api_key, text, sizeof(text));
-		set_failure(item, status, "malformed reply: %s", text);
+		set_failure(item, status, "malformed reply: %s", what);
 		return true;
 	}
 	teacher_error_text(slot->reply, slot->reply_len, pool->api_key,
@@ -368,22 +373,30 @@ judge_http_reply(TeacherPool *pool, Slot *slot, long status)
 	return status == 408 || status == 429 || (status >= 500 && status <= 599);
 }
 
-/*
- * Full jitter: uniform in [0, min(cap, base * 2^retry_index)], but never
- * sooner than the server asked for.
- */
-static double
-backoff_ms(TeacherPool *pool, int retry_index, double retry_after_ms)
+double
+teacher_retry_delay_ms(int retry_base_ms, int retry_index,
+					   double retry_after_ms, double jitter)
 {
-	double		ceiling = pool->retry_base_ms;
+	double		ceiling = retry_base_ms;
 	double		delay;
 
-	for (int i = 0; i < retry_index && ceiling < BACKOFF_CAP_MS; i++)
+	for (int i = 0; i < retry_index && ceiling < TEACHER_BACKOFF_MAX_MS; i++)
 		ceiling *= 2;
-	if (ceiling > BACKOFF_CAP_MS)
-		ceiling = BACKOFF_CAP_MS;
-	delay = random_unit(pool) * ceiling;
+	if (ceiling > TEACHER_BACKOFF_MAX_MS)
+		ceiling = TEACHER_BACKOFF_MAX_MS;
+	if (retry_after_ms > TEACHER_RETRY_AFTER_MAX_MS)
+		retry_after_ms = TEACHER_RETRY_AFTER_MAX_MS;
+	delay = jitter * ceiling;
 	return delay > retry_after_ms ? delay : retry_after_ms;
+}
+
+size_t
+teacher_reply_max_bytes(int max_tokens)
+{
+	size_t		per_tokens = max_tokens > 0
+		? (size_t) max_tokens * TEACHER_REPLY_TOKEN_BYTES : 0;
+
+	return per_tokens > TEACHER_REPLY_MIN_BYTES ? per_tokens : TEACHER_REPLY_MIN_BYTES;
 }
 
 /* The Retry-After the server sent with this response, in ms; 0 if none. */
@@ -423,7 +436,8 @@ finish_attempt(TeacherPool *pool, Slot *slot, CURLcode code)
 	if (retryable && item->result.attempts <= pool->max_retries)
 	{
 		item->retry_at = now_ms() +
-			backoff_ms(pool, item->result.attempts - 1, wait_ms);
+			teacher_retry_delay_ms(pool->retry_base_ms, item->result.attempts - 1,
+								   wait_ms, random_unit(pool));
 		if (heap_push(pool, item))
 			return;
 		/* Out of memory for the heap: give the item back as it stands. */
@@ -439,7 +453,7 @@ collect_reply(char *data, size_t size, size_t nmemb, void *arg)
 	Slot	   *slot = arg;
 	size_t		n = size * nmemb;
 
-	if (slot->reply_len + n > REPLY_MAX_BYTES)
+	if (slot->reply_len + n > slot->reply_max)
 	{
 		slot->reply_too_large = true;
 		return 0;
@@ -691,6 +705,8 @@ fill_pool(TeacherPool *pool, const TeacherConfig *config)
 	if (pool->url == NULL || pool->model == NULL || pool->slots == NULL ||
 		pool->multi == NULL || !build_headers(pool))
 		return false;
+	for (int i = 0; i < pool->nslots; i++)
+		pool->slots[i].reply_max = teacher_reply_max_bytes(pool->max_tokens);
 	/* One connection per request in flight, all kept alive for reuse. */
 	curl_multi_setopt(pool->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 					  (long) pool->nslots);
@@ -735,6 +751,25 @@ teacher_pool_submit(TeacherPool *pool, size_t tag, const char *prompt)
 	item->result.prompt_tokens = -1;
 	item->result.completion_tokens = -1;
 	queue_push(&pool->ready, item);
+	pool->pending++;
+	return true;
+}
+
+bool
+teacher_pool_refuse(TeacherPool *pool, size_t tag, const char *reason)
+{
+	Item	   *item = calloc(1, sizeof(Item));
+
+	if (item == NULL)
+		return false;
+	item->result.tag = tag;
+	set_failure(item, 0, "%s", reason);
+	if (item->error == NULL)
+	{
+		free(item);
+		return false;
+	}
+	queue_push(&pool->finished, item);
 	pool->pending++;
 	return true;
 }

@@ -6,8 +6,8 @@
  * at most `concurrency` requests in flight.  Failed attempts that may
  * succeed later (connection errors, timeouts, HTTP 429 and 5xx, a reply that
  * is not the JSON we expect) are retried with exponential backoff and full
- * jitter, honouring Retry-After, up to `max_retries` retries; then the item
- * is returned as failed with a short reason.
+ * jitter, honouring Retry-After (up to a cap), up to `max_retries` retries;
+ * then the item is returned as failed with a short reason.
  *
  * The pool never blocks for longer than the caller asks and never calls
  * back: the caller polls teacher_pool_next() and checks for interrupts in
@@ -19,6 +19,22 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/*
+ * Waits before a retry: the backoff grows to at most TEACHER_BACKOFF_MAX_MS;
+ * a server's Retry-After is honoured up to TEACHER_RETRY_AFTER_MAX_MS, so
+ * that no server can park an item for longer.
+ */
+#define TEACHER_BACKOFF_MAX_MS		30000
+#define TEACHER_RETRY_AFTER_MAX_MS	(5 * 60 * 1000)
+
+/*
+ * A reply body may hold TEACHER_REPLY_MIN_BYTES, or TEACHER_REPLY_TOKEN_BYTES
+ * per max_tokens token when that is more; a larger one fails its item.  It
+ * bounds the memory of a pool to about concurrency times that.
+ */
+#define TEACHER_REPLY_MIN_BYTES		(1024 * 1024)
+#define TEACHER_REPLY_TOKEN_BYTES	128
 
 typedef enum TeacherApi
 {
@@ -44,9 +60,13 @@ typedef struct TeacherResult
 {
 	size_t		tag;			/* the caller's tag given to submit */
 	bool		ok;
-	const char *content;		/* assistant text when ok, else NULL */
-	const char *error;			/* short reason when !ok, else NULL; never
-								 * holds the API key */
+	const char *content;		/* assistant text when ok, else NULL; as the
+								 * server sent it: may hold NULs and invalid
+								 * UTF-8, which the caller must check */
+	size_t		content_len;	/* its bytes */
+	const char *error;			/* short reason when !ok, else NULL; valid
+								 * UTF-8, never holding the API key or a
+								 * piece of it (protocol.h) */
 	long		http_status;	/* of the last attempt; 0 when there was no
 								 * HTTP response (connect error, timeout) */
 	int			attempts;		/* 1 + retries made */
@@ -72,6 +92,15 @@ extern bool teacher_pool_submit(TeacherPool *pool, size_t tag,
 								const char *prompt);
 
 /*
+ * Queue an item that fails at once with the given reason, sending nothing:
+ * for an input the caller cannot send.  It comes back from
+ * teacher_pool_next() like any other, with 0 attempts.  Returns false only
+ * when out of memory.
+ */
+extern bool teacher_pool_refuse(TeacherPool *pool, size_t tag,
+								const char *reason);
+
+/*
  * Wait at most wait_ms for an item to finish (succeed, or fail for good).
  * Returns it, or NULL when none finished in time.  The result and its
  * strings stay valid until the next call on the pool.
@@ -83,5 +112,17 @@ extern size_t teacher_pool_pending(const TeacherPool *pool);
 
 /* Abort whatever is in flight and free everything.  NULL is allowed. */
 extern void teacher_pool_destroy(TeacherPool *pool);
+
+/*
+ * The wait before retry number retry_index (0 for the first), in ms: full
+ * jitter, jitter in [0, 1] times min(TEACHER_BACKOFF_MAX_MS, retry_base_ms *
+ * 2^retry_index), but no sooner than the server's Retry-After, itself
+ * capped at TEACHER_RETRY_AFTER_MAX_MS.
+ */
+extern double teacher_retry_delay_ms(int retry_base_ms, int retry_index,
+									 double retry_after_ms, double jitter);
+
+/* The largest reply body accepted for a max_tokens (<= 0: server default). */
+extern size_t teacher_reply_max_bytes(int max_tokens);
 
 #endif

@@ -12,6 +12,8 @@
 
 #include <json-c/json.h>
 
+#include "teacher/utf8.h"
+
 /* A growable string, for concatenating streamed pieces. */
 typedef struct TextBuffer
 {
@@ -19,6 +21,17 @@ typedef struct TextBuffer
 	size_t		len;
 	size_t		cap;
 } TextBuffer;
+
+/* What parsing one reply body works on. */
+typedef struct ReplyParse
+{
+	TeacherApi	api;
+	const char *secret;			/* scrubbed from server text in errbuf */
+	TextBuffer	content;
+	TeacherReply *reply;
+	char	   *errbuf;
+	size_t		errlen;
+} ReplyParse;
 
 static void set_error(char *errbuf, size_t errlen, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
@@ -195,9 +208,10 @@ count_member(json_object *obj, const char *key)
 /*
  * The message an error body or object carries: {"error": "..."} (Ollama),
  * {"error": {"message": "..."}} (OpenAI), or a top-level "message" or
- * "detail" (vLLM, FastAPI servers).  NULL when there is none.
+ * "detail" (vLLM, FastAPI servers).  A JSON string, or NULL when there is
+ * none.
  */
-static const char *
+static json_object *
 error_message(json_object *root)
 {
 	json_object *text = member(root, "error", json_type_string);
@@ -209,7 +223,7 @@ error_message(json_object *root)
 		text = member(root, "message", json_type_string);
 	if (text == NULL)
 		text = member(root, "detail", json_type_string);
-	return text ? json_object_get_string(text) : NULL;
+	return text;
 }
 
 static bool
@@ -250,46 +264,51 @@ next_value(json_tokener *tok, const char *body, size_t len, size_t *pos,
 	return -1;
 }
 
-/* Either API may answer 2xx with an error object (proxies, streams). */
+/*
+ * Either API may answer 2xx with an error object (proxies, streams).  Its
+ * message is cleaned of the secret here, before anything cuts it short.
+ */
 static bool
-check_reply_object(json_object *root, char *errbuf, size_t errlen)
+check_reply_object(ReplyParse *parse, json_object *root)
 {
 	json_object *error;
-	const char *message;
+	json_object *message;
 	char		clean[TEACHER_SERVER_TEXT_MAX + 1];
 
 	if (!json_object_is_type(root, json_type_object))
 	{
-		set_error(errbuf, errlen, "not a JSON object");
+		set_error(parse->errbuf, parse->errlen, "not a JSON object");
 		return false;
 	}
 	/* json-c gives NULL for a JSON null, which is no error. */
 	if (json_object_object_get_ex(root, "error", &error) && error != NULL)
 	{
 		message = error_message(root);
-		teacher_clean_text(message ? message : "?",
-						   message ? strlen(message) : 1,
-						   NULL, clean, sizeof(clean));
-		set_error(errbuf, errlen, "error: %s", clean);
+		if (message != NULL)
+			teacher_clean_text(json_object_get_string(message),
+							   json_object_get_string_len(message),
+							   parse->secret, clean, sizeof(clean));
+		else
+			strcpy(clean, "?");
+		set_error(parse->errbuf, parse->errlen, "error: %s", clean);
 		return false;
 	}
 	return true;
 }
 
+/* The bytes of a JSON string, NULs and all: the caller checks them. */
 static bool
-append_content(TextBuffer *content, json_object *text,
-			   char *errbuf, size_t errlen)
+append_content(ReplyParse *parse, json_object *text)
 {
-	if (text_append(content, json_object_get_string(text),
+	if (text_append(&parse->content, json_object_get_string(text),
 					json_object_get_string_len(text)))
 		return true;
-	set_error(errbuf, errlen, "out of memory");
+	set_error(parse->errbuf, parse->errlen, "out of memory");
 	return false;
 }
 
 static bool
-take_openai(json_object *root, TextBuffer *content, TeacherReply *reply,
-			char *errbuf, size_t errlen)
+take_openai(ReplyParse *parse, json_object *root)
 {
 	json_object *message = member(first_element(member(root, "choices",
 													   json_type_array)),
@@ -297,39 +316,38 @@ take_openai(json_object *root, TextBuffer *content, TeacherReply *reply,
 	json_object *text = member(message, "content", json_type_string);
 	json_object *usage = member(root, "usage", json_type_object);
 
-	if (!check_reply_object(root, errbuf, errlen))
+	if (!check_reply_object(parse, root))
 		return false;
 	if (text == NULL)
 	{
-		set_error(errbuf, errlen, "no choices[0].message.content");
+		set_error(parse->errbuf, parse->errlen, "no choices[0].message.content");
 		return false;
 	}
-	reply->prompt_tokens = count_member(usage, "prompt_tokens");
-	reply->completion_tokens = count_member(usage, "completion_tokens");
-	return append_content(content, text, errbuf, errlen);
+	parse->reply->prompt_tokens = count_member(usage, "prompt_tokens");
+	parse->reply->completion_tokens = count_member(usage, "completion_tokens");
+	return append_content(parse, text);
 }
 
 /* One object of an Ollama reply: the whole reply or one line of a stream. */
 static bool
-take_ollama(json_object *root, TextBuffer *content, TeacherReply *reply,
-			char *errbuf, size_t errlen)
+take_ollama(ReplyParse *parse, json_object *root)
 {
 	json_object *text = member(member(root, "message", json_type_object),
 							   "content", json_type_string);
 
-	if (!check_reply_object(root, errbuf, errlen))
+	if (!check_reply_object(parse, root))
 		return false;
 	if (text == NULL)
 	{
-		set_error(errbuf, errlen, "no message.content");
+		set_error(parse->errbuf, parse->errlen, "no message.content");
 		return false;
 	}
 	/* Only the final line of a stream carries the counts. */
 	if (count_member(root, "prompt_eval_count") >= 0)
-		reply->prompt_tokens = count_member(root, "prompt_eval_count");
+		parse->reply->prompt_tokens = count_member(root, "prompt_eval_count");
 	if (count_member(root, "eval_count") >= 0)
-		reply->completion_tokens = count_member(root, "eval_count");
-	return append_content(content, text, errbuf, errlen);
+		parse->reply->completion_tokens = count_member(root, "eval_count");
+	return append_content(parse, text);
 }
 
 /*
@@ -337,9 +355,7 @@ take_ollama(json_object *root, TextBuffer *content, TeacherReply *reply,
  * one value; Ollama ones one or more.
  */
 static bool
-take_values(TeacherApi api, json_tokener *tok, const char *body, size_t len,
-			TextBuffer *content, TeacherReply *reply,
-			char *errbuf, size_t errlen)
+take_values(ReplyParse *parse, json_tokener *tok, const char *body, size_t len)
 {
 	size_t		pos = 0;
 	int			count = 0;
@@ -347,38 +363,40 @@ take_values(TeacherApi api, json_tokener *tok, const char *body, size_t len,
 	int			status;
 
 	while ((status = next_value(tok, body, len, &pos, &value,
-								errbuf, errlen)) == 1)
+								parse->errbuf, parse->errlen)) == 1)
 	{
 		bool		taken;
 
-		if (api == TEACHER_API_OPENAI && count > 0)
+		if (parse->api == TEACHER_API_OPENAI && count > 0)
 		{
 			json_object_put(value);
-			set_error(errbuf, errlen, "more than one JSON value");
+			set_error(parse->errbuf, parse->errlen, "more than one JSON value");
 			return false;
 		}
-		taken = api == TEACHER_API_OLLAMA
-			? take_ollama(value, content, reply, errbuf, errlen)
-			: take_openai(value, content, reply, errbuf, errlen);
+		taken = parse->api == TEACHER_API_OLLAMA
+			? take_ollama(parse, value)
+			: take_openai(parse, value);
 		json_object_put(value);
 		if (!taken)
 			return false;
 		count++;
 	}
 	if (status == 0 && count == 0)
-		set_error(errbuf, errlen, "empty body");
+		set_error(parse->errbuf, parse->errlen, "empty body");
 	return status == 0 && count > 0;
 }
 
 bool
 teacher_parse_reply(TeacherApi api, const char *body, size_t len,
-					TeacherReply *reply, char *errbuf, size_t errlen)
+					const char *secret, TeacherReply *reply,
+					char *errbuf, size_t errlen)
 {
 	json_tokener *tok = json_tokener_new();
-	TextBuffer	content = {NULL, 0, 0};
+	ReplyParse	parse = {api, secret, {NULL, 0, 0}, reply, errbuf, errlen};
 	bool		ok;
 
 	reply->content = NULL;
+	reply->content_len = 0;
 	reply->prompt_tokens = -1;
 	reply->completion_tokens = -1;
 	if (tok == NULL)
@@ -386,20 +404,28 @@ teacher_parse_reply(TeacherApi api, const char *body, size_t len,
 		set_error(errbuf, errlen, "out of memory");
 		return false;
 	}
-	/* The text goes into PostgreSQL: refuse invalid UTF-8 here. */
-	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
-	ok = take_values(api, tok, body, len, &content, reply, errbuf, errlen);
+
+	/*
+	 * No JSON_TOKENER_VALIDATE_UTF8: it lets surrogates, overlong forms and
+	 * code points beyond U+10FFFF through, and refuses the whole reply over
+	 * one stray byte.  The caller checks the content strictly (utf8.h) and
+	 * keeps what it cannot store in escaped form.
+	 */
+	ok = take_values(&parse, tok, body, len);
 	json_tokener_free(tok);
 	/* An empty content is still an answer: make it a string. */
-	if (ok && content.data == NULL && !text_append(&content, "", 0))
+	if (ok && parse.content.data == NULL && !text_append(&parse.content, "", 0))
 	{
 		set_error(errbuf, errlen, "out of memory");
 		ok = false;
 	}
 	if (ok)
-		reply->content = content.data;
+	{
+		reply->content = parse.content.data;
+		reply->content_len = parse.content.len;
+	}
 	else
-		free(content.data);
+		free(parse.content.data);
 	return ok;
 }
 
@@ -409,7 +435,7 @@ teacher_error_text(const char *body, size_t len, const char *secret,
 {
 	json_tokener *tok = json_tokener_new();
 	json_object *root = NULL;
-	const char *message = NULL;
+	json_object *message = NULL;
 
 	if (tok != NULL)
 	{
@@ -418,41 +444,62 @@ teacher_error_text(const char *body, size_t len, const char *secret,
 		json_tokener_free(tok);
 	}
 	if (message != NULL)
-		teacher_clean_text(message, strlen(message), secret, buf, buflen);
+		teacher_clean_text(json_object_get_string(message),
+						   json_object_get_string_len(message),
+						   secret, buf, buflen);
 	else
 		teacher_clean_text(body, len, secret, buf, buflen);
 	json_object_put(root);
 }
 
-/* Length of the valid UTF-8 character at s, or 0 when it is not one. */
-static size_t
-utf8_char_len(const unsigned char *s, size_t avail)
+/*
+ * An API key to scrub from text.  Any piece of it at least min_piece long
+ * is scrubbed, so a key that a server cut, split or partly echoed does not
+ * show either.
+ */
+typedef struct Secret
 {
-	size_t		n;
-	unsigned int cp;
-	unsigned int min_cp;
+	const char *text;
+	size_t		len;			/* 0: nothing to scrub */
+	size_t		min_piece;
+	bool		starts[256];	/* the bytes such a piece can start with */
+} Secret;
 
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xE0) == 0xC0)
-		n = 2, cp = s[0] & 0x1F, min_cp = 0x80;
-	else if ((s[0] & 0xF0) == 0xE0)
-		n = 3, cp = s[0] & 0x0F, min_cp = 0x800;
-	else if ((s[0] & 0xF8) == 0xF0)
-		n = 4, cp = s[0] & 0x07, min_cp = 0x10000;
-	else
+static void
+secret_init(Secret *secret, const char *text)
+{
+	memset(secret, 0, sizeof(*secret));
+	if (text == NULL || text[0] == '\0')
+		return;
+	secret->text = text;
+	secret->len = strlen(text);
+	secret->min_piece = secret->len < TEACHER_SECRET_PIECE_MIN
+		? secret->len : TEACHER_SECRET_PIECE_MIN;
+	for (size_t j = 0; j + secret->min_piece <= secret->len; j++)
+		secret->starts[(unsigned char) text[j]] = true;
+}
+
+/*
+ * Length of the longest piece of the secret, of at least min_piece bytes,
+ * that text (of avail bytes) starts with; 0 when there is none.
+ */
+static size_t
+secret_piece(const Secret *secret, const char *text, size_t avail)
+{
+	size_t		longest = 0;
+
+	if (secret->len == 0 || !secret->starts[(unsigned char) text[0]])
 		return 0;
-	if (avail < n)
-		return 0;
-	for (size_t k = 1; k < n; k++)
+	for (size_t j = 0; j + secret->min_piece <= secret->len; j++)
 	{
-		if ((s[k] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[k] & 0x3F);
+		size_t		n = 0;
+
+		while (n < avail && j + n < secret->len && text[n] == secret->text[j + n])
+			n++;
+		if (n > longest)
+			longest = n;
 	}
-	if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
+	return longest >= secret->min_piece ? longest : 0;
 }
 
 /* Output state of teacher_clean_text(). */
@@ -484,17 +531,23 @@ emit(CleanOutput *out, const char *piece, size_t n)
 	return true;
 }
 
+/*
+ * The secret is looked for at every position before that position is cut
+ * or copied, and a piece is matched against the whole rest of the text, so
+ * a cut can never leave part of a key behind.
+ */
 void
-teacher_clean_text(const char *text, size_t len, const char *secret,
+teacher_clean_text(const char *text, size_t len, const char *secret_text,
 				   char *buf, size_t buflen)
 {
-	size_t		secret_len = secret ? strlen(secret) : 0;
+	Secret		secret;
 	CleanOutput out = {buf, 0, buflen > 0 ? buflen - 1 : 0, 0, false};
 	bool		space = false;
 	size_t		i = 0;
 
 	if (buflen == 0)
 		return;
+	secret_init(&secret, secret_text);
 	if (out.limit > TEACHER_SERVER_TEXT_MAX)
 		out.limit = TEACHER_SERVER_TEXT_MAX;
 	if (out.limit < 3)
@@ -506,9 +559,8 @@ teacher_clean_text(const char *text, size_t len, const char *secret,
 		size_t		n;
 		size_t		consumed;
 
-		if (secret_len > 0 && len - i >= secret_len &&
-			memcmp(c, secret, secret_len) == 0)
-			piece = "***", n = 3, consumed = secret_len;
+		if ((consumed = secret_piece(&secret, text + i, len - i)) > 0)
+			piece = "***", n = 3;
 		else if (*c <= ' ' || *c == 0x7F)
 		{
 			space = out.len > 0;	/* leading white space is dropped */

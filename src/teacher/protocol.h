@@ -4,8 +4,9 @@
  * Builds request URLs and bodies for OpenAI Chat Completions and Ollama's
  * /api/chat, reads the assistant text and token counts out of a reply, and
  * turns error bodies and other server-provided text into a short, safe
- * reason: one line, valid UTF-8, bounded length, the API key replaced by
- * "***".  Plain C with json-c; no PostgreSQL headers, no network.
+ * reason: one line, valid UTF-8, bounded length, the API key (and any
+ * piece of it) replaced by "***".  Plain C with json-c; no PostgreSQL
+ * headers, no network.
  */
 #ifndef DISTILL_TEACHER_PROTOCOL_H
 #define DISTILL_TEACHER_PROTOCOL_H
@@ -18,9 +19,16 @@
 /* The longest server text kept in an error reason, in bytes. */
 #define TEACHER_SERVER_TEXT_MAX 200
 
+/*
+ * The shortest piece of an API key scrubbed from server text (a shorter
+ * key is scrubbed only whole).
+ */
+#define TEACHER_SECRET_PIECE_MIN 8
+
 typedef struct TeacherReply
 {
-	char	   *content;		/* malloc'd assistant text */
+	char	   *content;		/* malloc'd assistant text, NUL-terminated */
+	size_t		content_len;	/* its bytes, which may include NULs */
 	int			prompt_tokens;	/* -1 when the server did not say */
 	int			completion_tokens;
 } TeacherReply;
@@ -43,13 +51,17 @@ extern char *teacher_request_body(TeacherApi api, const char *model,
 /*
  * Parse the body of a 2xx reply.  On success fills *reply (the caller frees
  * reply->content) and returns true.  Otherwise returns false and writes what
- * is wrong with the body to errbuf; a retry may get a better reply.
+ * is wrong with the body to errbuf, any server text in it cleaned as by
+ * teacher_clean_text() with secret; a retry may get a better reply.
+ *
+ * The content is the bytes the JSON string decodes to, unchecked: it may
+ * hold NULs (from \u0000) and invalid UTF-8, which the caller must check.
  *
  * Ollama replies may be a single object or an NDJSON stream, whose
  * message.content pieces are concatenated.
  */
 extern bool teacher_parse_reply(TeacherApi api, const char *body, size_t len,
-								TeacherReply *reply,
+								const char *secret, TeacherReply *reply,
 								char *errbuf, size_t errlen);
 
 /*
@@ -62,10 +74,12 @@ extern void teacher_error_text(const char *body, size_t len,
 
 /*
  * Copy len bytes of server-provided text to buf for use in an error reason:
- * every occurrence of secret (when non-empty) becomes "***", control
- * characters and runs of white space become one space, invalid UTF-8 bytes
- * become '?', and text beyond TEACHER_SERVER_TEXT_MAX bytes (or what buf
- * holds) is cut at a character boundary and marked with "...".
+ * every occurrence of secret (when non-empty), and of any piece of it at
+ * least TEACHER_SECRET_PIECE_MIN bytes long, becomes "***", before anything
+ * is cut; control characters and runs of white space become one space,
+ * invalid UTF-8 bytes become '?', and text beyond TEACHER_SERVER_TEXT_MAX
+ * bytes (or what buf holds) is cut at a character boundary and marked with
+ * "...".
  */
 extern void teacher_clean_text(const char *text, size_t len,
 							   const char *secret, char *buf, size_t buflen);

@@ -27,6 +27,8 @@
 #define MAX_ITEMS	32
 #define NO_ANSWER	"I have no recorded answer for this question."
 #define KEY			"sk-test-123"
+/* A key as long as real ones (44 bytes). */
+#define LONG_KEY	"sk-proj-Q7xv2LmN9pR4tY8wK3zA6bC1dE5fG0hJ2kM"
 
 /* What one item ended with, copied out of the pool. */
 typedef struct Outcome
@@ -40,6 +42,7 @@ typedef struct Outcome
 	double		done_ms;		/* since the run started */
 	char		error[512];
 	char	   *content;
+	size_t		content_len;
 } Outcome;
 
 static pid_t teacher_pid;
@@ -216,7 +219,10 @@ copy_outcome(Outcome *out, const TeacherResult *result, double start)
 	snprintf(out->error, sizeof(out->error), "%s",
 			 result->error ? result->error : "");
 	free(out->content);
-	out->content = result->content ? strdup(result->content) : NULL;
+	out->content = NULL;
+	out->content_len = result->content_len;
+	if (result->content != NULL && (out->content = malloc(result->content_len + 1)) != NULL)
+		memcpy(out->content, result->content, result->content_len + 1);
 	CHECKF(result->ok == (result->content != NULL) &&
 		   result->ok == (result->error == NULL),
 		   "content xor error, tag %zu", result->tag);
@@ -252,6 +258,27 @@ run(const TeacherConfig *config, const char *name, int n, Outcome *outcomes)
 	CHECKF(teacher_pool_pending(pool) == 0, "%s: all items returned", name);
 	teacher_pool_destroy(pool);
 	return now_ms() - start;
+}
+
+/* Send one prompt "Q: <question>\nA:" and wait for its outcome. */
+static void
+ask_one(const TeacherConfig *config, const char *question, Outcome *out)
+{
+	TeacherPool *pool = create_pool(config);
+	double		start = now_ms();
+	char	   *prompt = malloc(strlen(question) + 16);
+	const TeacherResult *result = NULL;
+
+	memset(out, 0, sizeof(*out));
+	sprintf(prompt, "Q: %s\nA:", question);
+	if (pool != NULL && teacher_pool_submit(pool, 0, prompt))
+		while (result == NULL && now_ms() - start < 15000)
+			result = teacher_pool_next(pool, 100);
+	CHECKF(result != NULL, "no result for %.40s", question);
+	if (result != NULL)
+		copy_outcome(out, result, start);
+	teacher_pool_destroy(pool);
+	free(prompt);
 }
 
 static void
@@ -574,6 +601,170 @@ test_bad_config(void)
 	CHECK(teacher_pool_create(&config, errbuf, sizeof(errbuf)) == NULL);
 }
 
+/*
+ * Whether text holds any 8 bytes of key: what must never reach an error,
+ * whatever TEACHER_SECRET_PIECE_MIN says.
+ */
+static bool
+holds_piece_of(const char *text, const char *key)
+{
+	char		piece[8 + 1];
+
+	for (size_t i = 0; i + 8 <= strlen(key); i++)
+	{
+		memcpy(piece, key + i, 8);
+		piece[8] = '\0';
+		if (strstr(text, piece) != NULL)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Servers that echo the key in their errors, cut or in part: a 2xx error
+ * object, error bodies, for every place the 200-byte cut can fall.
+ */
+static void
+test_key_in_errors(void)
+{
+	static const char *const faults[] = {
+		"echo=1,error_status=200", "echo=1,error_status=400",
+		"echo=1,error_status=500"
+	};
+	char		endpoint[256];
+	char		question[512];
+	Outcome		out;
+
+	for (size_t f = 0; f < sizeof(faults) / sizeof(faults[0]); f++)
+	{
+		TeacherConfig config = base_config(endpoint, faults[f]);
+
+		config.api_key = LONG_KEY;
+		config.max_retries = 0;
+		for (int pad = 150; pad <= 215; pad += 5)
+		{
+			memset(question, 'x', pad);
+			strcpy(question + pad, LONG_KEY);
+			ask_one(&config, question, &out);
+			CHECKF(!out.ok && out.error[0] != '\0', "%s: %s", faults[f], out.error);
+			CHECKF(!holds_piece_of(out.error, LONG_KEY), "%s, pad %d: %s",
+				   faults[f], pad, out.error);
+			free(out.content);
+		}
+		/* A partial echo: the first 20 bytes of the key. */
+		snprintf(question, sizeof(question), "key %.20s is wrong", LONG_KEY);
+		ask_one(&config, question, &out);
+		CHECKF(strstr(out.error, "key *** is wrong") != NULL, "%s: %s", faults[f], out.error);
+		free(out.content);
+	}
+}
+
+/*
+ * The content comes back byte for byte, whatever bytes the server sent; the
+ * caller (the PostgreSQL glue) checks them.
+ */
+static void
+test_reply_bytes(void)
+{
+	char		endpoint[256];
+	TeacherConfig config = base_config(endpoint, "echo=1");
+	Outcome		out;
+
+	ask_one(&config, "bad %ED%A0%80 %C0%80 %F4%90%80%80 %FF", &out);
+	CHECKF(out.ok && out.content_len == 17 &&
+		   memcmp(out.content, "bad \xED\xA0\x80 \xC0\x80 \xF4\x90\x80\x80 \xFF", 17) == 0,
+		   "%s", out.error);
+	free(out.content);
+	ask_one(&config, "nul \\u0000 kept", &out);
+	CHECKF(out.ok && out.content_len == 10 && memcmp(out.content, "nul \0 kept", 10) == 0,
+		   "%zu bytes", out.content_len);
+	free(out.content);
+}
+
+/*
+ * A reply beyond teacher_reply_max_bytes() fails its item at once, with the
+ * limit in the reason: it is not retried, and no more of it is kept.
+ */
+static void
+test_reply_size(void)
+{
+	char		endpoint[256];
+	TeacherConfig config = base_config(endpoint, "echo=1,pad_bytes=1100000");
+	Outcome		out;
+	char		reason[64];
+
+	CHECK(teacher_reply_max_bytes(0) == TEACHER_REPLY_MIN_BYTES);
+	CHECK(teacher_reply_max_bytes(256) == TEACHER_REPLY_MIN_BYTES);
+	CHECK(teacher_reply_max_bytes(32768) == 32768 * TEACHER_REPLY_TOKEN_BYTES);
+	CHECK(TEACHER_REPLY_MIN_BYTES <= 4 * 1024 * 1024 &&
+		  teacher_reply_max_bytes(32768) <= 4 * 1024 * 1024);
+
+	snprintf(reason, sizeof(reason), "reply larger than %zu bytes",
+			 teacher_reply_max_bytes(config.max_tokens));
+	ask_one(&config, "big", &out);
+	CHECKF(!out.ok && out.attempts == 1 && out.http_status == 200 &&
+		   strcmp(out.error, reason) == 0,
+		   "%d attempts, HTTP %ld: %s", out.attempts, out.http_status, out.error);
+	free(out.content);
+
+	/* Just under the limit is fine; a larger max_tokens allows more. */
+	config = base_config(endpoint, "echo=1,pad_bytes=1000000");
+	ask_one(&config, "big", &out);
+	CHECKF(out.ok && out.content_len == 1000003, "%s", out.error);
+	free(out.content);
+	config = base_config(endpoint, "echo=1,pad_bytes=1100000");
+	config.max_tokens = 16384;
+	ask_one(&config, "big", &out);
+	CHECKF(out.ok && out.content_len == 1100003, "%s", out.error);
+	free(out.content);
+}
+
+/* The wait before a retry: backoff with jitter, Retry-After capped. */
+static void
+test_retry_delay(void)
+{
+	double		eleven_days = 11 * 86400 * 1000.0;
+
+	CHECK(teacher_retry_delay_ms(500, 0, 0, 0.5) == 250);
+	CHECK(teacher_retry_delay_ms(500, 2, 0, 1.0) == 2000);
+	CHECK(teacher_retry_delay_ms(500, 40, 0, 1.0) == TEACHER_BACKOFF_MAX_MS);
+	CHECK(teacher_retry_delay_ms(500, 0, 7000, 0.5) == 7000);
+	CHECK(teacher_retry_delay_ms(500, 0, eleven_days, 0.0) == TEACHER_RETRY_AFTER_MAX_MS);
+	CHECK(teacher_retry_delay_ms(500, 40, eleven_days, 1.0) == TEACHER_RETRY_AFTER_MAX_MS);
+	CHECK(TEACHER_RETRY_AFTER_MAX_MS <= 5 * 60 * 1000);
+}
+
+/* A refused item comes back failed, unsent, among the others. */
+static void
+test_refuse(void)
+{
+	char		endpoint[256];
+	TeacherConfig config = base_config(endpoint, NULL);
+	TeacherPool *pool = create_pool(&config);
+	const TeacherResult *result;
+	bool		seen[3] = {false, false, false};
+	double		start = now_ms();
+
+	CHECK(teacher_pool_submit(pool, 0, "Q: first\nA:"));
+	CHECK(teacher_pool_refuse(pool, 1, "the input is not valid UTF-8"));
+	CHECK(teacher_pool_submit(pool, 2, "Q: third\nA:"));
+	CHECK(teacher_pool_pending(pool) == 3);
+	while (teacher_pool_pending(pool) > 0 && now_ms() - start < 15000)
+	{
+		if ((result = teacher_pool_next(pool, 100)) == NULL || result->tag > 2)
+			continue;
+		seen[result->tag] = true;
+		if (result->tag == 1)
+			CHECKF(!result->ok && result->attempts == 0 && result->http_status == 0 &&
+				   strcmp(result->error, "the input is not valid UTF-8") == 0 &&
+				   result->content == NULL, "%s", result->error);
+		else
+			CHECK(result->ok && result->attempts == 1);
+	}
+	CHECK(seen[0] && seen[1] && seen[2]);
+	teacher_pool_destroy(pool);
+}
+
 /* next() on an empty pool returns at once; destroy works at any point. */
 static void
 test_destroy(void)
@@ -647,6 +838,11 @@ main(void)
 	test_hang_times_out();
 	test_wrong_key(TEACHER_API_OPENAI);
 	test_wrong_key(TEACHER_API_OLLAMA);
+	test_key_in_errors();
+	test_reply_bytes();
+	test_reply_size();
+	test_retry_delay();
+	test_refuse();
 	test_not_found();
 	test_connection_refused();
 	test_destroy();

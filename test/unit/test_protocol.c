@@ -10,6 +10,8 @@
 #include "unit.h"
 
 #define PROMPT "Q: \"Quoted\" / slash\n\tand caf\xC3\xA9 \xE2\x9C\x93\nA:"
+/* A key as long as real ones (44 bytes). */
+#define LONG_KEY "sk-proj-Q7xv2LmN9pR4tY8wK3zA6bC1dE5fG0hJ2kM"
 
 /* obj[path[0]][path[1]]... through objects only; NULL when missing. */
 static json_object *
@@ -108,7 +110,26 @@ static bool
 parse(TeacherApi api, const char *body, TeacherReply *reply, char *err)
 {
 	err[0] = '\0';
-	return teacher_parse_reply(api, body, strlen(body), reply, err, 256);
+	return teacher_parse_reply(api, body, strlen(body), NULL, reply, err, 256);
+}
+
+/*
+ * Whether text holds any 8 bytes of key: the promise, kept independent of
+ * TEACHER_SECRET_PIECE_MIN so that raising the constant fails this test.
+ */
+static bool
+holds_piece_of(const char *text, const char *key)
+{
+	char		piece[8 + 1];
+
+	for (size_t i = 0; i + 8 <= strlen(key); i++)
+	{
+		memcpy(piece, key + i, 8);
+		piece[8] = '\0';
+		if (strstr(text, piece) != NULL)
+			return true;
+	}
+	return false;
 }
 
 static void
@@ -165,10 +186,114 @@ test_openai_reply(void)
 
 	CHECK(!parse(TEACHER_API_OPENAI,
 				 "{\"choices\":[{\"message\":{\"content\":\"a\"}}]}\n{}", &reply, err));
+}
 
-	/* Invalid UTF-8 would fail later, inside PostgreSQL: refuse it here. */
-	CHECK(!parse(TEACHER_API_OPENAI,
-				 "{\"choices\":[{\"message\":{\"content\":\"\xC3\x28\"}}]}", &reply, err));
+/*
+ * The content comes back byte for byte, whatever it holds: the caller
+ * checks it and keeps what it cannot store escaped (utf8.h).  A reply is
+ * never lost over a stray byte, nor cut at a NUL.
+ */
+static void
+test_reply_bytes(void)
+{
+	static const struct
+	{
+		const char *json;		/* the JSON string's body */
+		const char *content;
+		size_t		len;
+	}			cases[] = {
+		{"a\xC3\x28", "a\xC3\x28", 3},		/* a cut-short character */
+		{"\xFFz", "\xFFz", 2},				/* a byte no UTF-8 has */
+		{"\xED\xA0\x80", "\xED\xA0\x80", 3},	/* a surrogate */
+		{"\xC0\x80", "\xC0\x80", 2},		/* an overlong NUL */
+		{"\xF4\x90\x80\x80", "\xF4\x90\x80\x80", 4},	/* above U+10FFFF */
+		{"a\\u0000b", "a\0b", 3},			/* a NUL, kept */
+	};
+	TeacherReply reply;
+	char		body[256];
+	char		err[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		bool		ok;
+
+		snprintf(body, sizeof(body),
+				 "{\"choices\":[{\"message\":{\"content\":\"%s\"}}]}", cases[i].json);
+		ok = parse(TEACHER_API_OPENAI, body, &reply, err);
+		CHECKF(ok, "case %zu: %s", i, err);
+		CHECKF(ok && reply.content_len == cases[i].len &&
+			   memcmp(reply.content, cases[i].content, cases[i].len) == 0 &&
+			   reply.content[reply.content_len] == '\0',
+			   "case %zu: %zu bytes", i, ok ? reply.content_len : 0);
+		free(reply.content);
+	}
+
+	/* An Ollama stream may split a character between lines: joined again. */
+	CHECK(parse(TEACHER_API_OLLAMA,
+				"{\"message\":{\"content\":\"caf\xC3\"}}\n"
+				"{\"message\":{\"content\":\"\xA9\"},\"done\":true}\n", &reply, err));
+	CHECK(reply.content_len == 5 && strcmp(reply.content, "caf\xC3\xA9") == 0);
+	free(reply.content);
+}
+
+/*
+ * A server may echo the key in an error: no piece of it of
+ * TEACHER_SECRET_PIECE_MIN bytes or more survives, wherever the text is cut.
+ */
+static void
+test_key_never_leaks(void)
+{
+	char		body[1024];
+	char		text[512];
+	char		buf[TEACHER_SERVER_TEXT_MAX + 1];
+	char		err[256];
+	TeacherReply reply;
+
+	/* A 2xx error object whose message is cut inside the key. */
+	for (int pad = 140; pad <= 200; pad++)
+	{
+		snprintf(body, sizeof(body),
+				 "{\"error\":{\"message\":\"%*s%s\"}}", pad, "", LONG_KEY);
+		memset(body + strlen("{\"error\":{\"message\":\""), 'x', pad);
+		CHECK(!teacher_parse_reply(TEACHER_API_OPENAI, body, strlen(body), LONG_KEY,
+								   &reply, err, sizeof(err)));
+		CHECKF(strncmp(err, "error: xxx", 10) == 0, "%s", err);
+		CHECKF(!holds_piece_of(err, LONG_KEY), "pad %d: %s", pad, err);
+	}
+
+	/* An error body (non-2xx), and text cut inside the key at every point. */
+	for (int pad = 150; pad <= 210; pad++)
+	{
+		memset(text, 'y', pad);
+		strcpy(text + pad, LONG_KEY);
+		snprintf(body, sizeof(body), "{\"error\":\"%s\"}", text);
+		teacher_error_text(body, strlen(body), LONG_KEY, buf, sizeof(buf));
+		CHECKF(!holds_piece_of(buf, LONG_KEY), "pad %d: %s", pad, buf);
+		teacher_clean_text(text, strlen(text), LONG_KEY, buf, sizeof(buf));
+		CHECKF(!holds_piece_of(buf, LONG_KEY), "pad %d: %s", pad, buf);
+	}
+
+	/* A key partly echoed: 8 bytes of it are scrubbed, 7 are not a key. */
+	strcpy(body, "{\"error\":\"bad key sk-proj-Q7xv...\"}");
+	teacher_error_text(body, strlen(body), LONG_KEY, buf, sizeof(buf));
+	CHECKF(strcmp(buf, "bad key ***...") == 0, "%s", buf);
+	teacher_clean_text("key ends 1dE5fG0hJ2kM.", 23, LONG_KEY, buf, sizeof(buf));
+	CHECKF(strcmp(buf, "key ends ***.") == 0, "%s", buf);
+	teacher_clean_text("seven: sk-proj", 14, LONG_KEY, buf, sizeof(buf));
+	CHECKF(strcmp(buf, "seven: sk-proj") == 0, "%s", buf);
+
+	/* A key split by a line break: each piece of 8 or more goes. */
+	teacher_clean_text("sk-proj-Q7xv2Lm\nN9pR4tY8wK3zA6b", 32, LONG_KEY, buf, sizeof(buf));
+	CHECKF(strcmp(buf, "*** ***") == 0, "%s", buf);
+
+	/* A key shorter than the piece length is scrubbed only whole. */
+	teacher_clean_text("sk-1234 and sk-12", 17, "sk-1234", buf, sizeof(buf));
+	CHECKF(strcmp(buf, "*** and sk-12") == 0, "%s", buf);
+
+	/* The message of an error body is taken whole, past a NUL. */
+	strcpy(body, "{\"error\":\"a\\u0000sk-proj-Q7\"}");
+	teacher_error_text(body, strlen(body), LONG_KEY, buf, sizeof(buf));
+	CHECKF(strcmp(buf, "a ***") == 0, "%s", buf);
 }
 
 static void
@@ -284,7 +409,9 @@ main(void)
 	test_ollama_body();
 	test_openai_reply();
 	test_ollama_reply();
+	test_reply_bytes();
 	test_error_text();
 	test_clean_text();
+	test_key_never_leaks();
 	return unit_summary("protocol");
 }
