@@ -117,6 +117,27 @@ WHERE teacher = 'palm' ORDER BY item_id;
 SELECT distill.annotate('cqa', 'palm', 'SELECT 1000 + row_number() OVER (), input FROM cqa LIMIT 2',
                         background => false) > 0 AS done;
 
+-- The source is read a batch of 1000 rows at a time, and checked whole
+-- (ids unique and not NULL) before the first request: a duplicate in the
+-- third batch costs no teacher call.
+SELECT distill.create_teacher('echo', 'http://127.0.0.1:8808/faults/echo=1/v1', 'palm',
+                              options => '{"concurrency": 16}');
+SELECT distill.annotate('cqa', 'echo', $$SELECT 'e' || i, 'Echo ' || i || '. So the answer is ' || i
+                                         FROM generate_series(1, 2500) i$$,
+                        background => false) > 0 AS done;
+SELECT count(*), count(DISTINCT item_id), bool_and(status = 'ok' AND label = substr(item_id, 2)) AS answered
+FROM distill.annotations WHERE teacher = 'echo';
+SELECT distill.annotate('cqa', 'echo', $$SELECT CASE i WHEN 2400 THEN 'f1' ELSE 'f' || i END, 'Echo ' || i
+                                         FROM generate_series(1, 2500) i$$,
+                        background => false);
+SELECT count(*) AS sent FROM distill.annotations WHERE teacher = 'echo' AND item_id LIKE 'f%';
+-- a re-run of a part skips what is done and sends the rest
+SELECT distill.annotate('cqa', 'echo', $$SELECT 'e' || i, 'Echo ' || i || '. So the answer is ' || i
+                                         FROM generate_series(2001, 3200) i$$,
+                        background => false) > 0 AS done;
+SELECT count(*) AS echoed FROM distill.annotations WHERE teacher = 'echo';
+SELECT distill.drop_teacher('echo', cascade => true);
+
 -- Source mistakes
 SELECT distill.annotate('cqa', 'palm', 'SELECT id FROM cqa', background => false);
 SELECT distill.annotate('cqa', 'palm', 'SELECT id, input, 1 FROM cqa', background => false);

@@ -135,7 +135,9 @@ SELECT distill.schedule('backwards', interval '1 mon -30 days', 'annotate',
                         '{"task": "mallory_task", "teacher": "palm", "source": "SELECT 1, 2"}');
 RESET ROLE;
 -- not even the extension's owner can store such an interval
+\set VERBOSITY terse
 UPDATE distill.schedules SET every = interval '300000 years' WHERE name = 'victim_nightly';
+\set VERBOSITY default
 -- a schedule broken behind the functions' back stops itself, with the reason
 UPDATE distill.schedules SET args = '{"task": null}', next_run = now() WHERE name = 'victim_nightly';
 SELECT eventually($$SELECT NOT enabled FROM distill.schedules WHERE name = 'victim_nightly'$$) AS stopped_itself;
