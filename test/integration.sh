@@ -130,6 +130,43 @@ pg_cron_queues_jobs() {
 	check $? "pg_cron queues a distill job that runs to the end"
 }
 
+# The memory of a backend, as pg_log_backend_memory_contexts() writes it to
+# the server log ($PGHOST is the cluster's directory): its grand total.
+logged_memory() {
+	local pid=$1 before total
+	before=$(grep -c "\[$pid\] LOG:  Grand total" "$PGHOST/server.log")
+	sql -o /dev/null -c "SELECT pg_log_backend_memory_contexts($pid)"
+	for _ in $(seq 50); do
+		[ "$(grep -c "\[$pid\] LOG:  Grand total" "$PGHOST/server.log")" -gt "$before" ] && break
+		sleep 0.1
+	done
+	total=$(grep "\[$pid\] LOG:  Grand total" "$PGHOST/server.log" | tail -n 1 | sed 's/.*Grand total: \([0-9]*\) bytes.*/\1/')
+	echo "${total:-0}"
+}
+
+# distill.wait holds no more memory after seconds of polling than after
+# one (it used to keep every poll's SPI result: ~8 KiB each).
+wait_holds_no_memory() {
+	local job pid first last
+	job=$(sql -c "SELECT distill.annotate('quality', 'hung', 'SELECT id, body FROM items LIMIT 1')")
+	psql -X -q -d "$DB" -o /dev/null -c "SET application_name = 'distill_waiter'" \
+		-c "SELECT distill.wait($job)" 2>/dev/null &
+	local waiter=$!
+	for _ in $(seq 50); do
+		pid=$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'distill_waiter' AND query LIKE '%distill.wait%'")
+		[ -n "$pid" ] && break
+		sleep 0.1
+	done
+	sleep 1
+	first=$(logged_memory "$pid")
+	sleep 3
+	last=$(logged_memory "$pid")
+	sql -o /dev/null -c "SELECT distill.cancel($job)"
+	wait "$waiter"
+	[ "$first" -gt 0 ] && [ $((last - first)) -lt 16384 ]
+	check $? "distill.wait holds no more memory after 4 s than after 1 s ($first -> $last bytes)"
+}
+
 # Background jobs run in distill.database only; elsewhere the call says so.
 other_database_is_refused() {
 	local out
@@ -222,6 +259,7 @@ cancel_within_a_second "a training" \
 [ "$(sql -c "SELECT count(*) FROM distill.models WHERE name = 'big'")" = 0 ]
 check $? "a cancelled training leaves no model"
 worker_crash_loses_nothing
+wait_holds_no_memory
 pg_cron_queues_jobs
 other_database_is_refused
 no_preload

@@ -248,39 +248,34 @@ check_not_ours(int64 job)
 
 /*
  * Poll until the job ends or the deadline (0: none) passes; returns its
- * status then.  Each poll's SPI results go with its memory context.
+ * status then.  Each poll has its own SPI connection, so that a wait of
+ * days holds no more memory than a wait of a second.
  */
 static text *
 wait_for_job(int64 job, TimestampTz deadline)
 {
 	MemoryContext callerctx = CurrentMemoryContext;
-	MemoryContext pollctx = AllocSetContextCreate(callerctx, "distill wait",
-												  ALLOCSET_SMALL_SIZES);
-	text	   *result = NULL;
 
-	SPI_connect();
-	while (result == NULL)
+	for (;;)
 	{
+		text	   *result = NULL;
 		char	   *status;
 
-		MemoryContextSwitchTo(pollctx);
+		SPI_connect();
 		status = job_status(job, NULL);
 		if (is_terminal(status) || (deadline != 0 && GetCurrentTimestamp() >= deadline))
 		{
 			MemoryContextSwitchTo(callerctx);
 			result = cstring_to_text(status);
-			break;
 		}
-		SPI_freetuptable(SPI_tuptable);
-		MemoryContextReset(pollctx);
+		SPI_finish();
+		if (result != NULL)
+			return result;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 WAIT_POLL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	SPI_finish();
-	MemoryContextDelete(pollctx);
-	return result;
 }
 
 /* When a wait of timeout from now ends: 0 for never. */

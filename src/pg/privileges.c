@@ -84,6 +84,7 @@ static int
 execute(const Statement *s)
 {
 	SPIPlanPtr	plan;
+	int			rc;
 
 	if (!s->latest_snapshot)
 		return SPI_execute_with_args(s->sql, s->nargs, (Oid *) s->argtypes,
@@ -91,8 +92,10 @@ execute(const Statement *s)
 	plan = SPI_prepare(s->sql, s->nargs, (Oid *) s->argtypes);
 	if (plan == NULL)
 		return SPI_result;
-	return SPI_execute_snapshot(plan, (Datum *) s->values, s->nulls, GetLatestSnapshot(),
-								InvalidSnapshot, s->read_only, false, s->count);
+	rc = SPI_execute_snapshot(plan, (Datum *) s->values, s->nulls, GetLatestSnapshot(),
+							  InvalidSnapshot, s->read_only, false, s->count);
+	SPI_freeplan(plan);
+	return rc;
 }
 
 /*
