@@ -591,6 +591,13 @@ CREATE FUNCTION @extschema@.tokenize(model text, input text, task text DEFAULT '
     RETURNS text[]
     AS 'MODULE_PATHNAME', 'distill_tokenize'
     LANGUAGE C STABLE PARALLEL SAFE STRICT;
+-- The models this backend keeps loaded (distill.model_cache_mb), their
+-- memory, and whether the current transaction uses them.
+CREATE FUNCTION @extschema@.model_cache(
+    OUT model text, OUT version integer, OUT bytes bigint, OUT in_use boolean)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'distill_model_cache'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 CREATE FUNCTION @extschema@.evaluate(
     model text, source text, metric text DEFAULT 'exact',
