@@ -860,6 +860,13 @@ CREATE FUNCTION @extschema@.tokenize(model text, input text, task text DEFAULT '
     RETURNS text[]
     AS 'MODULE_PATHNAME', 'distill_tokenize'
     LANGUAGE C STABLE PARALLEL SAFE STRICT;
+-- The models this backend keeps loaded (distill.model_cache_mb), their
+-- memory, and whether the current transaction uses them.
+CREATE FUNCTION @extschema@.model_cache(
+    OUT model text, OUT version integer, OUT bytes bigint, OUT in_use boolean)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'distill_model_cache'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 -- Runs the caller's source query with the caller's search_path.
 CREATE FUNCTION @extschema@.evaluate(
@@ -897,6 +904,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.train(text, text, text, text, double precision, jsonb, boolean),
     @extschema@.drop_model(text),
     @extschema@.tokenize(text, text, text),
+    @extschema@.model_cache(),
     @extschema@.evaluate(text, text, text)
     TO distill_user;
 REVOKE EXECUTE ON FUNCTION

@@ -4,7 +4,10 @@
 #   - pg_cancel_backend stops a running annotation and a running training
 #     within a second;
 #   - without distill preloaded, background jobs are refused with a hint;
-#   - a model trained on a primary answers distill_predict on a hot standby.
+#   - a model trained on a primary answers distill_predict on a hot standby;
+#   - a killed worker loses nothing; pg_cron queues jobs;
+#   - distill.wait holds no memory while it polls;
+#   - OpenBLAS runs no threads in the postmaster, nor beyond distill.threads.
 # Prints "ok: ..." or "FAIL: ..." per check.
 set -u
 cd "$(dirname "$0")/.."
@@ -251,6 +254,27 @@ standby_predicts() {
 	stop_server "$dir"
 }
 
+# OpenBLAS starts a pool of one thread per core when it is loaded; distill
+# stops it in _PG_init, so the postmaster forks from one thread, and a
+# backend starts OpenBLAS's threads only for distill.threads > 1.
+openblas_threads() {
+	local postmaster threads cores
+	postmaster=$(head -1 "$PGHOST/data/postmaster.pid")
+	threads=$(ls "/proc/$postmaster/task" | wc -l)
+	[ "$threads" = 1 ]
+	check $? "the postmaster runs one thread ($threads)"
+	threads=$(sql -c "SELECT distill_predict('judge', 'Item 7 is bad.') IS NOT NULL" \
+		-c "SELECT count(*) FROM pg_ls_dir('/proc/' || pg_backend_pid() || '/task')" | tail -1)
+	[ "$threads" = 1 ]
+	check $? "a backend that predicts with distill.threads = 1 runs one thread ($threads)"
+	cores=$(nproc)
+	threads=$(sql -c "SET distill.threads = $cores" \
+		-c "SELECT distill_predict('judge', 'Item 7 is bad.') IS NOT NULL" \
+		-c "SELECT count(*) FROM pg_ls_dir('/proc/' || pg_backend_pid() || '/task')" | tail -1)
+	[ "$threads" = "$cores" ]
+	check $? "with distill.threads = $cores, a predicting backend runs $cores threads ($threads)"
+}
+
 setup
 cancel_within_a_second "an annotation" \
 	"SELECT distill.annotate('quality', 'hung', 'SELECT id, body FROM items', background => false)"
@@ -264,4 +288,5 @@ pg_cron_queues_jobs
 other_database_is_refused
 no_preload
 standby_predicts
+openblas_threads
 cleanup

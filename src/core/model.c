@@ -29,10 +29,23 @@ model_error(char *errbuf, size_t errlen, const char *fmt,...)
 	va_end(args);
 }
 
+/* OpenBLAS's own, not in cblas.h: joins its pool's threads. */
+extern int	blas_thread_shutdown_(void);
+
 void
 model_set_threads(int n_threads)
 {
-	openblas_set_num_threads(n_threads < 1 ? 1 : n_threads);
+	n_threads = n_threads < 1 ? 1 : n_threads;
+	/* asking again would start the pool if model_single_thread() stopped it */
+	if (n_threads != openblas_get_num_threads())
+		openblas_set_num_threads(n_threads);
+}
+
+void
+model_single_thread(void)
+{
+	openblas_set_num_threads(1);
+	blas_thread_shutdown_();
 }
 
 /* ---------------------------------------------------------------- */
@@ -215,6 +228,13 @@ model_count_params(const ModelConfig *config)
 	return n_params;
 }
 
+int
+model_tensor_table(const ModelConfig *config, ModelTensor *tensors,
+				   size_t *n_params)
+{
+	return build_tensor_table(config, tensors, n_params);
+}
+
 /* Point views at base (params or grads), in build_tensor_table()'s order. */
 static void
 bind_weights(const Model *model, ModelWeights *views, float *base)
@@ -308,6 +328,17 @@ oom:
 	model_error(errbuf, errlen, "out of memory for a model of %zu parameters",
 				model_count_params(config));
 	return NULL;
+}
+
+size_t
+model_memory_bytes(const Model *model)
+{
+	size_t		rope_size = (size_t) model->config.max_seq_len * (model->head_dim / 2);
+
+	return sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
+		model->n_params * sizeof(float) +
+		2 * model->config.n_layers * sizeof(LayerWeights) +
+		2 * rope_size * sizeof(float) + model_packed_bytes(model);
 }
 
 void

@@ -46,6 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/stop.h"
+
 /* Limits checked by model_config_validate(). */
 #define MODEL_MAX_VOCAB		(1 << 20)
 #define MODEL_MAX_D_MODEL	(1 << 14)
@@ -186,6 +188,14 @@ extern bool model_config_validate(const ModelConfig *config,
 								  char *errbuf, size_t errlen);
 extern size_t model_count_params(const ModelConfig *config);
 
+/*
+ * The tensor table config implies: its number of tensors, and the tensors
+ * in tensors when it is not NULL (room for that number); *n_params gets
+ * the number of parameters.
+ */
+extern int	model_tensor_table(const ModelConfig *config, ModelTensor *tensors,
+							   size_t *n_params);
+
 /* Life cycle; the creators return NULL with a message in errbuf. */
 extern Model *model_create(const ModelConfig *config,
 						   char *errbuf, size_t errlen);
@@ -230,8 +240,31 @@ extern void model_backward(Model *model);
 /*
  * Prediction (model_infer.c).  Both run the prefix once and keep its keys
  * and values (a KV cache); see there.  Both return false / -1 with a
- * message in errbuf on bad arguments or out of memory.
+ * message in errbuf on bad arguments, out of memory, or when stop (may be
+ * NULL) asks to stop ("interrupted"), which they do between groups of
+ * candidates and between generated tokens.
+ *
+ * A scorer holds a prefix's cache, so that candidates can come a group at
+ * a time: model_scorer_score() writes scores[k] = log p(candidate k |
+ * prefix) for any number of candidates of 1 .. max_candidate_len tokens,
+ * and may be called again with more.  It runs the candidates in groups of
+ * a bounded number of tokens, so its memory depends on max_candidate_len,
+ * not on how many candidates there are.  model_score_candidates() is
+ * create, score and free in one call.
  */
+typedef struct ModelScorer ModelScorer;
+
+extern ModelScorer *model_scorer_create(const Model *model,
+										const int32_t *prefix, int prefix_len,
+										int max_candidate_len,
+										const StopCheck *stop,
+										char *errbuf, size_t errlen);
+extern bool model_scorer_score(ModelScorer *scorer,
+							   const int32_t *const *candidates,
+							   const int *candidate_lens, int n_candidates,
+							   double *scores, char *errbuf, size_t errlen);
+extern void model_scorer_free(ModelScorer *scorer);
+
 extern bool model_score_candidates(const Model *model,
 								   const int32_t *prefix, int prefix_len,
 								   const int32_t *const *candidates,
@@ -241,7 +274,8 @@ extern bool model_score_candidates(const Model *model,
 extern int	model_generate_greedy(const Model *model,
 								  const int32_t *prefix, int prefix_len,
 								  int max_new_tokens, int32_t eos_id,
-								  int32_t *out, char *errbuf, size_t errlen);
+								  int32_t *out, const StopCheck *stop,
+								  char *errbuf, size_t errlen);
 
 /*
  * Pack the matrices once for faster prediction (packed.h); from then on the
@@ -251,9 +285,22 @@ extern int	model_generate_greedy(const Model *model,
 extern bool model_pack_for_prediction(Model *model, char *errbuf,
 									  size_t errlen);
 extern void model_free_packed(Model *model);
+extern size_t model_packed_bytes(const Model *model);
 
-/* Threads used by OpenBLAS (the only global state). */
+/* Bytes of memory model holds for prediction: weights, tables, packing. */
+extern size_t model_memory_bytes(const Model *model);
+
+/*
+ * Threads used by OpenBLAS (the only global state).  OpenBLAS starts its
+ * thread pool when it is loaded, one thread per core; model_single_thread()
+ * pins it to one thread and stops the pool (which OpenBLAS starts again
+ * when more than one thread is asked for), so that a process that forks,
+ * like PostgreSQL's postmaster, holds no threads.  model_set_threads() of
+ * the number already in force does nothing, so one thread never starts
+ * the pool.
+ */
 extern void model_set_threads(int n_threads);
+extern void model_single_thread(void);
 
 /* printf into errbuf when it is not NULL; used by the model's files. */
 extern void model_error(char *errbuf, size_t errlen, const char *fmt,...)

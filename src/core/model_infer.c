@@ -4,11 +4,13 @@
  *
  * The prefix ("predict: <input>") runs once and its keys and values at
  * every layer stay in a cache.  Then
- *   - scoring: the tokens of all K candidates run together as one set of
- *     rows (each linear layer is one matrix product over all of them); in
- *     attention each candidate sees the cached prefix and, causally, its
- *     own tokens, whose keys and values are written into the cache slots
- *     after the prefix one candidate at a time;
+ *   - scoring: the candidates run in groups of up to SCORE_GROUP_TOKENS
+ *     tokens, each group as one set of rows (each linear layer is one
+ *     matrix product over all of them); in attention each candidate sees
+ *     the cached prefix and, causally, its own tokens, whose keys and
+ *     values are written into the cache slots after the prefix one
+ *     candidate at a time.  The buffers are sized for one group, so a
+ *     thousand candidates take no more memory than a few;
  *   - greedy decoding: one token per step, appended to the cache.
  * The mask rule is the training one (attention_cached_forward), so the
  * numbers equal the training forward's up to float rounding; test_model.c
@@ -26,6 +28,13 @@
 
 #include "core/model_ops.h"
 #include "core/packed.h"
+
+/*
+ * Candidate tokens per forward pass when scoring (or one candidate's, when
+ * it is longer): enough rows for efficient matrix products, few enough
+ * that the logits ([rows, vocab]) stay a few megabytes.
+ */
+#define SCORE_GROUP_TOKENS 128
 
 typedef struct LayerMatrices
 {
@@ -115,6 +124,25 @@ model_pack_for_prediction(Model *model, char *errbuf, size_t errlen)
 					model->n_params);
 	}
 	return ok;
+}
+
+/* Bytes of the packed matrices; 0 when the model has none. */
+size_t
+model_packed_bytes(const Model *model)
+{
+	const PackedWeights *packed = model->packed;
+	size_t		bytes;
+
+	if (packed == NULL)
+		return 0;
+	bytes = sizeof(PackedWeights) + packed_matrix_bytes(&packed->head) +
+		model->config.n_layers * sizeof(LayerMatrices);
+	for (int l = 0; l < model->config.n_layers; l++)
+		bytes += packed_matrix_bytes(&packed->layers[l].qkv) +
+			packed_matrix_bytes(&packed->layers[l].o_proj) +
+			packed_matrix_bytes(&packed->layers[l].gate_up) +
+			packed_matrix_bytes(&packed->layers[l].down_proj);
+	return bytes;
 }
 
 void
@@ -242,9 +270,10 @@ workspace_free(Workspace *ws)
  * Run n_seqs sequences of new tokens (concatenated in tokens) after the
  * cached positions; each sees the cache and, causally, itself (positions
  * below n_bidir see each other both ways: the prefix-LM prefix).  Leaves
- * the final normalized hidden states in ws->xn.  With one sequence its keys
- * and values stay in the cache; with several, each overwrites the slots
- * after the cached ones in turn and the cache keeps only what it had.
+ * the final normalized hidden states in ws->xn.  Each sequence writes its
+ * keys and values to the slots after the cached ones in turn; the cache
+ * keeps them (for the next call) only when the caller then advances
+ * n_past.
  */
 static void
 forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
@@ -303,8 +332,6 @@ forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
 		residual_forward(ws->x, ws->x, ws->branch, (size_t) rows * d);
 	}
 	rmsnorm_forward(ws->xn, ws->rstd, ws->x, model->w.final_norm, rows, d, c->norm_eps);
-	if (n_seqs == 1)
-		cache->n_past += seq_lens[0];
 }
 
 static bool
@@ -342,103 +369,194 @@ bidirectional_part(const Model *model, int prefix_len)
 	return model->config.prefix_lm ? prefix_len : 0;
 }
 
+struct ModelScorer
+{
+	const Model *model;
+	const StopCheck *stop;
+	int			prefix_len;
+	int			group_rows;		/* most candidate tokens per forward */
+	int			max_candidate_len;
+	Workspace	ws;				/* the prefix's cache, and a group's rows */
+	int32_t    *tokens;			/* [group_rows] a group's tokens */
+};
+
+void
+model_scorer_free(ModelScorer *scorer)
+{
+	if (scorer == NULL)
+		return;
+	workspace_free(&scorer->ws);
+	free(scorer->tokens);
+	free(scorer);
+}
+
+ModelScorer *
+model_scorer_create(const Model *model, const int32_t *prefix, int prefix_len,
+					int max_candidate_len, const StopCheck *stop,
+					char *errbuf, size_t errlen)
+{
+	const ModelConfig *c = &model->config;
+	ModelScorer *scorer;
+	int			group_rows = max_candidate_len > SCORE_GROUP_TOKENS
+		? max_candidate_len : SCORE_GROUP_TOKENS;
+
+	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
+		return NULL;
+	if (max_candidate_len < 1 || max_candidate_len > c->max_seq_len - prefix_len)
+	{
+		model_error(errbuf, errlen,
+					"candidates of up to %d tokens; 1..%d fit after a prefix of %d",
+					max_candidate_len, c->max_seq_len - prefix_len, prefix_len);
+		return NULL;
+	}
+	scorer = calloc(1, sizeof(ModelScorer));
+	if (scorer == NULL)
+	{
+		model_error(errbuf, errlen, "out of memory for a scorer");
+		return NULL;
+	}
+	scorer->model = model;
+	scorer->stop = stop;
+	scorer->prefix_len = prefix_len;
+	scorer->group_rows = group_rows;
+	scorer->max_candidate_len = max_candidate_len;
+	scorer->tokens = malloc(group_rows * sizeof(int32_t));
+	if (scorer->tokens == NULL ||
+		!workspace_alloc(model, &scorer->ws,
+						 prefix_len > group_rows ? prefix_len : group_rows,
+						 group_rows, prefix_len + max_candidate_len,
+						 errbuf, errlen))
+	{
+		if (scorer->tokens == NULL)
+			model_error(errbuf, errlen, "out of memory for candidate tokens");
+		free(scorer->tokens);
+		free(scorer);
+		return NULL;
+	}
+
+	/* the prefix; its last hidden state predicts every candidate's first token */
+	forward_cached(model, &scorer->ws, prefix, &prefix_len, 1,
+				   bidirectional_part(model, prefix_len));
+	scorer->ws.cache.n_past = prefix_len;
+	memcpy(scorer->ws.prefix_state, scorer->ws.xn + (size_t) (prefix_len - 1) * c->d_model,
+		   c->d_model * sizeof(float));
+	return scorer;
+}
+
 /*
- * scores[k] = log p(candidate k | prefix), the sum over its tokens.  A
- * candidate should end with the end-of-sequence token if the label must
+ * Score candidates[0 .. n) (together at most group_rows tokens) into
+ * scores.  Head input row r predicts tokens[r]: the prefix's last state
+ * for a candidate's first token, else the candidate's previous row.
+ * Going backward over the rows lets the shift happen in place in ws->xn.
+ */
+static void
+score_group(ModelScorer *scorer, const int32_t *const *candidates,
+			const int *candidate_lens, int n, double *scores)
+{
+	const Model *model = scorer->model;
+	const ModelConfig *c = &model->config;
+	Workspace  *ws = &scorer->ws;
+	int			d = c->d_model;
+	int			total = 0;
+	PackedMatrix head;
+
+	for (int k = 0; k < n; k++)
+	{
+		memcpy(scorer->tokens + total, candidates[k], candidate_lens[k] * sizeof(int32_t));
+		total += candidate_lens[k];
+	}
+	forward_cached(model, ws, scorer->tokens, candidate_lens, n,
+				   bidirectional_part(model, scorer->prefix_len));
+	for (int k = n - 1, end = total; k >= 0; end -= candidate_lens[k--])
+	{
+		int			start = end - candidate_lens[k];
+
+		for (int r = end - 1; r > start; r--)
+			memcpy(ws->xn + (size_t) r * d, ws->xn + (size_t) (r - 1) * d, d * sizeof(float));
+		memcpy(ws->xn + (size_t) start * d, ws->prefix_state, d * sizeof(float));
+	}
+	packed_matmul(ws->logits, ws->xn, head_matrix(model, &head), NULL, c->logit_scale, total);
+	crossentropy_forward(ws->nll, ws->lse, ws->logits, scorer->tokens, total, c->vocab_size);
+
+	total = 0;
+	for (int k = 0; k < n; k++)
+	{
+		scores[k] = 0.0;
+		for (int j = 0; j < candidate_lens[k]; j++)
+			scores[k] -= ws->nll[total++];
+	}
+}
+
+/*
+ * A candidate should end with the end-of-sequence token if the label must
  * end there (so "lake" does not win over "lake house" for being a prefix).
  */
+bool
+model_scorer_score(ModelScorer *scorer, const int32_t *const *candidates,
+				   const int *candidate_lens, int n_candidates, double *scores,
+				   char *errbuf, size_t errlen)
+{
+	for (int k = 0; k < n_candidates; k++)
+	{
+		int			len = candidate_lens[k];
+
+		if (len < 1 || len > scorer->max_candidate_len)
+		{
+			model_error(errbuf, errlen,
+						"candidate %d has %d tokens; 1..%d fit after a prefix of %d",
+						k + 1, len, scorer->max_candidate_len, scorer->prefix_len);
+			return false;
+		}
+		if (!check_tokens(scorer->model, "candidate", candidates[k], len, errbuf, errlen))
+			return false;
+	}
+	for (int first = 0; first < n_candidates;)
+	{
+		int			end = first;
+		int			rows = 0;
+
+		while (end < n_candidates && rows + candidate_lens[end] <= scorer->group_rows)
+			rows += candidate_lens[end++];
+		if (stop_requested(scorer->stop))
+		{
+			model_error(errbuf, errlen, "interrupted");
+			return false;
+		}
+		score_group(scorer, candidates + first, candidate_lens + first,
+					end - first, scores + first);
+		first = end;
+	}
+	return true;
+}
+
 bool
 model_score_candidates(const Model *model, const int32_t *prefix,
 					   int prefix_len, const int32_t *const *candidates,
 					   const int *candidate_lens, int n_candidates,
 					   double *scores, char *errbuf, size_t errlen)
 {
-	const ModelConfig *c = &model->config;
-	int			d = c->d_model;
-	int			total = 0;
-	int			longest = 0;
-	int			rows;
-	Workspace	ws;
-	int32_t    *tokens;
-	PackedMatrix head;
+	int			room = model->config.max_seq_len - prefix_len;
+	int			longest = 1;
+	ModelScorer *scorer;
+	bool		ok;
 
-	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
-		return false;
 	if (n_candidates < 1)
 	{
 		model_error(errbuf, errlen, "no candidates to score");
 		return false;
 	}
+	/* room for the longest; model_scorer_score() names one that is too long */
 	for (int k = 0; k < n_candidates; k++)
-	{
-		int			len = candidate_lens[k];
-
-		if (len < 1 || len > c->max_seq_len - prefix_len)
-		{
-			model_error(errbuf, errlen,
-						"candidate %d has %d tokens; 1..%d fit after a prefix of %d",
-						k + 1, len, c->max_seq_len - prefix_len, prefix_len);
-			return false;
-		}
-		if (!check_tokens(model, "candidate", candidates[k], len, errbuf, errlen))
-			return false;
-		total += len;
-		longest = len > longest ? len : longest;
-	}
-
-	rows = total > prefix_len ? total : prefix_len;
-	if (!workspace_alloc(model, &ws, rows, total, prefix_len + longest,
-						 errbuf, errlen))
+		longest = candidate_lens[k] > longest ? candidate_lens[k] : longest;
+	scorer = model_scorer_create(model, prefix, prefix_len,
+								 longest < room ? longest : room, NULL,
+								 errbuf, errlen);
+	if (scorer == NULL)
 		return false;
-	tokens = malloc(total * sizeof(int32_t));
-	if (tokens == NULL)
-	{
-		workspace_free(&ws);
-		model_error(errbuf, errlen, "out of memory for candidate tokens");
-		return false;
-	}
-
-	/* the prefix; its last hidden state predicts every candidate's first token */
-	forward_cached(model, &ws, prefix, &prefix_len, 1,
-				   bidirectional_part(model, prefix_len));
-	memcpy(ws.prefix_state, ws.xn + (size_t) (prefix_len - 1) * d, d * sizeof(float));
-
-	/* the candidates together */
-	total = 0;
-	for (int k = 0; k < n_candidates; k++)
-	{
-		memcpy(tokens + total, candidates[k], candidate_lens[k] * sizeof(int32_t));
-		total += candidate_lens[k];
-	}
-	forward_cached(model, &ws, tokens, candidate_lens, n_candidates,
-				   bidirectional_part(model, prefix_len));
-
-	/*
-	 * Head input row r predicts tokens[r]: the prefix's last state for a
-	 * candidate's first token, else the candidate's previous row.  Going
-	 * backward over the rows lets the shift happen in place in ws.xn.
-	 */
-	for (int k = n_candidates - 1, end = total; k >= 0; end -= candidate_lens[k--])
-	{
-		int			start = end - candidate_lens[k];
-
-		for (int r = end - 1; r > start; r--)
-			memcpy(ws.xn + (size_t) r * d, ws.xn + (size_t) (r - 1) * d, d * sizeof(float));
-		memcpy(ws.xn + (size_t) start * d, ws.prefix_state, d * sizeof(float));
-	}
-	packed_matmul(ws.logits, ws.xn, head_matrix(model, &head), NULL, c->logit_scale, total);
-	crossentropy_forward(ws.nll, ws.lse, ws.logits, tokens, total, c->vocab_size);
-
-	total = 0;
-	for (int k = 0; k < n_candidates; k++)
-	{
-		scores[k] = 0.0;
-		for (int j = 0; j < candidate_lens[k]; j++)
-			scores[k] -= ws.nll[total++];
-	}
-	free(tokens);
-	workspace_free(&ws);
-	return true;
+	ok = model_scorer_score(scorer, candidates, candidate_lens, n_candidates, scores,
+							errbuf, errlen);
+	model_scorer_free(scorer);
+	return ok;
 }
 
 static int32_t
@@ -455,12 +573,14 @@ argmax(const float *x, int n)
 /*
  * Greedy decoding after the prefix: write up to max_new_tokens tokens to
  * out (fewer if the sequence would pass max_seq_len) and return how many;
- * stop before eos_id, which is not written.  -1 on error.
+ * stop before eos_id, which is not written.  -1 on error, and when stop
+ * asks to stop between tokens.
  */
 int
 model_generate_greedy(const Model *model, const int32_t *prefix,
 					  int prefix_len, int max_new_tokens, int32_t eos_id,
-					  int32_t *out, char *errbuf, size_t errlen)
+					  int32_t *out, const StopCheck *stop,
+					  char *errbuf, size_t errlen)
 {
 	const ModelConfig *c = &model->config;
 	int			n_bidir = bidirectional_part(model, prefix_len);
@@ -487,6 +607,7 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 		return -1;
 
 	forward_cached(model, &ws, prefix, &prefix_len, 1, n_bidir);
+	ws.cache.n_past = prefix_len;
 	hidden = ws.xn + (size_t) (prefix_len - 1) * c->d_model;
 	while (n < limit)
 	{
@@ -499,7 +620,14 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 		out[n++] = next;
 		if (n == limit)
 			break;
+		if (stop_requested(stop))
+		{
+			model_error(errbuf, errlen, "interrupted");
+			n = -1;
+			break;
+		}
 		forward_cached(model, &ws, &next, &one, 1, n_bidir);
+		ws.cache.n_past++;
 		hidden = ws.xn;
 	}
 	workspace_free(&ws);

@@ -4,6 +4,7 @@
  */
 #include "core/model_io.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -65,14 +66,31 @@ table_entry_size(const ModelTensor *t)
 	return 2 + strlen(t->name) + 1 + 1 + 4 * t->ndim + 8;
 }
 
+/* magic, version, 7 config integers, flags, 4 config floats, n_tensors */
+#define HEADER_BYTES (4 + 4 + 7 * 4 + 4 + 4 * 4 + 4)
+/* data_bytes before the data, the checksum after it */
+#define DATA_FRAME_BYTES (8 + 4)
+
 size_t
 model_serialized_size(const Model *model)
 {
-	size_t		size = 4 + 4 + 7 * 4 + 4 + 4 * 4 + 4;
+	size_t		size = HEADER_BYTES;
 
 	for (int i = 0; i < model->n_tensors; i++)
 		size += table_entry_size(&model->tensors[i]);
-	return size + 8 + model->n_params * sizeof(float) + 4;
+	return size + DATA_FRAME_BYTES + model->n_params * sizeof(float);
+}
+
+size_t
+model_serialized_size_bound(const ModelConfig *config)
+{
+	size_t		n_params;
+	int			n_tensors = model_tensor_table(config, NULL, &n_params);
+	ModelTensor longest = {.ndim = 2};
+
+	memset(longest.name, 'x', MODEL_TENSOR_NAME_LEN - 1);
+	return HEADER_BYTES + n_tensors * table_entry_size(&longest) +
+		DATA_FRAME_BYTES + n_params * sizeof(float);
 }
 
 void
@@ -274,6 +292,31 @@ read_tensor_table(Reader *r, const Model *model, char *errbuf, size_t errlen)
 	return true;
 }
 
+/*
+ * The bytes are any bytea a table owner can write, and the arithmetic of
+ * prediction is undefined on NaN and infinity: refuse them, naming the
+ * first tensor that holds one.
+ */
+static bool
+check_finite(const Model *model, char *errbuf, size_t errlen)
+{
+	for (int i = 0; i < model->n_tensors; i++)
+	{
+		const ModelTensor *t = &model->tensors[i];
+		const float *p = model->params + t->offset;
+
+		for (size_t j = 0; j < t->numel; j++)
+			if (!isfinite(p[j]))
+			{
+				model_error(errbuf, errlen,
+							"corrupt model: parameter %zu of \"%s\" is not a finite number (%g)",
+							j, t->name, p[j]);
+				return false;
+			}
+	}
+	return true;
+}
+
 Model *
 model_deserialize(const void *data, size_t len, char *errbuf, size_t errlen)
 {
@@ -340,6 +383,8 @@ model_deserialize(const void *data, size_t len, char *errbuf, size_t errlen)
 		model_error(errbuf, errlen, "corrupt model: checksum mismatch");
 		goto fail;
 	}
+	if (!check_finite(model, errbuf, errlen))
+		goto fail;
 	return model;
 
 fail:

@@ -20,9 +20,11 @@
  *
  * Reading checks everything before it allocates or trusts anything: magic,
  * version, each read against the length, the config's ranges, the tensor
- * table against the one the config implies, the data size, the checksum.
- * A truncated, corrupted or foreign blob gives NULL and a clear message,
- * never a crash or a read out of bounds.
+ * table against the one the config implies, the data size, the checksum,
+ * and that every parameter is a finite number (a blob with the right
+ * checksum can still hold NaN or infinity, on which prediction's
+ * arithmetic is undefined).  A truncated, corrupted or foreign blob gives
+ * NULL and a clear message, never a crash or a read out of bounds.
  */
 #ifndef DISTILL_CORE_MODEL_IO_H
 #define DISTILL_CORE_MODEL_IO_H
@@ -36,6 +38,9 @@
 
 /* Bytes model_serialize() writes. */
 extern size_t model_serialized_size(const Model *model);
+
+/* At least model_serialized_size() of any model of this config. */
+extern size_t model_serialized_size_bound(const ModelConfig *config);
 
 /* Write exactly model_serialized_size(model) bytes to buf. */
 extern void model_serialize(const Model *model, void *buf);

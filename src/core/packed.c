@@ -71,6 +71,14 @@ packed_matrix_init(PackedMatrix *m, const float *w, int n_out, int n_in)
 	return true;
 }
 
+size_t
+packed_matrix_bytes(const PackedMatrix *m)
+{
+	size_t		n_panels = ((size_t) m->n_out + PACKED_PANEL - 1) / PACKED_PANEL;
+
+	return m->panels == NULL ? 0 : n_panels * m->n_in * PACKED_PANEL * sizeof(float);
+}
+
 void
 packed_matrix_free(PackedMatrix *m)
 {

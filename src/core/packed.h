@@ -16,6 +16,7 @@
 #define DISTILL_CORE_PACKED_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Output columns per panel: two 8-float AVX registers. */
 #define PACKED_PANEL 16
@@ -47,6 +48,9 @@ extern bool packed_matrix_init(PackedMatrix *m, const float *w, int n_out,
 /* A reference to w that is never packed (cblas_sgemm path). */
 extern void packed_matrix_plain(PackedMatrix *m, const float *w, int n_out,
 								int n_in);
+
+/* Bytes of the panels m owns; 0 when it only refers to w. */
+extern size_t packed_matrix_bytes(const PackedMatrix *m);
 
 extern void packed_matrix_free(PackedMatrix *m);
 

@@ -79,17 +79,47 @@ check_int(const char *name, int value, int min, int max,
 	return false;
 }
 
-/* value in the interval written as range, e.g. "(0, 1]"; NaN never is. */
+/* value in the interval written as range, e.g. "(0, 1]"; finite. */
 static bool
 check_real(const char *name, double value, double min, bool min_open,
 		   double max, const char *range, char *errbuf, size_t errlen)
 {
 	bool		above_min = min_open ? value > min : value >= min;
 
+	if (!isfinite(value))
+	{
+		model_error(errbuf, errlen, "%s must be a finite number in %s (got %g)",
+					name, range, value);
+		return false;
+	}
 	if (above_min && value <= max)
 		return true;
 	model_error(errbuf, errlen, "%s must be in %s (got %g)",
 				  name, range, value);
+	return false;
+}
+
+/*
+ * Would the weights fit in a stored model?  With the vocabulary asked for,
+ * the most a trained tokenizer can have; max_seq_len holds no weights.
+ */
+static bool
+check_weights_size(const StudentParams *p, char *errbuf, size_t errlen)
+{
+	ModelConfig config;
+	size_t		bytes;
+
+	model_config_default(&config, p->vocab_size, p->d_model, p->n_layers, p->n_heads);
+	if (p->d_ff > 0)
+		config.d_ff = p->d_ff;
+	config.tied_embeddings = p->tied_embeddings;
+	bytes = STUDENT_HEADER_SIZE + model_serialized_size_bound(&config);
+	if (bytes <= STUDENT_MAX_WEIGHTS_BYTES)
+		return true;
+	model_error(errbuf, errlen,
+				"a model of %zu parameters takes %zu MB of weights, more than the %zu MB a stored model holds (a bytea stops at 1 GB): use a smaller d_model, layers, d_ff or vocab_size",
+				model_count_params(&config), (bytes + (1 << 20) - 1) >> 20,
+				STUDENT_MAX_WEIGHTS_BYTES >> 20);
 	return false;
 }
 
@@ -130,19 +160,24 @@ student_params_validate(const StudentParams *p, char *errbuf, size_t errlen)
 		check_real("grad_clip", p->grad_clip, 0.0, false, 1e6, "[0, 1e6] (0 = no clipping)", errbuf, errlen) &&
 		check_real("dropout", p->dropout, 0.0, false, 0.9, "[0, 0.9]", errbuf, errlen) &&
 		check_real("validation_fraction", p->validation_fraction, 0.0, false, 0.5, "[0, 0.5]", errbuf, errlen) &&
-		check_real("rationale_weight", p->rationale_weight, 0.0, false, 100.0, "[0, 100]", errbuf, errlen);
+		check_real("rationale_weight", p->rationale_weight, 0.0, false, 100.0, "[0, 100]", errbuf, errlen) &&
+		check_weights_size(p, errbuf, errlen);
 }
 
 /* ---------------------------------------------------------------- */
 /* Sequences */
 
+/*
+ * Only the bytes the first max_tokens tokens depend on are looked at, even
+ * by strnlen(): the text may be megabytes long.
+ */
 int
 student_encode(const Tokenizer *tok, const char *text, int max_tokens,
 			   int32_t **ids)
 {
-	int			n = tok_encode(tok, text, strlen(text), ids);
+	size_t		len = strnlen(text, tok_prefix_bytes(max_tokens));
 
-	return n > max_tokens ? max_tokens : n;
+	return tok_encode_prefix(tok, text, len, max_tokens, ids);
 }
 
 int
@@ -223,44 +258,140 @@ encode_prefix(const Student *student, const char *tag, const char *input,
 /* ---------------------------------------------------------------- */
 /* Prediction */
 
+/*
+ * The index of the best of n finite scores, and their softmax in probs
+ * (may be NULL); -1 with a message when a score is not finite: weights
+ * that are finite can still overflow float arithmetic.
+ */
+static int
+best_of_scores(const double *scores, int n, double *probs,
+			   char *errbuf, size_t errlen)
+{
+	int			best = 0;
+	double		sum = 0.0;
+
+	for (int k = 0; k < n; k++)
+	{
+		if (!isfinite(scores[k]))
+		{
+			model_error(errbuf, errlen,
+						"the score of candidate %d is not a finite number: the model's weights overflow",
+						k + 1);
+			return -1;
+		}
+		if (scores[k] > scores[best])
+			best = k;
+	}
+	if (probs != NULL)
+	{
+		/* softmax of the sequence log-likelihoods; the max keeps exp() finite */
+		for (int k = 0; k < n; k++)
+		{
+			probs[k] = exp(scores[k] - scores[best]);
+			sum += probs[k];
+		}
+		for (int k = 0; k < n; k++)
+			probs[k] /= sum;
+	}
+	return best;
+}
+
+bool
+student_too_many_candidates(int n, const char *what, char *errbuf, size_t errlen)
+{
+	if (n <= STUDENT_MAX_CANDIDATES)
+		return false;
+	model_error(errbuf, errlen, "%s has %d candidates, more than the %d a prediction scores",
+				what, n, STUDENT_MAX_CANDIDATES);
+	return true;
+}
+
 int
 student_choose_ids(const Model *model, const int32_t *prefix, int prefix_len,
 				   const int32_t *const *candidates, const int *candidate_lens,
 				   int n_candidates, double *probs, char *errbuf, size_t errlen)
 {
-	double	   *scores = malloc((n_candidates > 0 ? n_candidates : 1) * sizeof(double));
-	int			best = 0;
-	double		sum = 0.0;
+	double	   *scores;
+	int			best = -1;
 
+	if (student_too_many_candidates(n_candidates, "the prediction", errbuf, errlen))
+		return -1;
+	scores = malloc((n_candidates > 0 ? n_candidates : 1) * sizeof(double));
 	if (scores == NULL)
 	{
 		model_error(errbuf, errlen, "out of memory for %d candidate scores",
-					  n_candidates);
+					n_candidates);
 		return -1;
 	}
-	if (!model_score_candidates(model, prefix, prefix_len, candidates,
-								candidate_lens, n_candidates, scores,
-								errbuf, errlen))
-	{
-		free(scores);
-		return -1;
-	}
-	for (int k = 1; k < n_candidates; k++)
-		if (scores[k] > scores[best])
-			best = k;
-	if (probs != NULL)
-	{
-		/* softmax of the sequence log-likelihoods; the max keeps exp() finite */
-		for (int k = 0; k < n_candidates; k++)
-		{
-			probs[k] = exp(scores[k] - scores[best]);
-			sum += probs[k];
-		}
-		for (int k = 0; k < n_candidates; k++)
-			probs[k] /= sum;
-	}
+	if (model_score_candidates(model, prefix, prefix_len, candidates,
+							   candidate_lens, n_candidates, scores,
+							   errbuf, errlen))
+		best = best_of_scores(scores, n_candidates, probs, errbuf, errlen);
 	free(scores);
 	return best;
+}
+
+/* Candidates encoded at a time by student_choose(). */
+#define CHOOSE_GROUP 64
+
+/*
+ * Encode candidates[first .. first + n) as targets into ids and lens; n
+ * when done, else the index (from 0) of the one that failed: NULL, or no
+ * memory (*oom).
+ */
+static int
+encode_candidates(const Student *student, const char *const *candidates,
+				  int first, int n, int32_t **ids, int *lens, bool *oom)
+{
+	for (int k = 0; k < n; k++)
+	{
+		*oom = false;
+		if (candidates[first + k] == NULL)
+			return k;
+		lens[k] = student_encode_target(student->tokenizer, candidates[first + k],
+										student->max_target_tokens, &ids[k]);
+		if (lens[k] < 0)
+		{
+			*oom = true;
+			return k;
+		}
+	}
+	return n;
+}
+
+/*
+ * Score the candidates CHOOSE_GROUP at a time into scores: memory for one
+ * group's tokens, whatever their number.  False with a message.
+ */
+static bool
+score_texts(const Student *student, ModelScorer *scorer,
+			const char *const *candidates, int n_candidates, double *scores,
+			char *errbuf, size_t errlen)
+{
+	int32_t    *ids[CHOOSE_GROUP];
+	int			lens[CHOOSE_GROUP];
+	bool		ok = true;
+
+	for (int first = 0; ok && first < n_candidates; first += CHOOSE_GROUP)
+	{
+		int			n = n_candidates - first < CHOOSE_GROUP ? n_candidates - first : CHOOSE_GROUP;
+		bool		oom;
+		int			encoded = encode_candidates(student, candidates, first, n,
+												ids, lens, &oom);
+
+		if (encoded < n)
+		{
+			model_error(errbuf, errlen, oom ? "out of memory encoding candidate %d"
+						: "candidate %d is NULL", first + encoded + 1);
+			ok = false;
+		}
+		else
+			ok = model_scorer_score(scorer, (const int32_t *const *) ids, lens, n,
+									scores + first, errbuf, errlen);
+		for (int k = 0; k < encoded; k++)
+			free(ids[k]);
+	}
+	return ok;
 }
 
 int
@@ -269,10 +400,9 @@ student_choose(const Student *student, const char *input,
 			   double *probs, char *errbuf, size_t errlen)
 {
 	int32_t    *prefix = NULL;
-	int32_t   **cand_ids;
-	int		   *cand_lens;
 	int			prefix_len;
-	int			n_encoded = 0;
+	double	   *scores = NULL;
+	ModelScorer *scorer = NULL;
 	int			best = -1;
 
 	if (input == NULL || candidates == NULL || n_candidates < 1)
@@ -280,39 +410,20 @@ student_choose(const Student *student, const char *input,
 		model_error(errbuf, errlen, "student_choose needs an input and at least one candidate");
 		return -1;
 	}
-	cand_ids = calloc(n_candidates, sizeof(int32_t *));
-	cand_lens = calloc(n_candidates, sizeof(int));
+	if (student_too_many_candidates(n_candidates, "the prediction", errbuf, errlen))
+		return -1;
 	prefix_len = encode_prefix(student, STUDENT_PREDICT_TAG, input, &prefix);
-	if (cand_ids == NULL || cand_lens == NULL || prefix_len < 0)
-		goto oom;
-	for (; n_encoded < n_candidates; n_encoded++)
-	{
-		const char *text = candidates[n_encoded];
-
-		if (text == NULL)
-		{
-			model_error(errbuf, errlen, "candidate %d is NULL", n_encoded + 1);
-			goto done;
-		}
-		cand_lens[n_encoded] = student_encode_target(student->tokenizer, text,
-													 student->max_target_tokens,
-													 &cand_ids[n_encoded]);
-		if (cand_lens[n_encoded] < 0)
-			goto oom;
-	}
-	best = student_choose_ids(student->model, prefix, prefix_len,
-							  (const int32_t *const *) cand_ids, cand_lens,
-							  n_candidates, probs, errbuf, errlen);
-	goto done;
-
-oom:
-	model_error(errbuf, errlen, "out of memory encoding the input and %d candidates",
-				  n_candidates);
-done:
-	for (int k = 0; k < n_encoded; k++)
-		free(cand_ids[k]);
-	free(cand_ids);
-	free(cand_lens);
+	scores = malloc(n_candidates * sizeof(double));
+	if (prefix_len < 0 || scores == NULL)
+		model_error(errbuf, errlen, "out of memory encoding the input");
+	else if ((scorer = model_scorer_create(student->model, prefix, prefix_len,
+										   student->max_target_tokens + 1,
+										   &student->stop, errbuf, errlen)) != NULL &&
+			 score_texts(student, scorer, candidates, n_candidates, scores,
+						 errbuf, errlen))
+		best = best_of_scores(scores, n_candidates, probs, errbuf, errlen);
+	model_scorer_free(scorer);
+	free(scores);
 	free(prefix);
 	return best;
 }
@@ -402,7 +513,7 @@ student_keep_valid_utf8(char *text, size_t len)
 char *
 student_generate_ids(const Model *model, const Tokenizer *tok,
 					 const int32_t *prefix, int prefix_len, int max_new_tokens,
-					 char *errbuf, size_t errlen)
+					 const StopCheck *stop, char *errbuf, size_t errlen)
 {
 	int32_t    *out = malloc((max_new_tokens > 0 ? max_new_tokens : 1) * sizeof(int32_t));
 	char	   *text = NULL;
@@ -416,7 +527,7 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 		return NULL;
 	}
 	n = model_generate_greedy(model, prefix, prefix_len, max_new_tokens,
-							  tok_eos(tok), out, errbuf, errlen);
+							  tok_eos(tok), out, stop, errbuf, errlen);
 	if (n >= 0)
 	{
 		text = tok_decode(tok, out, n, &len);
@@ -514,7 +625,7 @@ student_generate(const Student *student, const char *task, const char *input,
 	}
 	text = student_generate_ids(student->model, student->tokenizer, prefix,
 								prefix_len, student->max_target_tokens,
-								errbuf, errlen);
+								&student->stop, errbuf, errlen);
 	free(prefix);
 	return text;
 }
@@ -680,6 +791,13 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 fail:
 	student_free(s);
 	return NULL;
+}
+
+size_t
+student_memory_bytes(const Student *student)
+{
+	return sizeof(Student) + tok_memory_bytes(student->tokenizer) +
+		model_memory_bytes(student->model);
 }
 
 void

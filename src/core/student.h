@@ -16,7 +16,9 @@
  * that a PostgreSQL backend can check for interrupts and write progress
  * between units without any callback into the database:
  *
- *     StudentTrainer *t = trainer_create(&params, examples, n, labels, n_labels, err, len);
+ *     StopCheck stop = {should_stop, arg};
+ *     StudentTrainer *t = trainer_create(&params, examples, n, labels, n_labels,
+ *                                        &stop, err, len);
  *     TrainProgress p;
  *     while (trainer_advance(t, &p) != TRAIN_DONE)
  *         { check for interrupts; log p; }
@@ -34,7 +36,23 @@
 #include <stdint.h>
 
 #include "core/model.h"
+#include "core/stop.h"
 #include "core/tokenizer.h"
+
+/*
+ * The most candidates one prediction scores: a label set, a row's choices
+ * or the candidates of a call (student_choose()).  Each costs a forward
+ * pass over its tokens, so the bound keeps a call's work bounded.
+ */
+#define STUDENT_MAX_CANDIDATES 1000
+
+/*
+ * The largest weights blob student_save_weights() may produce: a stored
+ * model is a bytea, which stops at 1 GB, and shares its row with the
+ * tokenizer.  student_params_validate() refuses a model that would not fit
+ * before any training.
+ */
+#define STUDENT_MAX_WEIGHTS_BYTES ((size_t) 1000 << 20)
 
 /*
  * How a free-text answer is judged against its label.  (An answer chosen
@@ -72,8 +90,12 @@ typedef struct StudentParams
 	bool		tied_embeddings;
 	uint64_t	seed;
 	int			log_every;		/* TRAIN_STEP progress every this many steps */
-	int			memory_mb;		/* training buffers (activations, gradients);
-								 * a batch needing more runs as micro-batches */
+	int			memory_mb;		/* training's working memory: the tokenizer's
+								 * training, the tokenized examples and the
+								 * batch buffers (activations, gradients); a
+								 * batch needing more runs as micro-batches.
+								 * The model's weights and optimizer state
+								 * (16 bytes a parameter) come on top. */
 } StudentParams;
 
 /* One training row.  rationale and choices may be NULL. */
@@ -92,6 +114,9 @@ typedef struct Student
 	Model	   *model;
 	int			max_input_tokens;
 	int			max_target_tokens;
+	StopCheck	stop;			/* asked between groups of candidates and
+								 * between generated tokens; empty after
+								 * student_load(): the caller sets it */
 } Student;
 
 typedef enum TrainEvent
@@ -122,6 +147,12 @@ typedef struct TrainProgress
 typedef struct StudentTrainer StudentTrainer;
 
 extern void student_params_default(StudentParams *params);
+
+/*
+ * Every field in its range (the real ones finite), and a model small
+ * enough to store: its weights at the largest vocabulary asked for must
+ * serialize within STUDENT_MAX_WEIGHTS_BYTES.
+ */
 extern bool student_params_validate(const StudentParams *params,
 									char *errbuf, size_t errlen);
 
@@ -132,13 +163,22 @@ extern bool student_params_validate(const StudentParams *params,
  * and the label set, tokenize, build the model.
  * labels (may be NULL) is the task's closed label set, used for validation
  * by scoring; otherwise an example's choices, else greedy decoding and an
- * exact match.  Returns NULL with a message on bad input or no memory.
- * Nothing in examples or labels is referenced after return.
+ * exact match.  A label set or a row's choices hold at most
+ * STUDENT_MAX_CANDIDATES.
+ *
+ * All of this is bounded: the tokenizer's training and the tokenized
+ * examples stay within memory_mb (else NULL with the figure needed), and
+ * stop (may be NULL; see stop.h) is asked all along, as it is later
+ * between micro-batches and validation rows.  Returns NULL with a message
+ * on bad input, too little memory_mb, no memory or a stop ("training was
+ * interrupted").  Nothing in examples, labels or stop is referenced after
+ * return, except stop->should_stop and stop->arg.
  */
 extern StudentTrainer *trainer_create(const StudentParams *params,
 									  const StudentExample *examples,
 									  int n_examples,
 									  const char *const *labels, int n_labels,
+									  const StopCheck *stop,
 									  char *errbuf, size_t errlen);
 
 /*
@@ -151,21 +191,12 @@ extern TrainEvent trainer_advance(StudentTrainer *trainer,
 								  TrainProgress *progress);
 
 /*
- * A step can take seconds at large sizes, so the trainer also asks
- * should_stop(arg) between micro-batches (at most a few thousand tokens)
- * and between validation rows; when it answers true, training ends
- * unfinished (trainer_error() says "training was interrupted") and the
- * next trainer_advance() returns TRAIN_DONE.  The check must only look,
- * never jump out: a PostgreSQL backend passes a function that reads its
- * pending-interrupt flags, then handles the interrupt itself.
- */
-extern void trainer_set_stop_check(StudentTrainer *trainer,
-								   bool (*should_stop) (void *arg), void *arg);
-
-/*
  * After TRAIN_DONE: NULL when all epochs ran, else why training stopped
- * early (out of memory during validation, an interrupt); the best epoch so
- * far can still be taken.
+ * early (out of memory during validation, a stop: "training was
+ * interrupted"); the best epoch so far can still be taken.  A step can
+ * take seconds at large sizes, so the trainer asks the stop check between
+ * micro-batches (at most a few thousand tokens) and between validation
+ * rows; the next trainer_advance() then returns TRAIN_DONE.
  */
 extern const char *trainer_error(const StudentTrainer *trainer);
 
@@ -202,14 +233,21 @@ extern void trainer_free(StudentTrainer *trainer);
 /*
  * Prediction.  student_choose() scores each candidate (sum of token
  * log-probabilities of candidate + <eos> after "predict: <input>"), writes
- * softmax probabilities to probs (may be NULL) and returns the index of the
- * best, or -1 with a message.  student_generate() decodes greedily after
- * "<task>: <input>" ("predict" or "explain"), at most max_target_tokens, and
- * returns a malloc'd string, or NULL with a message; the string is valid
- * UTF-8 without NUL (bytes that form no character are dropped: a
- * byte-level model can emit them, or stop inside a character).  Inputs
- * and candidates are cut like the training sequences: the first
- * max_input_tokens, the first max_target_tokens.
+ * softmax probabilities to probs (may be NULL; finite, summing to 1) and
+ * returns the index of the best, or -1 with a message: more than
+ * STUDENT_MAX_CANDIDATES candidates, scores that are not finite numbers
+ * (weights that overflow), a stop, no memory.  It encodes and scores the
+ * candidates a group at a time, so its memory does not grow with their
+ * number.  student_generate() decodes greedily after "<task>: <input>"
+ * ("predict" or "explain"), at most max_target_tokens, and returns a
+ * malloc'd string, or NULL with a message; the string is valid UTF-8
+ * without NUL (bytes that form no character are dropped: a byte-level
+ * model can emit them, or stop inside a character).  Inputs and
+ * candidates are cut like the training sequences: the first
+ * max_input_tokens, the first max_target_tokens; only the bytes those
+ * tokens need are encoded (tok_encode_prefix()), so a long input costs no
+ * more than a short one.  Both ask student->stop as they go and fail with
+ * "interrupted" when it says so.
  */
 extern int	student_choose(const Student *student, const char *input,
 						   const char *const *candidates, int n_candidates,
@@ -237,7 +275,8 @@ extern char *student_token_text(const Student *student, int32_t id);
  * Serialization: the tokenizer and the weights are separate blobs (two
  * bytea columns); max_input_tokens and max_target_tokens travel in the
  * weights blob's header.  student_load() validates both and returns NULL
- * with a message for truncated, corrupt or foreign bytes.
+ * with a message for truncated, corrupt or foreign bytes, weights that are
+ * not finite numbers among them.
  */
 extern void *student_save_tokenizer(const Student *student, size_t *len);
 extern void *student_save_weights(const Student *student, size_t *len);
@@ -245,6 +284,9 @@ extern Student *student_load(const void *tokenizer, size_t tokenizer_len,
 							 const void *weights, size_t weights_len,
 							 char *errbuf, size_t errlen);
 extern void student_free(Student *student);
+
+/* Bytes of memory a loaded student holds (tokenizer, weights, packing). */
+extern size_t student_memory_bytes(const Student *student);
 
 /* Does a free-text answer (already trimmed) count as the label? */
 extern bool answer_matches(AnswerMetric metric, const char *answer,

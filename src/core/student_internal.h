@@ -16,8 +16,8 @@
 
 /*
  * The first max_tokens tokens of text (a NUL-terminated string) in a
- * malloc'd *ids (free it even when the count is 0).  Returns the count, or
- * -1 when memory runs out.
+ * malloc'd *ids (free it even when the count is 0), reading no more of
+ * text than they need.  Returns the count, or -1 when memory runs out.
  */
 extern int	student_encode(const Tokenizer *tok, const char *text,
 						   int max_tokens, int32_t **ids);
@@ -50,8 +50,16 @@ extern int	student_sequence_limit(const Tokenizer *tok, int max_input_tokens,
 extern void student_keep_valid_utf8(char *text, size_t len);
 
 /*
+ * More than STUDENT_MAX_CANDIDATES (what has them: "the label set")?  Then
+ * true with a message.
+ */
+extern bool student_too_many_candidates(int n, const char *what,
+										char *errbuf, size_t errlen);
+
+/*
  * student_choose() and student_generate() on token ids.  Candidates end in
- * <eos> (student_encode_target()).
+ * <eos> (student_encode_target()); at most STUDENT_MAX_CANDIDATES of them.
+ * stop may be NULL.
  */
 extern int	student_choose_ids(const Model *model,
 							   const int32_t *prefix, int prefix_len,
@@ -60,7 +68,7 @@ extern int	student_choose_ids(const Model *model,
 							   double *probs, char *errbuf, size_t errlen);
 extern char *student_generate_ids(const Model *model, const Tokenizer *tok,
 								  const int32_t *prefix, int prefix_len,
-								  int max_new_tokens,
+								  int max_new_tokens, const StopCheck *stop,
 								  char *errbuf, size_t errlen);
 
 #endif

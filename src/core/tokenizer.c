@@ -8,11 +8,14 @@
  * place in a max-heap.  A merge visits only the recorded positions of the
  * winning pair and adjusts the counts of the neighbouring pairs, so its
  * cost is proportional to the pair's occurrences, not to the corpus.
+ * Its working memory is counted against a limit, and it asks the caller's
+ * stop check between bounded units of work.
  *
  * Encoding merges within each chunk by rank with a min-heap of (rank,
  * position) candidates: the GPT-2 rule (lowest rank first, leftmost first)
- * in O(n log n) for a chunk of n bytes, so a megabyte of unbroken letters
- * costs no more than a megabyte of words.
+ * in O(n log n) for a chunk of n bytes (at most TOK_MAX_CHUNK_BYTES).
+ * Chunks encode independently, so encoding stops as soon as it has the
+ * tokens asked for, however long the text.
  *
  * Serialized layout, every integer a little-endian uint32:
  *
@@ -86,18 +89,32 @@ enum
  */
 #define MAP_EMPTY UINT64_MAX
 
+/*
+ * Memory counted against a limit: training's working memory
+ * (tok_train()'s max_bytes).
+ */
+typedef struct Budget
+{
+	size_t		used;
+	size_t		limit;
+	bool		exceeded;		/* an allocation would have passed limit */
+} Budget;
+
 typedef struct PairMap
 {
 	uint64_t   *keys;
 	int32_t    *values;
 	uint32_t	mask;			/* capacity - 1; capacity is a power of 2 */
 	uint32_t	count;
+	Budget	   *budget;			/* counts the arrays; NULL = not counted */
 } PairMap;
 
 struct Tokenizer
 {
 	int32_t		n_tokens;
 	int32_t		n_merges;
+	int32_t		token_cap;		/* room in the per-token arrays */
+	int32_t		merge_cap;		/* room in the per-merge arrays */
 	int32_t		byte_id[256];
 	int32_t		special_id[N_ROLES + 1];	/* indexed by role */
 
@@ -131,6 +148,37 @@ set_error(char *err, size_t errlen, const char *fmt,...)
 	va_end(ap);
 }
 
+/*
+ * realloc() for memory counted in b (NULL = not counted): p held old_size
+ * bytes.  NULL, with p untouched, when memory runs out or the new size
+ * would pass the limit (then b->exceeded says so).
+ */
+static void *
+budget_realloc(Budget *b, void *p, size_t old_size, size_t new_size)
+{
+	void	   *q;
+
+	if (b != NULL && new_size > old_size &&
+		new_size - old_size > b->limit - b->used)
+	{
+		b->exceeded = true;
+		return NULL;
+	}
+	if ((q = realloc(p, new_size)) == NULL)
+		return NULL;
+	if (b != NULL)
+		b->used = b->used - old_size + new_size;
+	return q;
+}
+
+static void
+budget_free(Budget *b, void *p, size_t size)
+{
+	free(p);
+	if (b != NULL && p != NULL)
+		b->used -= size;
+}
+
 /* ---------------------------------------------------------------------
  * Pre-tokenization
  * ---------------------------------------------------------------------
@@ -148,10 +196,11 @@ byte_class(uint8_t c)
 	return CLASS_OTHER;
 }
 
+/* End of the run of class cls from s[i], looking no further than s[stop - 1]. */
 static size_t
-run_end(const uint8_t *s, size_t len, size_t i, int cls)
+run_end(const uint8_t *s, size_t stop, size_t i, int cls)
 {
-	while (i < len && byte_class(s[i]) == cls)
+	while (i < stop && byte_class(s[i]) == cls)
 		i++;
 	return i;
 }
@@ -181,10 +230,16 @@ contraction_len(const uint8_t *s, size_t len, size_t i)
 	return 0;
 }
 
-/* End of the chunk starting at s[i] (i < len); rules in tokenizer.h. */
+/*
+ * End of the chunk starting at s[i] (i < len); rules in tokenizer.h.  It
+ * reads no byte past s[i + TOK_MAX_CHUNK_BYTES]: a run is cut there, and
+ * the one byte of lookahead after a run lies within that bound, which is
+ * what lets tok_encode_prefix() stop early.
+ */
 static size_t
 chunk_end(const uint8_t *s, size_t len, size_t i)
 {
+	size_t		stop = len - i > TOK_MAX_CHUNK_BYTES ? i + TOK_MAX_CHUNK_BYTES : len;
 	int			cls = byte_class(s[i]);
 	size_t		end;
 
@@ -200,20 +255,22 @@ chunk_end(const uint8_t *s, size_t len, size_t i)
 		int			next = byte_class(s[i + 1]);
 
 		if (next == CLASS_LETTER || next == CLASS_OTHER)
-			return run_end(s, len, i + 1, next);
+			return run_end(s, stop, i + 1, next);
 	}
 	switch (cls)
 	{
 		case CLASS_DIGIT:
 			return i + 1;
 		case CLASS_SPACE:
-			end = run_end(s, len, i, CLASS_SPACE);
+			end = run_end(s, stop, i, CLASS_SPACE);
+			/* a run cut at the bound gives nothing back: more space follows */
 			if (end < len && end - i >= 2 && s[end - 1] == ' ' &&
-				byte_class(s[end]) != CLASS_DIGIT)
+				byte_class(s[end]) != CLASS_DIGIT &&
+				byte_class(s[end]) != CLASS_SPACE)
 				end--;
 			return end;
 		default:
-			return run_end(s, len, i, cls);
+			return run_end(s, stop, i, cls);
 	}
 }
 
@@ -234,17 +291,17 @@ hash_pair(uint64_t key)
 	return (uint32_t) ((key * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
+/* Arrays for capacity entries, all empty; m->budget is kept. */
 static bool
 pairmap_alloc(PairMap *m, uint32_t capacity)
 {
-	m->keys = malloc(sizeof(uint64_t) * capacity);
-	m->values = malloc(sizeof(int32_t) * capacity);
-	if (m->keys == NULL || m->values == NULL)
+	m->keys = budget_realloc(m->budget, NULL, 0, sizeof(uint64_t) * capacity);
+	m->values = m->keys == NULL ? NULL :
+		budget_realloc(m->budget, NULL, 0, sizeof(int32_t) * capacity);
+	if (m->values == NULL)
 	{
-		free(m->keys);
-		free(m->values);
+		budget_free(m->budget, m->keys, sizeof(uint64_t) * capacity);
 		m->keys = NULL;
-		m->values = NULL;
 		return false;
 	}
 	for (uint32_t i = 0; i < capacity; i++)
@@ -254,22 +311,36 @@ pairmap_alloc(PairMap *m, uint32_t capacity)
 	return true;
 }
 
-/* An empty map with room for `expected` entries before it grows. */
+/*
+ * An empty map with room for `expected` entries before it grows, its
+ * arrays counted in budget (may be NULL).
+ */
 static bool
-pairmap_init(PairMap *m, size_t expected)
+pairmap_init(PairMap *m, size_t expected, Budget *budget)
 {
 	uint32_t	capacity = 16;
 
 	while (capacity < 2 * expected)
 		capacity *= 2;
+	m->budget = budget;
 	return pairmap_alloc(m, capacity);
 }
 
 static void
 pairmap_free(PairMap *m)
 {
-	free(m->keys);
-	free(m->values);
+	if (m->keys == NULL)
+		return;
+	budget_free(m->budget, m->keys, sizeof(uint64_t) * (m->mask + 1));
+	budget_free(m->budget, m->values, sizeof(int32_t) * (m->mask + 1));
+	m->keys = NULL;
+	m->values = NULL;
+}
+
+static size_t
+pairmap_bytes(const PairMap *m)
+{
+	return m->keys == NULL ? 0 : (sizeof(uint64_t) + sizeof(int32_t)) * (m->mask + 1);
 }
 
 /* The slot holding key, or the empty slot where it would go. */
@@ -300,7 +371,7 @@ pairmap_put(PairMap *m, uint64_t key, int32_t value)
 
 	if (2 * (m->count + 1) > m->mask + 1)
 	{
-		PairMap		bigger;
+		PairMap		bigger = {.budget = m->budget};
 
 		if (!pairmap_alloc(&bigger, 2 * (m->mask + 1)))
 			return false;
@@ -339,6 +410,8 @@ tok_alloc(int32_t n_tokens, int32_t max_merges)
 	if (t == NULL)
 		return NULL;
 	t->n_tokens = n_tokens;
+	t->token_cap = n_tokens;
+	t->merge_cap = max_merges + 1;
 	for (int role = 1; role <= N_ROLES; role++)
 		t->special_id[role] = -1;
 	t->kind = calloc(nt, sizeof(uint8_t));
@@ -351,7 +424,7 @@ tok_alloc(int32_t n_tokens, int32_t max_merges)
 	t->merge_result = malloc(nm * sizeof(int32_t));
 	if (t->kind == NULL || t->off == NULL || t->len == NULL ||
 		t->pool == NULL || t->merge_left == NULL || t->merge_right == NULL ||
-		t->merge_result == NULL || !pairmap_init(&t->rank_of, nm))
+		t->merge_result == NULL || !pairmap_init(&t->rank_of, nm, NULL))
 	{
 		tok_free(t);
 		return NULL;
@@ -495,6 +568,7 @@ typedef struct ChunkTable
 	Chunk	   *slots;
 	size_t		mask;			/* capacity - 1; capacity is a power of 2 */
 	size_t		n;
+	size_t		total_len;		/* bytes of all distinct chunks */
 } ChunkTable;
 
 /* An adjacent pair of symbols in the words. */
@@ -512,17 +586,21 @@ typedef struct Pair
 /*
  * Training state.  The words (distinct chunks) are laid end to end in the
  * symbol arrays; a merge overwrites the left symbol, kills the right one
- * (sym = -1) and relinks, so positions never move.
+ * (sym = -1) and relinks, so positions never move.  Every array is counted
+ * in budget.
  */
 typedef struct Trainer
 {
 	Tokenizer  *t;
+	Budget		budget;
+	const StopCheck *stop;
 	int32_t		n_sym;
 	int32_t    *sym;
 	int32_t    *prev;			/* -1 at the start of a word */
 	int32_t    *next;			/* -1 at the end of a word */
 	int32_t    *word_of;
 	int64_t    *word_count;
+	int32_t		n_words;
 
 	Pair	   *pairs;
 	int32_t		n_pairs;
@@ -534,6 +612,23 @@ typedef struct Trainer
 	int32_t		heap_len;
 } Trainer;
 
+/*
+ * Units of work between stop checks: bytes chunked, symbols laid out,
+ * occurrences merged.  Each is well under a millisecond.
+ */
+#define TRAIN_CHECK_INTERVAL 65536
+
+/*
+ * Bytes of working memory per byte of distinct chunks, besides the chunk
+ * table: 16 for the symbol arrays, the rest for the pairs, their index and
+ * their occurrence lists.  Measured at the peak: 29 to 46 on English text,
+ * random words, hex strings and random bytes with a vocabulary of 4096, 67
+ * with 65536.  It sizes a corpus up front, so that one that cannot fit is
+ * refused before the work starts; the budget itself is enforced allocation
+ * by allocation.
+ */
+#define TRAIN_BYTES_PER_SYMBOL 40
+
 static uint64_t
 hash_bytes(const uint8_t *s, size_t len)
 {
@@ -544,11 +639,28 @@ hash_bytes(const uint8_t *s, size_t len)
 	return h;
 }
 
+static size_t
+chunk_table_bytes(const ChunkTable *ct)
+{
+	return ct->slots == NULL ? 0 : sizeof(Chunk) * (ct->mask + 1);
+}
+
+/* Empty slots for capacity chunks (a power of 2), counted in b. */
+static Chunk *
+chunk_slots(Budget *b, size_t capacity)
+{
+	Chunk	   *slots = budget_realloc(b, NULL, 0, sizeof(Chunk) * capacity);
+
+	if (slots != NULL)
+		memset(slots, 0, sizeof(Chunk) * capacity);
+	return slots;
+}
+
 static bool
-chunk_table_grow(ChunkTable *ct)
+chunk_table_grow(ChunkTable *ct, Budget *b)
 {
 	size_t		cap = 2 * (ct->mask + 1);
-	Chunk	   *slots = calloc(cap, sizeof(Chunk));
+	Chunk	   *slots = chunk_slots(b, cap);
 
 	if (slots == NULL)
 		return false;
@@ -563,14 +675,14 @@ chunk_table_grow(ChunkTable *ct)
 			;
 		slots[j] = ct->slots[i];
 	}
-	free(ct->slots);
+	budget_free(b, ct->slots, chunk_table_bytes(ct));
 	ct->slots = slots;
 	ct->mask = cap - 1;
 	return true;
 }
 
 static bool
-chunk_table_add(ChunkTable *ct, const uint8_t *bytes, size_t len)
+chunk_table_add(ChunkTable *ct, Budget *b, const uint8_t *bytes, size_t len)
 {
 	uint64_t	h = hash_bytes(bytes, len);
 	size_t		i;
@@ -589,9 +701,32 @@ chunk_table_add(ChunkTable *ct, const uint8_t *bytes, size_t len)
 	ct->slots[i].len = len;
 	ct->slots[i].hash = h;
 	ct->slots[i].count = 1;
+	ct->total_len += len;
 	if (2 * ++ct->n > ct->mask + 1)
-		return chunk_table_grow(ct);
+		return chunk_table_grow(ct, b);
 	return true;
+}
+
+/* Has the caller asked to stop?  Then say so in err. */
+static bool
+interrupted(const StopCheck *stop, char *err, size_t errlen)
+{
+	if (!stop_requested(stop))
+		return false;
+	set_error(err, errlen, "interrupted");
+	return true;
+}
+
+/* The message for an allocation that failed: the budget's, or no memory. */
+static void
+allocation_error(const Budget *b, char *err, size_t errlen)
+{
+	if (b->exceeded)
+		set_error(err, errlen,
+				  "training the tokenizer needs more than the %zu MB of working memory allowed",
+				  b->limit >> 20);
+	else
+		set_error(err, errlen, "out of memory");
 }
 
 /*
@@ -599,14 +734,16 @@ chunk_table_add(ChunkTable *ct, const uint8_t *bytes, size_t len)
  * hold no pair.
  */
 static bool
-count_chunks(ChunkTable *ct, const char *const *texts, const size_t *lens,
-			 size_t n_texts)
+count_chunks(Trainer *tr, ChunkTable *ct, const char *const *texts,
+			 const size_t *lens, size_t n_texts, char *err, size_t errlen)
 {
+	size_t		since_check = 0;
+
 	ct->mask = 1023;
 	ct->n = 0;
-	ct->slots = calloc(ct->mask + 1, sizeof(Chunk));
-	if (ct->slots == NULL)
-		return false;
+	ct->total_len = 0;
+	if ((ct->slots = chunk_slots(&tr->budget, ct->mask + 1)) == NULL)
+		goto fail;
 	for (size_t k = 0; k < n_texts; k++)
 	{
 		const uint8_t *s = (const uint8_t *) texts[k];
@@ -614,11 +751,40 @@ count_chunks(ChunkTable *ct, const char *const *texts, const size_t *lens,
 		for (size_t i = 0, end; i < lens[k]; i = end)
 		{
 			end = chunk_end(s, lens[k], i);
-			if (end - i >= 2 && !chunk_table_add(ct, s + i, end - i))
-				return false;
+			if (end - i >= 2 && !chunk_table_add(ct, &tr->budget, s + i, end - i))
+				goto fail;
+			since_check += end - i;
+			if (since_check >= TRAIN_CHECK_INTERVAL)
+			{
+				since_check = 0;
+				if (interrupted(tr->stop, err, errlen))
+					return false;
+			}
 		}
 	}
 	return true;
+
+fail:
+	allocation_error(&tr->budget, err, errlen);
+	return false;
+}
+
+/*
+ * Refuse up front a corpus whose distinct chunks will not fit in the
+ * budget, with the figure it needs.
+ */
+static bool
+check_estimate(const Trainer *tr, const ChunkTable *ct, char *err, size_t errlen)
+{
+	size_t		needed = chunk_table_bytes(ct) +
+		(size_t) TRAIN_BYTES_PER_SYMBOL * ct->total_len;
+
+	if (needed <= tr->budget.limit)
+		return true;
+	set_error(err, errlen,
+			  "training the tokenizer needs about %zu MB of working memory for %zu bytes of distinct chunks, more than the %zu MB allowed",
+			  (needed >> 20) + 1, ct->total_len, tr->budget.limit >> 20);
+	return false;
 }
 
 /* Does pair i come before pair j: more frequent, then smaller ids? */
@@ -715,15 +881,19 @@ new_pair(Trainer *tr, int32_t left, int32_t right)
 	if (tr->n_pairs == tr->cap_pairs)
 	{
 		int32_t		cap = 2 * tr->cap_pairs;
-		Pair	   *pairs = realloc(tr->pairs, sizeof(Pair) * cap);
+		Pair	   *pairs = budget_realloc(&tr->budget, tr->pairs,
+										   sizeof(Pair) * tr->cap_pairs,
+										   sizeof(Pair) * cap);
 		int32_t    *heap;
 
 		if (pairs == NULL)
 			return -1;
 		tr->pairs = pairs;
-		heap = realloc(tr->heap, sizeof(int32_t) * cap);
+		heap = budget_realloc(&tr->budget, tr->heap,
+							  sizeof(int32_t) * tr->cap_pairs,
+							  sizeof(int32_t) * cap);
 		if (heap == NULL)
-			return -1;
+			return -1;			/* training ends: the counts no longer matter */
 		tr->heap = heap;
 		tr->cap_pairs = cap;
 	}
@@ -738,12 +908,13 @@ new_pair(Trainer *tr, int32_t left, int32_t right)
 }
 
 static bool
-add_occurrence(Pair *p, int32_t pos)
+add_occurrence(Budget *b, Pair *p, int32_t pos)
 {
 	if (p->n_occ == p->cap_occ)
 	{
 		int32_t		cap = p->cap_occ ? 2 * p->cap_occ : 4;
-		int32_t    *occ = realloc(p->occ, sizeof(int32_t) * cap);
+		int32_t    *occ = budget_realloc(b, p->occ, sizeof(int32_t) * p->cap_occ,
+										 sizeof(int32_t) * cap);
 
 		if (occ == NULL)
 			return false;
@@ -770,42 +941,49 @@ count_pair(Trainer *tr, int32_t left, int32_t right, int64_t delta, int32_t pos)
 	if (i < 0 && (i = new_pair(tr, left, right)) < 0)
 		return false;
 	tr->pairs[i].count += delta;
-	if (delta > 0 && !add_occurrence(&tr->pairs[i], pos))
+	if (delta > 0 && !add_occurrence(&tr->budget, &tr->pairs[i], pos))
 		return false;
 	heap_update(tr, i);
 	return true;
+}
+
+/* The trainer's arrays for n_sym symbols in n_words words. */
+static bool
+alloc_words(Trainer *tr, size_t n_sym, size_t n_words)
+{
+	Budget	   *b = &tr->budget;
+
+	tr->n_sym = (int32_t) n_sym;
+	tr->n_words = (int32_t) n_words;
+	tr->sym = budget_realloc(b, NULL, 0, sizeof(int32_t) * (n_sym + 1));
+	tr->prev = budget_realloc(b, NULL, 0, sizeof(int32_t) * (n_sym + 1));
+	tr->next = budget_realloc(b, NULL, 0, sizeof(int32_t) * (n_sym + 1));
+	tr->word_of = budget_realloc(b, NULL, 0, sizeof(int32_t) * (n_sym + 1));
+	tr->word_count = budget_realloc(b, NULL, 0, sizeof(int64_t) * (n_words + 1));
+	tr->cap_pairs = 1024;
+	tr->pairs = budget_realloc(b, NULL, 0, sizeof(Pair) * tr->cap_pairs);
+	tr->heap = budget_realloc(b, NULL, 0, sizeof(int32_t) * tr->cap_pairs);
+	return tr->sym != NULL && tr->prev != NULL && tr->next != NULL &&
+		tr->word_of != NULL && tr->word_count != NULL && tr->pairs != NULL &&
+		tr->heap != NULL && pairmap_init(&tr->pair_index, 1024, b);
 }
 
 /* Lay the chunks out as words of byte tokens and count their pairs. */
 static bool
 build_words(Trainer *tr, const ChunkTable *ct, char *err, size_t errlen)
 {
-	size_t		total = 0;
 	int32_t		pos = 0;
 	int32_t		w = 0;
 
-	for (size_t i = 0; i <= ct->mask; i++)
-		total += ct->slots[i].len;
-	if (total >= INT32_MAX)
+	if (ct->total_len >= INT32_MAX)
 	{
 		set_error(err, errlen,
-				  "training corpus too large: %zu bytes of distinct chunks", total);
+				  "training corpus too large: %zu bytes of distinct chunks",
+				  ct->total_len);
 		return false;
 	}
-	tr->n_sym = (int32_t) total;
-	tr->sym = malloc(sizeof(int32_t) * (total + 1));
-	tr->prev = malloc(sizeof(int32_t) * (total + 1));
-	tr->next = malloc(sizeof(int32_t) * (total + 1));
-	tr->word_of = malloc(sizeof(int32_t) * (total + 1));
-	tr->word_count = malloc(sizeof(int64_t) * (ct->n + 1));
-	tr->cap_pairs = 1024;
-	tr->pairs = malloc(sizeof(Pair) * tr->cap_pairs);
-	tr->heap = malloc(sizeof(int32_t) * tr->cap_pairs);
-	if (tr->sym == NULL || tr->prev == NULL || tr->next == NULL ||
-		tr->word_of == NULL || tr->word_count == NULL || tr->pairs == NULL ||
-		tr->heap == NULL || !pairmap_init(&tr->pair_index, 1024))
-		goto oom;
-
+	if (!alloc_words(tr, ct->total_len, ct->n))
+		goto fail;
 	for (size_t i = 0; i <= ct->mask; i++)
 	{
 		const Chunk *c = &ct->slots[i];
@@ -821,14 +999,16 @@ build_words(Trainer *tr, const ChunkTable *ct, char *err, size_t errlen)
 			tr->word_of[pos] = w;
 			if (j > 0 && !count_pair(tr, tr->sym[pos - 1], tr->sym[pos],
 									 c->count, pos - 1))
-				goto oom;
+				goto fail;
+			if (pos % TRAIN_CHECK_INTERVAL == 0 && interrupted(tr->stop, err, errlen))
+				return false;
 		}
 		w++;
 	}
 	return true;
 
-oom:
-	set_error(err, errlen, "out of memory");
+fail:
+	allocation_error(&tr->budget, err, errlen);
 	return false;
 }
 
@@ -886,7 +1066,9 @@ merge_top_pair(Trainer *tr, int32_t id, char *err, size_t errlen)
 	int32_t		right = top->right;
 	int32_t    *occ = top->occ;
 	int32_t		n_occ = top->n_occ;
+	size_t		occ_bytes = sizeof(int32_t) * top->cap_occ;
 	bool		ok = true;
+	bool		stopped = false;
 
 	if (!define_merge(tr->t, (uint32_t) left, (uint32_t) right, (uint32_t) id,
 					  err, errlen))
@@ -896,26 +1078,32 @@ merge_top_pair(Trainer *tr, int32_t id, char *err, size_t errlen)
 	top->occ = NULL;
 	top->n_occ = top->cap_occ = 0;
 	qsort(occ, n_occ, sizeof(int32_t), compare_int32);
-	for (int32_t i = 0; i < n_occ && ok; i++)
+	for (int32_t i = 0; i < n_occ && ok && !stopped; i++)
+	{
 		ok = merge_at(tr, occ[i], left, right, id);
-	free(occ);
+		stopped = (i + 1) % TRAIN_CHECK_INTERVAL == 0 &&
+			interrupted(tr->stop, err, errlen);
+	}
+	budget_free(&tr->budget, occ, occ_bytes);
 	if (!ok)
-		set_error(err, errlen, "out of memory");
-	return ok;
+		allocation_error(&tr->budget, err, errlen);
+	return ok && !stopped;
 }
 
 static void
 trainer_free(Trainer *tr)
 {
-	free(tr->sym);
-	free(tr->prev);
-	free(tr->next);
-	free(tr->word_of);
-	free(tr->word_count);
+	Budget	   *b = &tr->budget;
+
+	budget_free(b, tr->sym, sizeof(int32_t) * (tr->n_sym + 1));
+	budget_free(b, tr->prev, sizeof(int32_t) * (tr->n_sym + 1));
+	budget_free(b, tr->next, sizeof(int32_t) * (tr->n_sym + 1));
+	budget_free(b, tr->word_of, sizeof(int32_t) * (tr->n_sym + 1));
+	budget_free(b, tr->word_count, sizeof(int64_t) * (tr->n_words + 1));
 	for (int32_t i = 0; i < tr->n_pairs; i++)
-		free(tr->pairs[i].occ);
-	free(tr->pairs);
-	free(tr->heap);
+		budget_free(b, tr->pairs[i].occ, sizeof(int32_t) * tr->pairs[i].cap_occ);
+	budget_free(b, tr->pairs, sizeof(Pair) * tr->cap_pairs);
+	budget_free(b, tr->heap, sizeof(int32_t) * tr->cap_pairs);
 	pairmap_free(&tr->pair_index);
 }
 
@@ -946,12 +1134,14 @@ fail:
 
 Tokenizer *
 tok_train(const char *const *texts, const size_t *lens, size_t n_texts,
-		  int vocab_size, char *err, size_t errlen)
+		  int vocab_size, size_t max_bytes, const StopCheck *stop,
+		  char *err, size_t errlen)
 {
 	ChunkTable	ct = {0};
-	Trainer		tr = {0};
+	Trainer		tr = {.budget = {.limit = max_bytes},.stop = stop};
 	Tokenizer  *t;
 	int32_t		id;
+	bool		ok;
 
 	if (vocab_size < TOK_MIN_VOCAB || vocab_size > TOK_MAX_VOCAB)
 	{
@@ -962,24 +1152,16 @@ tok_train(const char *const *texts, const size_t *lens, size_t n_texts,
 	if ((t = base_tokenizer(vocab_size, err, errlen)) == NULL)
 		return NULL;
 	tr.t = t;
-	if (!count_chunks(&ct, texts, lens, n_texts))
-	{
-		set_error(err, errlen, "out of memory");
-		goto fail;
-	}
-	if (!build_words(&tr, &ct, err, errlen))
-		goto fail;
-	for (id = TOK_MIN_VOCAB; id < vocab_size && tr.heap_len > 0; id++)
-		if (!merge_top_pair(&tr, id, err, errlen))
-			goto fail;
+	ok = count_chunks(&tr, &ct, texts, lens, n_texts, err, errlen) &&
+		check_estimate(&tr, &ct, err, errlen) &&
+		build_words(&tr, &ct, err, errlen);
+	for (id = TOK_MIN_VOCAB; ok && id < vocab_size && tr.heap_len > 0; id++)
+		ok = !interrupted(stop, err, errlen) && merge_top_pair(&tr, id, err, errlen);
 	t->n_tokens = id;
-	free(ct.slots);
+	budget_free(&tr.budget, ct.slots, chunk_table_bytes(&ct));
 	trainer_free(&tr);
-	return t;
-
-fail:
-	free(ct.slots);
-	trainer_free(&tr);
+	if (ok)
+		return t;
 	tok_free(t);
 	return NULL;
 }
@@ -1129,19 +1311,29 @@ encode_chunk(const Tokenizer *t, Scratch *s, const uint8_t *bytes, int32_t n,
 	return count;
 }
 
+/*
+ * Chunk by chunk until max_ids ids are out: chunks are encoded each on its
+ * own, so the ids so far are final, and chunk_end() reads at most
+ * TOK_MAX_CHUNK_BYTES + 1 bytes from a chunk's start.  A chunk gives at
+ * least one id, so the loop starts at most max_ids chunks, all within the
+ * first tok_prefix_bytes(max_ids) bytes.
+ */
 int
-tok_encode(const Tokenizer *t, const char *text, size_t len, int32_t **ids_out)
+tok_encode_prefix(const Tokenizer *t, const char *text, size_t len,
+				  int max_ids, int32_t **ids_out)
 {
 	const uint8_t *s = (const uint8_t *) text;
 	Scratch		scratch = {0};
+	size_t		limit = max_ids > 0 ? (size_t) max_ids : 0;
+	size_t		room = len < limit + TOK_MAX_CHUNK_BYTES ? len : limit + TOK_MAX_CHUNK_BYTES;
 	int32_t    *ids;
 	int32_t    *shrunk;
 	size_t		n = 0;
 
 	*ids_out = NULL;
-	if (len > INT_MAX || (ids = malloc(sizeof(int32_t) * (len + 1))) == NULL)
+	if ((ids = malloc(sizeof(int32_t) * (room + 1))) == NULL)
 		return -1;
-	for (size_t i = 0, end; i < len; i = end)
+	for (size_t i = 0, end; i < len && n < limit; i = end)
 	{
 		end = chunk_end(s, len, i);
 		if (end - i == 1)
@@ -1161,12 +1353,28 @@ tok_encode(const Tokenizer *t, const char *text, size_t len, int32_t **ids_out)
 	free(scratch.heap);
 	if (ids == NULL)
 		return -1;
+	n = n < limit ? n : limit;
 	/* Give back the slack of long inputs; keep the array if realloc fails. */
-	if (n + 1 < len / 2 &&
+	if (n + 1 < room / 2 &&
 		(shrunk = realloc(ids, sizeof(int32_t) * (n + 1))) != NULL)
 		ids = shrunk;
 	*ids_out = ids;
 	return (int) n;
+}
+
+int
+tok_encode(const Tokenizer *t, const char *text, size_t len, int32_t **ids_out)
+{
+	*ids_out = NULL;
+	if (len > INT_MAX)
+		return -1;
+	return tok_encode_prefix(t, text, len, INT_MAX, ids_out);
+}
+
+size_t
+tok_prefix_bytes(int max_ids)
+{
+	return (size_t) (max_ids > 0 ? max_ids : 0) * TOK_MAX_CHUNK_BYTES + 1;
 }
 
 static inline bool
@@ -1236,6 +1444,15 @@ tok_token(const Tokenizer *t, int32_t id, size_t *len_out)
 		return NULL;
 	*len_out = t->len[id];
 	return t->pool + t->off[id];
+}
+
+size_t
+tok_memory_bytes(const Tokenizer *t)
+{
+	return sizeof(Tokenizer) +
+		(size_t) t->token_cap * (sizeof(uint8_t) + sizeof(uint32_t) + sizeof(uint16_t)) +
+		t->pool_cap + (size_t) t->merge_cap * 3 * sizeof(int32_t) +
+		pairmap_bytes(&t->rank_of);
 }
 
 void

@@ -23,6 +23,14 @@
  *     and is followed by a letter or other byte, that last space is left to
  *     the next chunk ("  x" is " " " x"), as GPT-2's \s+(?!\S) does.
  *
+ * No chunk is longer than TOK_MAX_CHUNK_BYTES, the longest token: a longer
+ * run is cut into pieces of that length from its start (only its last
+ * piece may leave a space to the next chunk).  So every chunk gives at
+ * least one token per TOK_MAX_CHUNK_BYTES bytes, and the first n tokens of
+ * a text depend on its first n * TOK_MAX_CHUNK_BYTES + 1 bytes only:
+ * prediction, which reads max_input_tokens tokens, never needs to encode
+ * more of an input than that, however long it is (tok_encode_prefix()).
+ *
  * Vocabulary of a trained tokenizer: ids 0..255 are the single bytes (id =
  * byte value), 256 <pad>, 257 <bos>, 258 <eos>, 259 <sep>, then one token
  * per merge in merge order from 260.  Callers should still ask tok_pad()
@@ -43,6 +51,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/stop.h"
+
 typedef struct Tokenizer Tokenizer;
 
 /* Smallest vocabulary: 256 bytes and 4 special tokens, no merges. */
@@ -51,6 +61,8 @@ typedef struct Tokenizer Tokenizer;
 #define TOK_MAX_VOCAB (1 << 20)
 /* Longest token, in bytes; training never merges past it. */
 #define TOK_MAX_TOKEN_BYTES 256
+/* Longest chunk of the pre-tokenizer, in bytes. */
+#define TOK_MAX_CHUNK_BYTES TOK_MAX_TOKEN_BYTES
 
 /*
  * Train on n_texts texts (texts[i] has lens[i] bytes, any content).  Pairs
@@ -59,12 +71,21 @@ typedef struct Tokenizer Tokenizer;
  * holds vocab_size tokens or no pair occurs twice; so the result may be
  * smaller than asked: use tok_vocab_size().  The result depends only on
  * the multiset of chunks, not on the order of the texts.  The texts are not
- * referenced after return.  NULL and a message in err (errlen bytes) when
- * vocab_size is outside [TOK_MIN_VOCAB, TOK_MAX_VOCAB] or memory runs out.
+ * referenced after return.
+ *
+ * The working memory of training (the distinct chunks, their symbols, the
+ * pairs and where they occur; about 40 bytes per byte of distinct chunks)
+ * stays within max_bytes (SIZE_MAX = no limit; the tokenizer it builds is
+ * not counted): past it, training stops with a message that gives the
+ * figure.  stop (may be NULL) is asked between bounded units of work.
+ *
+ * NULL and a message in err (errlen bytes) when vocab_size is outside
+ * [TOK_MIN_VOCAB, TOK_MAX_VOCAB], the work needs more than max_bytes,
+ * stop asked to stop ("interrupted") or memory runs out.
  */
 extern Tokenizer *tok_train(const char *const *texts, const size_t *lens,
-							size_t n_texts, int vocab_size,
-							char *err, size_t errlen);
+							size_t n_texts, int vocab_size, size_t max_bytes,
+							const StopCheck *stop, char *err, size_t errlen);
 
 /*
  * Encode len bytes of text into *ids_out, a malloc'd array (at least one
@@ -73,6 +94,19 @@ extern Tokenizer *tok_train(const char *const *texts, const size_t *lens,
  */
 extern int	tok_encode(const Tokenizer *t, const char *text, size_t len,
 					   int32_t **ids_out);
+
+/*
+ * The first max_ids ids of tok_encode(text, len) (all of them when there
+ * are fewer), in a malloc'd *ids_out as above; -1 when memory runs out.
+ * It reads no byte at or past tok_prefix_bytes(max_ids), so its work and
+ * memory do not depend on len: a text may be cut there (or be longer than
+ * INT_MAX) and give the same ids.
+ */
+extern int	tok_encode_prefix(const Tokenizer *t, const char *text, size_t len,
+							  int max_ids, int32_t **ids_out);
+
+/* The bytes of a text that its first max_ids (>= 0) ids depend on. */
+extern size_t tok_prefix_bytes(int max_ids);
 
 /*
  * Decode n ids into a malloc'd buffer of *len_out bytes followed by a NUL
@@ -114,6 +148,9 @@ extern void *tok_serialize(const Tokenizer *t, size_t *len_out);
  */
 extern Tokenizer *tok_deserialize(const void *data, size_t len,
 								  char *err, size_t errlen);
+
+/* Bytes of memory t holds. */
+extern size_t tok_memory_bytes(const Tokenizer *t);
 
 /* Free t and everything it owns; NULL is fine. */
 extern void tok_free(Tokenizer *t);

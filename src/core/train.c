@@ -4,7 +4,10 @@
  *
  * trainer_create() splits off the validation rows, trains the tokenizer on
  * the training rows, tokenizes every row once, and builds the model, the
- * optimizer and the batch buffers.  Then each epoch is:
+ * optimizer and the batch buffers.  Its working memory is counted against
+ * memory_mb as it goes (the tokenizer's training has its own count, within
+ * what is left), and it asks the caller's stop check every few hundred
+ * rows.  Then each epoch is:
  *
  *   steps       batch_size training rows (shuffled each epoch) become up
  *               to 2 * batch_size sequences (student.h), sorted by length
@@ -19,6 +22,7 @@
 #include "core/student.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -139,10 +143,20 @@ struct StudentTrainer
 	double		best_accuracy;
 	int			best_epoch;
 	bool		failed;			/* stopped early; error says why */
-	bool		(*should_stop) (void *arg);	/* the caller's interrupt check */
-	void	   *stop_arg;
+	StopCheck	stop;			/* the caller's interrupt check */
 	char		error[256];
+
+	/* working memory counted against memory_mb (not the model's state) */
+	size_t		budget;
+	size_t		used;
+	bool		over_budget;	/* an allocation did not fit */
 };
+
+/* Rows tokenized between two stop checks: a few milliseconds' work. */
+#define ROWS_PER_CHECK 256
+
+/* Bytes of the trainer's own batch arrays per token: tokens, weights, nll. */
+#define BATCH_BYTES_PER_TOKEN (sizeof(int32_t) + 2 * sizeof(float))
 
 /* ---------------------------------------------------------------- */
 /* Small helpers */
@@ -217,19 +231,76 @@ span_ids(const StudentTrainer *t, Span s)
 }
 
 /*
+ * Has the caller asked to stop?  Then training ends here, unfinished, and
+ * trainer_error() says so.
+ */
+static bool
+trainer_stopping(StudentTrainer *t)
+{
+	if (!stop_requested(&t->stop))
+		return false;
+	t->failed = true;
+	t->phase = PHASE_DONE;
+	model_error(t->error, sizeof(t->error), "training was interrupted");
+	return true;
+}
+
+/* bytes more of working memory, if they fit in memory_mb (else over_budget) */
+static bool
+charge(StudentTrainer *t, size_t bytes)
+{
+	if (bytes > t->budget - t->used)
+	{
+		t->over_budget = true;
+		return false;
+	}
+	t->used += bytes;
+	return true;
+}
+
+/* Bytes in megabytes, rounded up. */
+static size_t
+mb_up(size_t bytes)
+{
+	return (bytes + (1 << 20) - 1) >> 20;
+}
+
+/* Zeroed memory counted against memory_mb; NULL when it does not fit or fails. */
+static void *
+counted_alloc(StudentTrainer *t, size_t bytes)
+{
+	void	   *p;
+
+	if (!charge(t, bytes))
+		return NULL;
+	if ((p = calloc(1, bytes > 0 ? bytes : 1)) == NULL)
+		t->used -= bytes;
+	return p;
+}
+
+/*
  * Append ids to the pool as a new span.  The pool may move, so spans hold
- * offsets and span_ids() is called only once the pool is complete.
+ * offsets and span_ids() is called only once the pool is complete.  It
+ * doubles while memory_mb allows, then grows to what is left.
  */
 static bool
 pool_add(StudentTrainer *t, const int32_t *ids, int n, Span *span)
 {
 	if (t->pool_used + n > t->pool_size)
 	{
+		size_t		room = t->pool_size + (t->budget - t->used) / sizeof(int32_t);
 		size_t		size = 2 * (t->pool_used + n) + 1024;
-		int32_t    *grown = realloc(t->pool, size * sizeof(int32_t));
+		int32_t    *grown;
 
-		if (grown == NULL)
+		size = size < room ? size : room;
+		if (size < t->pool_used + n)
+		{
+			t->over_budget = true;
 			return false;
+		}
+		if ((grown = realloc(t->pool, size * sizeof(int32_t))) == NULL)
+			return false;
+		t->used += (size - t->pool_size) * sizeof(int32_t);
 		t->pool = grown;
 		t->pool_size = size;
 	}
@@ -282,6 +353,7 @@ check_examples(const StudentExample *examples, int n,
 	for (int i = 0; i < n; i++)
 	{
 		const StudentExample *e = &examples[i];
+		char		what[48];
 
 		if (e->input == NULL || e->label == NULL)
 		{
@@ -294,6 +366,9 @@ check_examples(const StudentExample *examples, int n,
 			model_error(errbuf, errlen, "example %d: bad choices", i + 1);
 			return false;
 		}
+		snprintf(what, sizeof(what), "example %d", i + 1);
+		if (student_too_many_candidates(e->n_choices, what, errbuf, errlen))
+			return false;
 		for (int k = 0; k < e->n_choices; k++)
 			if (e->choices[k] == NULL)
 			{
@@ -307,6 +382,8 @@ check_examples(const StudentExample *examples, int n,
 		model_error(errbuf, errlen, "bad label set");
 		return false;
 	}
+	if (student_too_many_candidates(n_labels, "the label set", errbuf, errlen))
+		return false;
 	for (int k = 0; k < n_labels; k++)
 		if (labels[k] == NULL)
 		{
@@ -339,8 +416,8 @@ split_examples(StudentTrainer *t, int n, int **train_index,
 		free(perm);
 		return false;
 	}
-	t->valid_index = malloc((n_valid > 0 ? n_valid : 1) * sizeof(int));
-	*train_index = malloc((n - n_valid) * sizeof(int));
+	t->valid_index = counted_alloc(t, (n_valid > 0 ? n_valid : 1) * sizeof(int));
+	*train_index = counted_alloc(t, (n - n_valid) * sizeof(int));
 	if (perm == NULL || t->valid_index == NULL || *train_index == NULL)
 	{
 		model_error(errbuf, errlen, "out of memory splitting %d examples", n);
@@ -370,7 +447,8 @@ uses_rationale(const StudentTrainer *t, const StudentExample *e)
  * Train the tokenizer on the texts of the training rows: inputs, labels,
  * the rationales that are trained on, the label set, and each task tag
  * once per sequence that carries it, so that the tags become single tokens
- * like any frequent word.
+ * like any frequent word.  The tokenizer's training gets what is left of
+ * memory_mb.
  */
 static bool
 train_tokenizer(StudentTrainer *t, const StudentExample *examples,
@@ -378,17 +456,21 @@ train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 				int n_labels, char *errbuf, size_t errlen)
 {
 	size_t		max_texts = 5 * (size_t) t->n_train + n_labels;
-	const char **texts = malloc(max_texts * sizeof(char *));
-	size_t	   *lens = malloc(max_texts * sizeof(size_t));
+	size_t		list_bytes = max_texts * (sizeof(char *) + sizeof(size_t));
+	const char **texts = counted_alloc(t, list_bytes);
+	size_t	   *lens;
 	size_t		n = 0;
+	char		why[200];
 
-	if (texts == NULL || lens == NULL)
+	if (texts == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for the tokenizer's corpus");
-		free(texts);
-		free(lens);
+		model_error(errbuf, errlen, t->over_budget
+					? "the list of the tokenizer's %zu texts needs more than memory_mb"
+					: "out of memory for the list of the tokenizer's %zu texts",
+					max_texts);
 		return false;
 	}
+	lens = (size_t *) (texts + max_texts);
 	for (int i = 0; i < t->n_train; i++)
 	{
 		const StudentExample *e = &examples[train_index[i]];
@@ -406,10 +488,22 @@ train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 		texts[n++] = labels[k];
 	for (size_t i = 0; i < n; i++)
 		lens[i] = strlen(texts[i]);
-	t->tokenizer = tok_train(texts, lens, n, t->params.vocab_size, errbuf, errlen);
+	t->tokenizer = tok_train(texts, lens, n, t->params.vocab_size,
+							 t->budget - t->used, &t->stop, why, sizeof(why));
+	if (t->tokenizer == NULL)
+		model_error(errbuf, errlen, "%s%s",
+					strcmp(why, "interrupted") == 0 ? "training was interrupted" : why,
+					strstr(why, "allowed") != NULL ? " by memory_mb" : "");
 	free(texts);
-	free(lens);
+	t->used -= list_bytes;
 	return t->tokenizer != NULL;
+}
+
+/* Has the caller asked to stop, at a check every ROWS_PER_CHECK rows? */
+static bool
+stop_at_row(StudentTrainer *t, int row)
+{
+	return row % ROWS_PER_CHECK == 0 && trainer_stopping(t);
 }
 
 static bool
@@ -418,7 +512,7 @@ tokenize_training_rows(StudentTrainer *t, const StudentExample *examples,
 {
 	const StudentParams *p = &t->params;
 
-	t->train = calloc(t->n_train, sizeof(TrainRow));
+	t->train = counted_alloc(t, t->n_train * sizeof(TrainRow));
 	if (t->train == NULL)
 		return false;
 	t->longest = 0;
@@ -428,7 +522,8 @@ tokenize_training_rows(StudentTrainer *t, const StudentExample *examples,
 		TrainRow   *row = &t->train[i];
 		int			len;
 
-		if (!encode_span(t, e->input, p->max_input_tokens, false, &row->input) ||
+		if (stop_at_row(t, i) ||
+			!encode_span(t, e->input, p->max_input_tokens, false, &row->input) ||
 			!encode_span(t, e->label, p->max_target_tokens, true, &row->label))
 			return false;
 		if (uses_rationale(t, e) &&
@@ -463,7 +558,7 @@ distinct_texts(const char *const *texts, int n, int *n_distinct)
 static Span *
 encode_candidates(StudentTrainer *t, const char *const *texts, int n)
 {
-	Span	   *spans = malloc(n * sizeof(Span));
+	Span	   *spans = counted_alloc(t, n * sizeof(Span));
 
 	for (int k = 0; spans != NULL && k < n; k++)
 		if (!encode_span(t, texts[k], t->params.max_target_tokens, true, &spans[k]))
@@ -498,8 +593,10 @@ prepare_validation_row(StudentTrainer *t, ValidRow *row,
 		size_t		len;
 		const char *label = trim(e->label, &len);
 
-		row->label = strndup(label, len);
-		return row->label != NULL;
+		if ((row->label = counted_alloc(t, len + 1)) == NULL)
+			return false;
+		memcpy(row->label, label, len);
+		row->label[len] = '\0';
 	}
 	return true;
 }
@@ -519,68 +616,63 @@ prepare_validation_rows(StudentTrainer *t, const StudentExample *examples,
 		t->label_set = encode_candidates(t, label_set, t->n_label_set);
 		ok = t->label_set != NULL;
 	}
-	t->valid = calloc(t->n_valid > 0 ? t->n_valid : 1, sizeof(ValidRow));
+	if (ok)
+		t->valid = counted_alloc(t, (t->n_valid > 0 ? t->n_valid : 1) * sizeof(ValidRow));
 	ok = ok && t->valid != NULL;
 	for (int i = 0; ok && i < t->n_valid; i++)
-		ok = prepare_validation_row(t, &t->valid[i],
-									&examples[t->valid_index[i]], label_set);
+		ok = !stop_at_row(t, i) &&
+			prepare_validation_row(t, &t->valid[i], &examples[t->valid_index[i]], label_set);
 	free(label_set);
 	return ok;
 }
 
 /*
+ * Tokenize the tags, the training rows and the validation rows; false with
+ * a message (out of memory_mb, out of memory, a stop).
+ */
+static bool
+tokenize_examples(StudentTrainer *t, const StudentExample *examples,
+				  int n_examples, const int *train_index,
+				  const char *const *labels, int n_labels,
+				  char *errbuf, size_t errlen)
+{
+	if (encode_span(t, STUDENT_PREDICT_TAG, INT32_MAX, false, &t->tag[0]) &&
+		encode_span(t, STUDENT_EXPLAIN_TAG, INT32_MAX, false, &t->tag[1]) &&
+		tokenize_training_rows(t, examples, train_index) &&
+		prepare_validation_rows(t, examples, labels, n_labels))
+		return true;
+	if (t->failed)
+		model_error(errbuf, errlen, "%s", t->error);
+	else if (t->over_budget)
+		model_error(errbuf, errlen,
+					"the tokenized examples need more memory than memory_mb (%d MB) leaves",
+					t->params.memory_mb);
+	else
+		model_error(errbuf, errlen, "out of memory tokenizing %d examples", n_examples);
+	return false;
+}
+
+/*
  * Sequences per forward: as many as the batch can hold (rows * 2 with
  * rationales) while the training buffers of seq_len-token sequences stay
- * within budget bytes; at least one.  The buffers grow linearly with the
- * number of sequences, so two sizes give the slope.
+ * within budget bytes; 0 when not even one fits.  The buffers grow
+ * linearly with the number of sequences, so two sizes give the slope.
  */
 static int
 micro_batch_capacity(const ModelConfig *config, int max_seqs, int seq_len,
 					 size_t budget)
 {
-	size_t		one = model_training_bytes(config, 1, seq_len);
-	size_t		per_seq = model_training_bytes(config, 2, seq_len) - one;
+	size_t		one = model_training_bytes(config, 1, seq_len) +
+		(size_t) seq_len * BATCH_BYTES_PER_TOKEN;
+	size_t		per_seq = model_training_bytes(config, 2, seq_len) -
+		model_training_bytes(config, 1, seq_len) +
+		(size_t) seq_len * BATCH_BYTES_PER_TOKEN;
 	size_t		fits;
 
-	if (budget <= one)
-		return 1;
+	if (budget < one)
+		return 0;
 	fits = 1 + (budget - one) / per_seq;
 	return fits < (size_t) max_seqs ? (int) fits : max_seqs;
-}
-
-static bool
-build_model(StudentTrainer *t, char *errbuf, size_t errlen)
-{
-	const StudentParams *p = &t->params;
-	int			total_steps = p->epochs * t->steps_per_epoch;
-	ModelConfig config;
-	OptimConfig optim;
-
-	model_config_default(&config, tok_vocab_size(t->tokenizer), p->d_model,
-						 p->n_layers, p->n_heads);
-	if (p->d_ff > 0)
-		config.d_ff = p->d_ff;
-	config.max_seq_len = student_sequence_limit(t->tokenizer, p->max_input_tokens,
-												p->max_target_tokens);
-	config.tied_embeddings = p->tied_embeddings;
-	config.prefix_lm = p->prefix_lm;
-	config.dropout = (float) p->dropout;
-	if (config.max_seq_len < 0)
-	{
-		model_error(errbuf, errlen, "out of memory sizing the model");
-		return false;
-	}
-	t->model = model_create(&config, errbuf, errlen);
-	if (t->model == NULL)
-		return false;
-	model_init_weights(t->model, p->seed);
-
-	optim_config_default(&optim, (float) p->lr, total_steps);
-	optim.warmup_steps = (int) (p->warmup_fraction * total_steps + 0.5);
-	optim.weight_decay = (float) p->weight_decay;
-	optim.grad_clip = (float) p->grad_clip;
-	t->optim = optim_create(t->model, &optim, errbuf, errlen);
-	return t->optim != NULL;
 }
 
 /* The most candidates a validation row is scored against. */
@@ -594,43 +686,36 @@ max_candidates(const StudentTrainer *t)
 	return n;
 }
 
-static bool
-alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
+/* Sequences in a step at most: rows * 2 with rationales. */
+static int
+max_sequences(const StudentTrainer *t)
 {
 	int			rows = t->params.batch_size < t->n_train ? t->params.batch_size : t->n_train;
-	int			longest_tag = t->tag[0].len > t->tag[1].len ? t->tag[0].len : t->tag[1].len;
-	bool		rationales = false;
-	int			max_seqs;
-	size_t		cells;
 
 	for (int i = 0; i < t->n_train; i++)
-		rationales |= t->train[i].rationale.len > 0;
-	max_seqs = rationales ? 2 * rows : rows;
-	t->micro_batch = micro_batch_capacity(&t->model->config, max_seqs, t->longest,
-										  (size_t) t->params.memory_mb << 20);
-	if (!model_alloc_training(t->model, t->micro_batch, t->longest, errbuf, errlen))
-		return false;
+		if (t->train[i].rationale.len > 0)
+			return 2 * rows;
+	return rows;
+}
 
-	cells = (size_t) t->micro_batch * t->longest;
-	t->seqs = malloc(max_seqs * sizeof(Sequence));
-	t->tokens = malloc(cells * sizeof(int32_t));
-	t->lengths = malloc(t->micro_batch * sizeof(int32_t));
-	t->prefix_lengths = malloc(t->micro_batch * sizeof(int32_t));
-	t->weights = malloc(cells * sizeof(float));
-	t->token_nll = malloc(cells * sizeof(float));
-	t->order = malloc(t->n_train * sizeof(int));
-	t->prefix = malloc(STUDENT_PREFIX_LEN(longest_tag, t->params.max_input_tokens) *
-					   sizeof(int32_t));
-	t->cand_ids = malloc(max_candidates(t) * sizeof(int32_t *));
-	t->cand_lens = malloc(max_candidates(t) * sizeof(int));
-	if (t->n_valid > 0)
-		t->best_params = malloc(t->model->n_params * sizeof(float));
-	if (!t->seqs || !t->tokens || !t->lengths || !t->prefix_lengths ||
-		!t->weights || !t->token_nll || !t->order || !t->prefix ||
-		!t->cand_ids || !t->cand_lens || (t->n_valid > 0 && !t->best_params))
+/* The arrays of a step's sequences and of validation, within memory_mb. */
+static bool
+alloc_step_arrays(StudentTrainer *t, char *errbuf, size_t errlen)
+{
+	int			longest_tag = t->tag[0].len > t->tag[1].len ? t->tag[0].len : t->tag[1].len;
+
+	t->seqs = counted_alloc(t, max_sequences(t) * sizeof(Sequence));
+	t->order = counted_alloc(t, t->n_train * sizeof(int));
+	t->prefix = counted_alloc(t, STUDENT_PREFIX_LEN(longest_tag, t->params.max_input_tokens) *
+							  sizeof(int32_t));
+	t->cand_ids = counted_alloc(t, max_candidates(t) * sizeof(int32_t *));
+	t->cand_lens = counted_alloc(t, max_candidates(t) * sizeof(int));
+	if (!t->seqs || !t->order || !t->prefix || !t->cand_ids || !t->cand_lens)
 	{
-		model_error(errbuf, errlen, "out of memory for batches of %d x %d tokens",
-					  t->micro_batch, t->longest);
+		model_error(errbuf, errlen, t->over_budget
+					? "the arrays of a step of %d sequences need more than memory_mb"
+					: "out of memory for the arrays of a step of %d sequences",
+					max_sequences(t));
 		return false;
 	}
 	for (int i = 0; i < t->n_train; i++)
@@ -638,13 +723,99 @@ alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
 	return true;
 }
 
+/*
+ * The model's configuration, and how many sequences a micro-batch holds
+ * in what memory_mb leaves: an error with the figures, before any of the
+ * model is allocated, when not even one fits.
+ */
+static bool
+plan_model(StudentTrainer *t, ModelConfig *config, char *errbuf, size_t errlen)
+{
+	const StudentParams *p = &t->params;
+	size_t		one;
+
+	model_config_default(config, tok_vocab_size(t->tokenizer), p->d_model,
+						 p->n_layers, p->n_heads);
+	if (p->d_ff > 0)
+		config->d_ff = p->d_ff;
+	config->max_seq_len = student_sequence_limit(t->tokenizer, p->max_input_tokens,
+												 p->max_target_tokens);
+	config->tied_embeddings = p->tied_embeddings;
+	config->prefix_lm = p->prefix_lm;
+	config->dropout = (float) p->dropout;
+	if (config->max_seq_len < 0)
+	{
+		model_error(errbuf, errlen, "out of memory sizing the model");
+		return false;
+	}
+	if (!model_config_validate(config, errbuf, errlen))
+		return false;
+	t->micro_batch = micro_batch_capacity(config, max_sequences(t), t->longest,
+										  t->budget - t->used);
+	if (t->micro_batch > 0)
+		return true;
+	one = model_training_bytes(config, 1, t->longest) +
+		(size_t) t->longest * BATCH_BYTES_PER_TOKEN;
+	model_error(errbuf, errlen,
+				"training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
+				mb_up(t->used + one), p->memory_mb, t->longest, mb_up(one), mb_up(t->used));
+	return false;
+}
+
+static bool
+build_model(StudentTrainer *t, const ModelConfig *config, char *errbuf,
+			size_t errlen)
+{
+	const StudentParams *p = &t->params;
+	int			total_steps = p->epochs * t->steps_per_epoch;
+	OptimConfig optim;
+
+	t->model = model_create(config, errbuf, errlen);
+	if (t->model == NULL)
+		return false;
+	model_init_weights(t->model, p->seed);
+
+	optim_config_default(&optim, (float) p->lr, total_steps);
+	optim.warmup_steps = (int) (p->warmup_fraction * total_steps + 0.5);
+	optim.weight_decay = (float) p->weight_decay;
+	optim.grad_clip = (float) p->grad_clip;
+	t->optim = optim_create(t->model, &optim, errbuf, errlen);
+	return t->optim != NULL;
+}
+
+/* The batch buffers of micro-batches of t->micro_batch sequences. */
+static bool
+alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
+{
+	size_t		cells = (size_t) t->micro_batch * t->longest;
+
+	if (!model_alloc_training(t->model, t->micro_batch, t->longest, errbuf, errlen))
+		return false;
+	t->tokens = malloc(cells * sizeof(int32_t));
+	t->lengths = malloc(t->micro_batch * sizeof(int32_t));
+	t->prefix_lengths = malloc(t->micro_batch * sizeof(int32_t));
+	t->weights = malloc(cells * sizeof(float));
+	t->token_nll = malloc(cells * sizeof(float));
+	if (t->n_valid > 0)
+		t->best_params = malloc(t->model->n_params * sizeof(float));
+	if (!t->tokens || !t->lengths || !t->prefix_lengths || !t->weights ||
+		!t->token_nll || (t->n_valid > 0 && !t->best_params))
+	{
+		model_error(errbuf, errlen, "out of memory for batches of %d x %d tokens",
+					  t->micro_batch, t->longest);
+		return false;
+	}
+	return true;
+}
+
 StudentTrainer *
 trainer_create(const StudentParams *params, const StudentExample *examples,
 			   int n_examples, const char *const *labels, int n_labels,
-			   char *errbuf, size_t errlen)
+			   const StopCheck *stop, char *errbuf, size_t errlen)
 {
 	StudentTrainer *t;
 	int		   *train_index = NULL;
+	ModelConfig config;
 
 	if (!student_params_validate(params, errbuf, errlen) ||
 		!check_examples(examples, n_examples, labels, n_labels, errbuf, errlen))
@@ -656,20 +827,17 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 		return NULL;
 	}
 	t->params = *params;
+	if (stop != NULL)
+		t->stop = *stop;
+	t->budget = (size_t) params->memory_mb << 20;
 	t->shuffle_state = params->seed ^ 0x0DE75EEDull;
 	t->best_accuracy = NAN;
 	t->epoch = 1;
 	if (!split_examples(t, n_examples, &train_index, errbuf, errlen) ||
-		!train_tokenizer(t, examples, train_index, labels, n_labels, errbuf, errlen))
+		!train_tokenizer(t, examples, train_index, labels, n_labels, errbuf, errlen) ||
+		!tokenize_examples(t, examples, n_examples, train_index, labels, n_labels,
+						   errbuf, errlen))
 		goto fail;
-	if (!encode_span(t, STUDENT_PREDICT_TAG, INT32_MAX, false, &t->tag[0]) ||
-		!encode_span(t, STUDENT_EXPLAIN_TAG, INT32_MAX, false, &t->tag[1]) ||
-		!tokenize_training_rows(t, examples, train_index) ||
-		!prepare_validation_rows(t, examples, labels, n_labels))
-	{
-		model_error(errbuf, errlen, "out of memory tokenizing %d examples", n_examples);
-		goto fail;
-	}
 	t->steps_per_epoch = (t->n_train + params->batch_size - 1) / params->batch_size;
 	if ((int64_t) t->steps_per_epoch * params->epochs > INT32_MAX)
 	{
@@ -677,7 +845,10 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 					  params->epochs, t->steps_per_epoch);
 		goto fail;
 	}
-	if (!build_model(t, errbuf, errlen) || !alloc_buffers(t, errbuf, errlen))
+	if (!alloc_step_arrays(t, errbuf, errlen) ||
+		!plan_model(t, &config, errbuf, errlen) ||
+		!build_model(t, &config, errbuf, errlen) ||
+		!alloc_buffers(t, errbuf, errlen))
 		goto fail;
 	free(train_index);
 	return t;
@@ -867,21 +1038,6 @@ run_micro_batch(StudentTrainer *t, const Sequence *seqs, int n,
 }
 
 /*
- * Has the caller asked to stop?  Then training ends here, unfinished, and
- * trainer_error() says so.
- */
-static bool
-stop_requested(StudentTrainer *t)
-{
-	if (t->should_stop == NULL || !t->should_stop(t->stop_arg))
-		return false;
-	t->failed = true;
-	t->phase = PHASE_DONE;
-	model_error(t->error, sizeof(t->error), "training was interrupted");
-	return true;
-}
-
-/*
  * One optimizer step on the next batch_size rows of the epoch.  Each label
  * token weighs 1 / (label tokens of the batch) and each rationale token
  * lambda / (rationale tokens of the batch), so the loss is L_label +
@@ -915,7 +1071,7 @@ train_step(StudentTrainer *t, TrainProgress *p)
 	{
 		int			end = micro_batch_end(t, start, n_seqs);
 
-		if (stop_requested(t))
+		if (trainer_stopping(t))
 			return TRAIN_DONE;
 		tokens += run_micro_batch(t, t->seqs + start, end - start, task_weight, nll);
 		start = end;
@@ -971,7 +1127,7 @@ answer_is_right(StudentTrainer *t, const ValidRow *row)
 		return choice < 0 ? -1 : choice == row->gold;
 	}
 	text = student_generate_ids(t->model, t->tokenizer, t->prefix, prefix_len,
-								t->params.max_target_tokens,
+								t->params.max_target_tokens, NULL,
 								t->error, sizeof(t->error));
 	if (text == NULL)
 		return -1;
@@ -992,7 +1148,7 @@ validate_some(StudentTrainer *t)
 	{
 		int			right;
 
-		if (stop_requested(t))
+		if (trainer_stopping(t))
 			return false;
 		right = answer_is_right(t, &t->valid[t->next_valid]);
 		if (right < 0)
@@ -1029,13 +1185,6 @@ end_epoch(StudentTrainer *t, TrainProgress *p)
 	t->epoch++;
 	t->phase = t->epoch > t->params.epochs ? PHASE_DONE : PHASE_STEPS;
 	return TRAIN_EPOCH;
-}
-
-void
-trainer_set_stop_check(StudentTrainer *t, bool (*should_stop) (void *arg), void *arg)
-{
-	t->should_stop = should_stop;
-	t->stop_arg = arg;
 }
 
 TrainEvent

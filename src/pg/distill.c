@@ -3,6 +3,8 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include <curl/curl.h>
 
 #include "fmgr.h"
@@ -11,6 +13,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "core/model.h"
 #include "pg/glue.h"
 
 PG_MODULE_MAGIC;
@@ -19,24 +22,56 @@ void		_PG_init(void);
 
 int			distill_threads = 1;
 char	   *distill_api_key_env_prefix = NULL;
+int			distill_model_cache_mb = 256;
+
+/* The largest distill.threads accepted; the check hook also caps it at the cores. */
+#define MAX_THREADS 1024
 
 /*
- * Runs in the postmaster when preloaded: define settings only.  No libcurl
- * or BLAS here, since their threads and global state must not be forked.
- * Loaded later instead (by CREATE EXTENSION or a first call), distill works
- * in the foreground only; a postmaster-level setting can then not be
- * defined at all (PostgreSQL ends the session), and would mean nothing.
+ * More threads than cores only makes them wait for each other, and
+ * OpenBLAS starts that many threads in the backend.
+ */
+static bool
+check_threads(int *newval, void **extra, GucSource source)
+{
+	long		cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cores < 1 || *newval <= cores)
+		return true;
+	GUC_check_errdetail("This machine has %ld cores.", cores);
+	GUC_check_errhint("Use at most as many threads as cores; one is usually best, as the backend shares them with the rest of the server.");
+	return false;
+}
+
+/*
+ * Runs in the postmaster when preloaded: define settings, and stop the
+ * threads OpenBLAS started when it was loaded (one per core), so that the
+ * postmaster forks its children from a single thread; a backend starts
+ * OpenBLAS's threads again only when it asks for more than one
+ * (distill.threads).  No libcurl here, since its global state must not be
+ * forked.  Loaded later instead (by CREATE EXTENSION or a first call),
+ * distill works in the foreground only; a postmaster-level setting can
+ * then not be defined at all (PostgreSQL ends the session), and would
+ * mean nothing.
  */
 void
 _PG_init(void)
 {
+	model_single_thread();
 	DefineCustomIntVariable("distill.threads",
 							"Threads for the student's matrix products (OpenBLAS).",
 							"A backend shares its cores with the rest of the server; "
-							"more threads help large models only.",
+							"more threads help large models only. At most the machine's cores.",
 							&distill_threads,
-							1, 1, 64,
+							1, 1, MAX_THREADS,
 							PGC_USERSET, 0,
+							check_threads, NULL, NULL);
+	DefineCustomIntVariable("distill.model_cache_mb",
+							"Memory for the models a backend keeps loaded between queries.",
+							"The models a transaction uses stay loaded until it ends, even beyond this.",
+							&distill_model_cache_mb,
+							256, 0, 1024 * 1024,
+							PGC_USERSET, GUC_UNIT_MB,
 							NULL, NULL, NULL);
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomStringVariable("distill.database",
@@ -72,6 +107,17 @@ _PG_init(void)
 	MarkGUCPrefixReserved("distill");
 	if (process_shared_preload_libraries_in_progress)
 		launcher_register();
+}
+
+/*
+ * The core's stop check (core/stop.h): a pending cancel or termination.
+ * The core stops and returns, then the caller's CHECK_FOR_INTERRUPTS()
+ * raises it.
+ */
+bool
+interrupt_pending(void *arg)
+{
+	return QueryCancelPending || ProcDiePending;
 }
 
 /* A part of a parsed URL, or NULL when absent. */

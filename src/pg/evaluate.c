@@ -12,6 +12,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "core/student.h"
 #include "pg/glue.h"
@@ -72,6 +73,54 @@ per_label_jsonb(const LabelCounts *counts)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
 }
 
+/* Where the source's columns are; choices is 0 when there is none. */
+typedef struct SourceColumns
+{
+	int			input;
+	int			label;
+	int			choices;
+} SourceColumns;
+
+/* Running totals. */
+typedef struct Tally
+{
+	int64		n;
+	int64		right;
+	LabelCounts counts;
+} Tally;
+
+/*
+ * Answer one row of the source and count it; what it allocates (its
+ * values, candidates, the answer) goes in the current context, which the
+ * caller resets after each row.
+ */
+static void
+evaluate_row(const CachedModel *model, HeapTuple tuple, TupleDesc tupdesc,
+			 const SourceColumns *cols, bool equation, Tally *tally)
+{
+	char	   *input = SPI_getvalue(tuple, tupdesc, cols->input);
+	char	   *gold = SPI_getvalue(tuple, tupdesc, cols->label);
+	char	  **choices = NULL;
+	int			n_choices = 0;
+	bool		isnull;
+	char	   *predicted;
+
+	if (input == NULL || gold == NULL)
+		return;
+	if (cols->choices > 0)
+	{
+		Datum		array = SPI_getbinval(tuple, tupdesc, cols->choices, &isnull);
+
+		if (!isnull)
+			choices = candidates_arg(DatumGetArrayTypeP(array), &n_choices);
+	}
+	predicted = predict_text(model, input, choices, n_choices);
+	tally->n++;
+	tally->right += answer_matches(equation ? METRIC_EQUATION : METRIC_EXACT, predicted, gold);
+	if (tally->counts.labels != NULL)
+		count_label(&tally->counts, predicted, gold);
+}
+
 static int
 required_column(TupleDesc tupdesc, const char *name)
 {
@@ -93,14 +142,12 @@ distill_evaluate(PG_FUNCTION_ARGS)
 	char	   *metric = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	bool		equation = strcmp(metric, "equation") == 0;
 	MemoryContext callerctx = CurrentMemoryContext;
+	MemoryContext row_memory;
 	CachedModel *model;
 	TupleDesc	tupdesc;
-	int			input_col,
-				label_col,
-				choices_col;
-	LabelCounts counts = {0};
-	int64		n = 0,
-				right = 0;
+	SourceColumns cols;
+	Tally		tally = {0};
+	LabelCounts *counts = &tally.counts;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, true};
 
@@ -114,57 +161,42 @@ distill_evaluate(PG_FUNCTION_ARGS)
 	SPI_connect();
 	run_source_query(query, "evaluation");
 	tupdesc = SPI_tuptable->tupdesc;
-	input_col = required_column(tupdesc, "input");
-	label_col = required_column(tupdesc, "label");
-	choices_col = SPI_fnumber(tupdesc, "choices");
-	if (choices_col > 0 && SPI_gettypeid(tupdesc, choices_col) != TEXTARRAYOID)
+	cols.input = required_column(tupdesc, "input");
+	cols.label = required_column(tupdesc, "label");
+	cols.choices = Max(SPI_fnumber(tupdesc, "choices"), 0);
+	if (cols.choices > 0 && SPI_gettypeid(tupdesc, cols.choices) != TEXTARRAYOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("the evaluation source's \"choices\" column must be text[]")));
-	if (choices_col <= 0 && !equation)
-		counts.labels = model_label_set(model, &counts.n_labels);
-	if (counts.labels != NULL)
+	if (cols.choices == 0 && !equation)
+		counts->labels = model_label_set(model, &counts->n_labels);
+	if (counts->labels != NULL)
 	{
-		counts.predicted = palloc0(counts.n_labels * sizeof(int64));
-		counts.actual = palloc0(counts.n_labels * sizeof(int64));
-		counts.correct = palloc0(counts.n_labels * sizeof(int64));
+		counts->predicted = palloc0(counts->n_labels * sizeof(int64));
+		counts->actual = palloc0(counts->n_labels * sizeof(int64));
+		counts->correct = palloc0(counts->n_labels * sizeof(int64));
 	}
 
+	row_memory = AllocSetContextCreate(CurrentMemoryContext, "distill.evaluate row",
+									   ALLOCSET_DEFAULT_SIZES);
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[row];
-		char	   *input = SPI_getvalue(tuple, tupdesc, input_col);
-		char	   *gold = SPI_getvalue(tuple, tupdesc, label_col);
-		char	  **choices = NULL;
-		int			n_choices = 0;
-		bool		isnull;
-		char	   *predicted;
+		MemoryContext outer = MemoryContextSwitchTo(row_memory);
 
 		CHECK_FOR_INTERRUPTS();
-		if (input == NULL || gold == NULL)
-			continue;
-		if (choices_col > 0)
-		{
-			Datum		array = SPI_getbinval(tuple, tupdesc, choices_col, &isnull);
-
-			if (!isnull)
-				choices = candidates_arg(DatumGetArrayTypeP(array), &n_choices);
-		}
-		predicted = predict_text(model, input, choices, n_choices);
-		n++;
-		right += answer_matches(equation ? METRIC_EQUATION : METRIC_EXACT, predicted, gold);
-		if (counts.labels != NULL)
-			count_label(&counts, predicted, gold);
+		evaluate_row(model, SPI_tuptable->vals[row], tupdesc, &cols, equation, &tally);
+		MemoryContextSwitchTo(outer);
+		MemoryContextReset(row_memory);
 	}
 
-	values[0] = Int64GetDatum(n);
-	values[1] = Float8GetDatum(n > 0 ? (double) right / n : 0.0);
-	nulls[1] = n == 0;
-	if (counts.labels != NULL)
+	values[0] = Int64GetDatum(tally.n);
+	values[1] = Float8GetDatum(tally.n > 0 ? (double) tally.right / tally.n : 0.0);
+	nulls[1] = tally.n == 0;
+	if (counts->labels != NULL)
 	{
 		MemoryContext spictx = MemoryContextSwitchTo(callerctx);
 
-		values[2] = per_label_jsonb(&counts);
+		values[2] = per_label_jsonb(counts);
 		nulls[2] = false;
 		MemoryContextSwitchTo(spictx);
 	}

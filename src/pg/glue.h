@@ -130,9 +130,11 @@ extern char *run_training(JobRun *run, const char *model, const char *task,
 						  const char *method, const char *source,
 						  double rationale_weight, Jsonb *params);
 
-/* distill.c: settings */
+/* distill.c: settings, and the core's stop check (core/stop.h) */
 extern int	distill_threads;
 extern char *distill_api_key_env_prefix;
+extern int	distill_model_cache_mb;
+extern bool interrupt_pending(void *arg);
 
 /* predict.c: the backend's model cache and the student's answers */
 typedef struct CachedModel CachedModel;

@@ -17,6 +17,7 @@
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -43,9 +44,13 @@ job_start_here(const char *kind, const char *args_json)
 	return run;
 }
 
+/* Runs once a second for hours: in memory of its own, freed at once. */
 static void
 update_job(int64 job, const char *sql, double progress, const char *message)
 {
+	MemoryContext memory = AllocSetContextCreate(CurrentMemoryContext, "distill job update",
+												 ALLOCSET_SMALL_SIZES);
+	MemoryContext caller = MemoryContextSwitchTo(memory);
 	Oid			argtypes[3] = {INT8OID, FLOAT4OID, TEXTOID};
 	Datum		values[3] = {Int64GetDatum(job), Float4GetDatum((float4) progress),
 	message ? CStringGetTextDatum(message) : (Datum) 0};
@@ -53,6 +58,8 @@ update_job(int64 job, const char *sql, double progress, const char *message)
 
 	if (run_sql_as_owner(sql, 3, argtypes, values, nulls, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update distill.jobs");
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(memory);
 }
 
 /*
@@ -75,9 +82,13 @@ job_commit(JobRun *run)
 void
 job_progress(JobRun *run, double progress, const char *message)
 {
+	char		activity[256];
+
 	if (!run->background)
 		return;
-	pgstat_report_activity(STATE_RUNNING, psprintf("distill job " INT64_FORMAT ": %s", run->id, message));
+	/* called for every step or item: nothing allocated in the job's memory */
+	snprintf(activity, sizeof(activity), "distill job " INT64_FORMAT ": %s", run->id, message);
+	pgstat_report_activity(STATE_RUNNING, activity);
 	if (!TimestampDifferenceExceeds(run->last_progress, GetCurrentTimestamp(),
 									PROGRESS_COMMIT_INTERVAL_MS))
 		return;

@@ -6,13 +6,19 @@
  * version of its model once per query and keeps a pointer to the cache
  * entry in fn_extra; the rows after the first cost no catalog access.  An
  * entry used by the current transaction is never evicted, so those
- * pointers stay valid for the whole query.
+ * pointers stay valid for the whole query.  The cache holds at most
+ * distill.model_cache_mb of models: loading one evicts the least recently
+ * used others while it is over, and the end of each transaction trims it
+ * down to the bound, so a query that used many models holds them only
+ * until it ends.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -24,14 +30,17 @@
 #include "core/student.h"
 #include "pg/glue.h"
 
-#define MAX_CACHED_MODELS 8
-
 struct CachedModel
 {
 	int64		id;				/* hash key */
 	Student    *student;		/* malloc'd by the core */
-	char	  **labels;			/* in TopMemoryContext; NULL without a label set */
+	MemoryContext memory;		/* name and labels */
+	char	   *name;
+	int			version;
+	char	  **labels;			/* NULL without a label set */
 	int			n_labels;
+	size_t		bytes;			/* the student's, and memory's */
+	uint64		last_used;		/* cache_clock when last looked up */
 	LocalTransactionId used_in; /* the last transaction that used it */
 };
 
@@ -43,6 +52,10 @@ typedef struct CallSite
 } CallSite;
 
 static HTAB *model_cache = NULL;
+static size_t cached_bytes = 0;
+static uint64 cache_clock = 0;
+
+static void trim_at_transaction_end(XactEvent event, void *arg);
 
 static HTAB *
 cache(void)
@@ -51,8 +64,8 @@ cache(void)
 	{
 		HASHCTL		ctl = {.keysize = sizeof(int64),.entrysize = sizeof(CachedModel)};
 
-		model_cache = hash_create("distill models", MAX_CACHED_MODELS, &ctl,
-								  HASH_ELEM | HASH_BLOBS);
+		model_cache = hash_create("distill models", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+		RegisterXactCallback(trim_at_transaction_end, NULL);
 	}
 	return model_cache;
 }
@@ -61,33 +74,52 @@ static void
 forget(CachedModel *entry)
 {
 	student_free(entry->student);
-	for (int i = 0; i < entry->n_labels; i++)
-		pfree(entry->labels[i]);
-	if (entry->labels)
-		pfree(entry->labels);
+	MemoryContextDelete(entry->memory);
+	cached_bytes -= entry->bytes;
 	hash_search(cache(), &entry->id, HASH_REMOVE, NULL);
 }
 
-/* Make room: drop the least recently used entry not used by this transaction. */
-static void
-evict_if_full(void)
+static size_t
+cache_limit(void)
 {
-	HASH_SEQ_STATUS scan;
-	CachedModel *entry;
-	CachedModel *oldest = NULL;
-
-	if (hash_get_num_entries(cache()) < MAX_CACHED_MODELS)
-		return;
-	hash_seq_init(&scan, cache());
-	while ((entry = hash_seq_search(&scan)) != NULL)
-		if (entry->used_in != MyProc->lxid &&
-			(oldest == NULL || entry->used_in < oldest->used_in))
-			oldest = entry;
-	if (oldest != NULL)
-		forget(oldest);
+	return (size_t) distill_model_cache_mb << 20;
 }
 
-/* The id of the newest version of a model. */
+/*
+ * Evict the least recently used entries while the cache is over
+ * distill.model_cache_mb; not those the current transaction uses, while
+ * keep_pinned (call sites of its queries point at them).
+ */
+static void
+trim(bool keep_pinned)
+{
+	while (cached_bytes > cache_limit())
+	{
+		HASH_SEQ_STATUS scan;
+		CachedModel *entry;
+		CachedModel *oldest = NULL;
+
+		hash_seq_init(&scan, cache());
+		while ((entry = hash_seq_search(&scan)) != NULL)
+			if ((!keep_pinned || entry->used_in != MyProc->lxid) &&
+				(oldest == NULL || entry->last_used < oldest->last_used))
+				oldest = entry;
+		if (oldest == NULL)
+			break;
+		forget(oldest);
+	}
+}
+
+static void
+trim_at_transaction_end(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		trim(false);
+}
+
+/* The id of the newest version of a model the caller may see. */
 static int64
 newest_version(const char *name)
 {
@@ -95,9 +127,8 @@ newest_version(const char *name)
 	Datum		value = CStringGetTextDatum(name);
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT id FROM distill.models WHERE name = $1"
-							  " ORDER BY version DESC LIMIT 1",
-							  1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT)
+	if (run_sql("SELECT id FROM distill.models WHERE name = $1 ORDER BY version DESC LIMIT 1",
+				1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read distill.models");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -107,6 +138,7 @@ newest_version(const char *name)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* The label set, in the current memory context. */
 static void
 load_labels(CachedModel *entry, Datum array)
 {
@@ -116,13 +148,23 @@ load_labels(CachedModel *entry, Datum array)
 
 	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
-	entry->labels = MemoryContextAlloc(TopMemoryContext, Max(n, 1) * sizeof(char *));
+	entry->labels = palloc(Max(n, 1) * sizeof(char *));
 	for (int i = 0; i < n; i++)
-		entry->labels[i] = MemoryContextStrdup(TopMemoryContext, TextDatumGetCString(elems[i]));
+		entry->labels[i] = TextDatumGetCString(elems[i]);
 	entry->n_labels = n;
 }
 
-/* Read a model version and deserialize it into a new cache entry. */
+static void
+student_release(void *student)
+{
+	student_free(student);
+}
+
+/*
+ * Read a model version and deserialize it into a new cache entry.  Until
+ * the entry is in the cache, its student is under a guard and its memory
+ * a child of the current context, so that an error leaks neither.
+ */
 static CachedModel *
 load_model(const char *name, int64 id)
 {
@@ -136,11 +178,13 @@ load_model(const char *name, int64 id)
 	bool		labels_null;
 	Datum		labels;
 	char		errbuf[256];
-	Student    *student;
+	CachedModel loaded = {.id = id};
+	CoreGuard  *guard;
+	MemoryContext caller = CurrentMemoryContext;
 	CachedModel *entry;
 
-	if (SPI_execute_with_args("SELECT tokenizer, weights, labels, version FROM distill.models WHERE id = $1",
-							  1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT ||
+	if (run_sql("SELECT tokenizer, weights, labels, version FROM distill.models WHERE id = $1",
+				1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "model \"%s\" vanished while being loaded", name);
 	row = SPI_tuptable->vals[0];
@@ -148,24 +192,35 @@ load_model(const char *name, int64 id)
 	tokenizer = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 1, &isnull));
 	weights = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 2, &isnull));
 	labels = SPI_getbinval(row, tupdesc, 3, &labels_null);
+	loaded.version = DatumGetInt32(SPI_getbinval(row, tupdesc, 4, &isnull));
 
-	student = student_load(VARDATA_ANY(tokenizer), VARSIZE_ANY_EXHDR(tokenizer),
-						   VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
-						   errbuf, sizeof(errbuf));
-	if (student == NULL)
+	loaded.student = student_load(VARDATA_ANY(tokenizer), VARSIZE_ANY_EXHDR(tokenizer),
+								  VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
+								  errbuf, sizeof(errbuf));
+	if (loaded.student == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("model \"%s\" version %d cannot be loaded: %s", name,
-						DatumGetInt32(SPI_getbinval(row, tupdesc, 4, &isnull)), errbuf),
+						loaded.version, errbuf),
 				 errhint("Its row in distill.models is damaged or was not written by distill; train the model again.")));
+	guard = core_guard_new(loaded.student, student_release);
+	loaded.student->stop.should_stop = interrupt_pending;
 
-	evict_if_full();
-	entry = hash_search(cache(), &id, HASH_ENTER, NULL);
-	entry->student = student;
-	entry->labels = NULL;
-	entry->n_labels = 0;
+	loaded.memory = AllocSetContextCreate(caller, "distill cached model",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(loaded.memory);
+	loaded.name = pstrdup(name);
 	if (!labels_null)
-		load_labels(entry, labels);
+		load_labels(&loaded, labels);
+	MemoryContextSwitchTo(caller);
+	loaded.bytes = student_memory_bytes(loaded.student) +
+		MemoryContextMemAllocated(loaded.memory, true);
+
+	entry = hash_search(cache(), &id, HASH_ENTER, NULL);
+	*entry = loaded;
+	MemoryContextSetParent(entry->memory, TopMemoryContext);
+	core_guard_detach(guard);
+	cached_bytes += entry->bytes;
 	return entry;
 }
 
@@ -183,6 +238,8 @@ lookup_model(const char *name)
 		entry = load_model(name, id);
 	SPI_finish();
 	entry->used_in = MyProc->lxid;
+	entry->last_used = ++cache_clock;
+	trim(true);
 	model_set_threads(distill_threads);
 	return entry;
 }
@@ -209,9 +266,11 @@ call_site_model(FunctionCallInfo fcinfo)
 	return site->model;
 }
 
+/* The core failed; when it stopped for an interrupt, that is the error. */
 static void
 core_failure(const char *what, const char *errbuf)
 {
+	CHECK_FOR_INTERRUPTS();
 	ereport(ERROR,
 			(errcode(ERRCODE_INTERNAL_ERROR),
 			 errmsg("%s failed: %s", what, errbuf)));
@@ -229,6 +288,13 @@ candidates_arg(ArrayType *array, int *n)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("candidates must be a one-dimensional array")));
+	if (ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array)) > STUDENT_MAX_CANDIDATES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many candidates: %d",
+						ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array))),
+				 errdetail("A prediction scores at most %d candidates.", STUDENT_MAX_CANDIDATES),
+				 errhint("To choose among more, choose in rounds: the best of each thousand, then the best of those.")));
 	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
 	if (*n == 0)
 		ereport(ERROR,
@@ -309,6 +375,7 @@ generate(const CachedModel *model, const char *task, const char *input)
 	return result;
 }
 
+/* probs are finite: student_choose() fails rather than give NaN. */
 static Datum
 probabilities_jsonb(char **candidates, int n, const double *probs)
 {
@@ -460,4 +527,33 @@ distill_tokenize(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	PG_RETURN_ARRAYTYPE_P(construct_array(tokens, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+PG_FUNCTION_INFO_V1(distill_model_cache);
+
+/*
+ * distill.model_cache(): the models this backend holds, their memory, and
+ * whether the current transaction uses them (then they stay until it ends).
+ */
+Datum
+distill_model_cache(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASH_SEQ_STATUS scan;
+	CachedModel *entry;
+
+	InitMaterializedSRF(fcinfo, 0);
+	hash_seq_init(&scan, cache());
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		Datum		values[4] = {
+			CStringGetTextDatum(entry->name), Int32GetDatum(entry->version),
+			Int64GetDatum((int64) entry->bytes),
+			BoolGetDatum(entry->used_in == MyProc->lxid)
+		};
+		bool		nulls[4] = {false, false, false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -446,13 +446,6 @@ utf8_labels(const TaskDef *task)
 	return labels;
 }
 
-/* Pending cancel or termination: the trainer stops, then we raise it. */
-static bool
-interrupt_pending(void *arg)
-{
-	return QueryCancelPending || ProcDiePending;
-}
-
 static void
 trainer_release(void *trainer)
 {
@@ -466,17 +459,22 @@ student_release(void *student)
 }
 
 /*
- * Train to the end, checking for interrupts between bounded units of work;
- * returns the best student, under a guard in the current memory context.
+ * Train to the end, checking for interrupts between bounded units of work
+ * (the core asks interrupt_pending() within them, from the tokenizer's
+ * training on); returns the best student, under a guard in the current
+ * memory context.
  */
 static CoreGuard *
 train_student(JobRun *run, const NewVersion *version, const StudentParams *params,
 			  const TrainingSet *set, const TaskDef *task, char **metrics)
 {
 	char		errbuf[256];
+	char		message[128];
+	StopCheck	stop = {interrupt_pending, NULL};
 	StudentTrainer *trainer;
 	CoreGuard  *trainer_guard;
 	CoreGuard  *student_guard;
+	Student    *student;
 	TrainProgress progress;
 	TrainEvent	event;
 	const ModelConfig *config;
@@ -484,13 +482,15 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 	model_set_threads(distill_threads);
 	trainer = trainer_create(params, set->examples, set->n_examples,
 							 (const char *const *) utf8_labels(task), task->n_labels,
-							 errbuf, sizeof(errbuf));
+							 &stop, errbuf, sizeof(errbuf));
 	if (trainer == NULL)
+	{
+		CHECK_FOR_INTERRUPTS();
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot train: %s", errbuf)));
+	}
 	trainer_guard = core_guard_new(trainer, trainer_release);
-	trainer_set_stop_check(trainer, interrupt_pending, NULL);
 
 	while ((event = trainer_advance(trainer, &progress)) != TRAIN_DONE)
 	{
@@ -499,10 +499,10 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 			continue;
 		log_progress(run, version, &progress);
 		job_commit(run);
-		job_progress(run, (double) progress.step / Max(progress.total_steps, 1),
-					 psprintf("train: epoch %d, step %d of %d, label loss %.4f",
-							  progress.epoch, progress.step, progress.total_steps,
-							  progress.label_loss));
+		/* on the stack: a long training must not allocate per step */
+		snprintf(message, sizeof(message), "train: epoch %d, step %d of %d, label loss %.4f",
+				 progress.epoch, progress.step, progress.total_steps, progress.label_loss);
+		job_progress(run, (double) progress.step / Max(progress.total_steps, 1), message);
 	}
 	CHECK_FOR_INTERRUPTS();
 	if (trainer_error(trainer) != NULL)
@@ -521,7 +521,14 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 						trainer_validation_examples(trainer),
 						trainer_rationale_examples(trainer),
 						config->vocab_size, config->d_ff);
-	student_guard = core_guard_new(trainer_take_best(trainer), student_release);
+	/* NULL only when the Student struct cannot be allocated */
+	student = trainer_take_best(trainer);
+	if (student == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("The trained student could not be handed over.")));
+	student_guard = core_guard_new(student, student_release);
 	core_guard_release(trainer_guard);
 	return student_guard;
 }
@@ -653,6 +660,12 @@ checked_params(const char *name, TrainMethod method, double rationale_weight,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("model name must not be empty")));
+	/* whatever the method: it is written into the job's arguments as JSON */
+	if (!isfinite(rationale_weight))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rationale_weight must be a finite number, not %g", rationale_weight),
+				 errhint("It is the weight of the rationale loss, between 0 and 100.")));
 	params = parse_params(json);
 	params.rationale_weight = method == METHOD_STEP_BY_STEP ? rationale_weight : 0.0;
 	if (!student_params_validate(&params, errbuf, sizeof(errbuf)))

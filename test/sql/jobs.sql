@@ -99,8 +99,11 @@ SELECT distill.wait(:bad2);
 SELECT status, error FROM distill.jobs WHERE id = :bad2;
 DELETE FROM distill.tasks WHERE false;
 SELECT distill.create_task('doomed', 'x');
+-- (one transaction, so that the task is gone when the job can start)
+BEGIN;
 SELECT distill.annotate('doomed', 'palm', 'SELECT id, body FROM questions LIMIT 1') AS bad3 \gset
 SELECT distill.drop_task('doomed');
+COMMIT;
 SELECT distill.wait(:bad3);
 SELECT status, error FROM distill.jobs WHERE id = :bad3;
 

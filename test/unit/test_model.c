@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/crc32c.h"
 #include "core/model.h"
 #include "core/model_io.h"
 #include "core/model_ops.h"
@@ -719,7 +720,7 @@ test_overfit(void)
 	{
 		int32_t		out[8];
 		int			n = model_generate_greedy(model, tokens + b * FIT_T, FIT_PREFIX,
-											  8, FIT_EOS, out, err, sizeof(err));
+											  8, FIT_EOS, out, NULL, err, sizeof(err));
 		const int32_t *cands[FIT_N];
 		int			lens[FIT_N];
 		double		scores[FIT_N];
@@ -787,14 +788,16 @@ check_packed_prediction(const char *what, Model *model, const int32_t *prefix,
 	double		max_diff = 0.0;
 	char		err[256] = "";
 
-	n_plain = model_generate_greedy(model, prefix, P, 4, -1, plain_out, err, sizeof(err));
+	n_plain = model_generate_greedy(model, prefix, P, 4, -1, plain_out, NULL,
+									err, sizeof(err));
 	CHECKF(model_pack_for_prediction(model, err, sizeof(err)), "%s", err);
 	CHECK(model->packed != NULL);
 	CHECK(model_score_candidates(model, prefix, P, cands, cand_lens, K, scores,
 								 err, sizeof(err)));
 	for (int k = 0; k < K; k++)
 		max_diff = fmax(max_diff, fabs(scores[k] - plain_scores[k]));
-	n_packed = model_generate_greedy(model, prefix, P, 4, -1, packed_out, err, sizeof(err));
+	n_packed = model_generate_greedy(model, prefix, P, 4, -1, packed_out, NULL,
+									 err, sizeof(err));
 	printf("  %s: packed vs plain matrices, max |score diff| %.2e\n", what, max_diff);
 	CHECKF(max_diff < 1e-4, "%s: packed scoring differs by %g", what, max_diff);
 	CHECK(n_packed == n_plain && n_plain > 0 &&
@@ -849,7 +852,7 @@ check_scoring(const char *what, const ModelConfig *config)
 	/* greedy: each token is the training forward's argmax at its position */
 	{
 		int32_t		out[4];
-		int			n = model_generate_greedy(model, prefix, P, 4, 0, out,
+		int			n = model_generate_greedy(model, prefix, P, 4, 0, out, NULL,
 											  err, sizeof(err));
 		int			V = config->vocab_size;
 		int32_t    *seqs = calloc(V * T, sizeof(int32_t));
@@ -913,7 +916,7 @@ test_prediction(void)
 
 		CHECK(!model_score_candidates(m, toolong, 3, cands, lens, 1, &score,
 									  err, sizeof(err)) && strstr(err, "vocabulary"));
-		CHECK(model_generate_greedy(m, toolong, 20, 4, 0, toolong, err,
+		CHECK(model_generate_greedy(m, toolong, 20, 4, 0, toolong, NULL, err,
 									sizeof(err)) == -1 && strstr(err, "prefix"));
 		model_free(m);
 	}
@@ -921,6 +924,92 @@ test_prediction(void)
 
 /* ---------------------------------------------------------------- */
 /* Masks: no target sees a later token */
+
+/* A stop check that says yes once its count of calls runs out. */
+static bool
+stop_after(void *arg)
+{
+	int		   *calls_left = arg;
+
+	return --*calls_left < 0;
+}
+
+/*
+ * Many candidates of many lengths are scored in groups (a thousand take
+ * the memory of a group), each as it is alone; a scorer may be fed in
+ * several calls; a stop between groups ends scoring and greedy decoding
+ * with "interrupted".
+ */
+static void
+test_scoring_in_groups(void)
+{
+	enum
+	{
+		P = 6, K = 600, L = 12
+	};
+	ModelConfig c;
+	Model	   *m;
+	int32_t		prefix[P];
+	int32_t    *tokens = malloc(K * L * sizeof(int32_t));
+	const int32_t *cands[K];
+	int			lens[K];
+	double	   *all = malloc(K * sizeof(double));
+	double	   *fed = malloc(K * sizeof(double));
+	double		worst = 0.0;
+	char		err[256] = "";
+	ModelScorer *scorer;
+	int			calls_left;
+	StopCheck	stop = {stop_after, &calls_left};
+	int32_t		out[8];
+
+	model_config_default(&c, 50, 16, 2, 2);
+	c.max_seq_len = P + L;
+	m = new_model(&c, 5, 0, 0);
+	for (int j = 0; j < P; j++)
+		prefix[j] = random_int(50);
+	for (int k = 0; k < K; k++)
+	{
+		cands[k] = tokens + k * L;
+		lens[k] = 1 + random_int(L);
+		for (int j = 0; j < lens[k]; j++)
+			tokens[k * L + j] = random_int(50);
+	}
+	CHECKF(model_score_candidates(m, prefix, P, cands, lens, K, all, err, sizeof(err)),
+		   "%s", err);
+	for (int k = 0; k < K; k += 7)
+	{
+		double		alone;
+
+		model_score_candidates(m, prefix, P, &cands[k], &lens[k], 1, &alone, err, sizeof(err));
+		worst = fmax(worst, fabs(alone - all[k]));
+	}
+	CHECKF(worst < 1e-4, "scores in groups differ from alone by %g", worst);
+
+	scorer = model_scorer_create(m, prefix, P, L, NULL, err, sizeof(err));
+	CHECKF(scorer != NULL, "%s", err);
+	for (int first = 0; scorer != NULL && first < K; first += 250)
+		CHECK(model_scorer_score(scorer, cands + first, lens + first,
+								 K - first < 250 ? K - first : 250, fed + first,
+								 err, sizeof(err)));
+	worst = 0.0;
+	for (int k = 0; k < K; k++)
+		worst = fmax(worst, fabs(fed[k] - all[k]));
+	CHECKF(worst < 1e-4, "scores fed in parts differ by %g", worst);
+	model_scorer_free(scorer);
+
+	calls_left = 2;				/* two groups, then a stop */
+	scorer = model_scorer_create(m, prefix, P, L, &stop, err, sizeof(err));
+	CHECKF(scorer != NULL && !model_scorer_score(scorer, cands, lens, K, fed, err, sizeof(err)) &&
+		   strcmp(err, "interrupted") == 0 && calls_left == -1, "%s", err);
+	model_scorer_free(scorer);
+	calls_left = 1;
+	CHECKF(model_generate_greedy(m, prefix, P, 8, -1, out, &stop, err, sizeof(err)) == -1 &&
+		   strcmp(err, "interrupted") == 0, "%s", err);
+	free(tokens);
+	free(all);
+	free(fed);
+	model_free(m);
+}
 
 static void
 test_no_future_leak(void)
@@ -1167,8 +1256,9 @@ test_serialization(void)
 		rng_state = 77;
 		fill_model_ctx(&b, copy);
 		CHECK(model_forward(m, &a.batch, false) == model_forward(copy, &b.batch, false));
-		n_a = model_generate_greedy(m, prefix, 3, 4, 0, out_a, err, sizeof(err));
-		n_b = model_generate_greedy(copy, prefix, 3, 4, 0, out_b, err, sizeof(err));
+		n_a = model_generate_greedy(m, prefix, 3, 4, 0, out_a, NULL, err, sizeof(err));
+		n_b = model_generate_greedy(copy, prefix, 3, 4, 0, out_b, NULL, err,
+									sizeof(err));
 		CHECK(n_a == n_b && memcmp(out_a, out_b, n_a * sizeof(int32_t)) == 0);
 		model_free(copy);
 	}
@@ -1222,6 +1312,29 @@ test_serialization(void)
 	model_deserialize(bad, size, err, sizeof(err));
 	printf("  a newer format: %s\n", err);
 	CHECK(strstr(err, "version") != NULL);
+
+	/* NaN and infinity under a right checksum: refused, the tensor named */
+	for (int i = 0; i < 3; i++)
+	{
+		float		value = i == 0 ? NAN : i == 1 ? INFINITY : -INFINITY;
+		size_t		at = size - 4 - sizeof(float) * (1 + m->n_params / 2);
+		uint32_t	crc;
+
+		memcpy(bad, blob, size);
+		memcpy(bad + at, &value, sizeof(float));
+		crc = crc32c(0, bad, size - 4);
+		memcpy(bad + size - 4, &crc, 4);
+		err[0] = '\0';
+		copy = model_deserialize(bad, size, err, sizeof(err));
+		CHECKF(copy == NULL && strstr(err, "is not a finite number") != NULL &&
+			   strstr(err, "model.layers.") != NULL, "%s", err);
+		model_free(copy);
+	}
+	printf("  a NaN weight: %s\n", err);
+
+	/* the bound on the size is one */
+	CHECK(model_serialized_size_bound(&c) >= size &&
+		  model_serialized_size_bound(&c) - size < 100 * (size_t) m->n_tensors);
 
 	free(blob);
 	free(bad);
@@ -1302,7 +1415,7 @@ bench(int threads)
 			model_score_candidates(m, tokens, P, cands, lens, 3, scores, NULL, 0);
 		score_ms = (now() - t0) * 100.0;
 		t0 = now();
-		model_generate_greedy(m, tokens, P, 16, -1, out, NULL, 0);
+		model_generate_greedy(m, tokens, P, 16, -1, out, NULL, NULL, 0);
 		decode_ms = (now() - t0) * 1000.0;
 		printf("  prediction, %d thread%s: %d-token prefix, 3 labels scored %.2f ms, "
 			   "16 tokens decoded %.2f ms\n", threads, threads > 1 ? "s" : " ",
@@ -1330,6 +1443,7 @@ main(int argc, char **argv)
 	test_no_future_leak();
 	test_optimizer();
 	test_prediction();
+	test_scoring_in_groups();
 	test_determinism();
 	test_serialization();
 	test_overfit();

@@ -8,11 +8,15 @@
  *
  * "test_student quick" runs a reduced set (for valgrind).
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "core/crc32c.h"
 #include "core/student.h"
 #include "core/student_internal.h"
 #include "unit.h"
@@ -163,7 +167,7 @@ train(const StudentParams *params, const StudentExample *rows, int n,
 	  const char *const *labels, int n_labels)
 {
 	char		err[256] = "";
-	StudentTrainer *t = trainer_create(params, rows, n, labels, n_labels,
+	StudentTrainer *t = trainer_create(params, rows, n, labels, n_labels, NULL,
 									   err, sizeof(err));
 	Student    *s;
 	int			steps,
@@ -217,6 +221,13 @@ static void spoil_input(StudentParams *p) { p->max_input_tokens = 7; }
 static void spoil_target(StudentParams *p) { p->max_target_tokens = 1025; }
 static void spoil_lr(StudentParams *p) { p->lr = 0.0; }
 static void spoil_lr_nan(StudentParams *p) { p->lr = NAN; }
+static void spoil_lambda_inf(StudentParams *p) { p->rationale_weight = INFINITY; }
+static void spoil_lambda_nan(StudentParams *p) { p->rationale_weight = NAN; }
+static void spoil_decay_nan(StudentParams *p) { p->weight_decay = NAN; }
+static void spoil_clip_inf(StudentParams *p) { p->grad_clip = INFINITY; }
+static void spoil_dropout_nan(StudentParams *p) { p->dropout = NAN; }
+static void spoil_warmup_nan(StudentParams *p) { p->warmup_fraction = NAN; }
+static void spoil_validation_inf(StudentParams *p) { p->validation_fraction = -INFINITY; }
 static void spoil_decay(StudentParams *p) { p->weight_decay = -0.1; }
 static void spoil_warmup(StudentParams *p) { p->warmup_fraction = 1.5; }
 static void spoil_clip(StudentParams *p) { p->grad_clip = -1.0; }
@@ -225,6 +236,33 @@ static void spoil_validation(StudentParams *p) { p->validation_fraction = 0.6; }
 static void spoil_lambda(StudentParams *p) { p->rationale_weight = 101.0; }
 static void spoil_log(StudentParams *p) { p->log_every = 0; }
 static void spoil_memory(StudentParams *p) { p->memory_mb = 1; }
+
+/*
+ * A model whose weights cannot be stored (a bytea stops at 1 GB) is refused
+ * before any training, with the figures; one just below the limit passes.
+ */
+static void
+test_params_storable(void)
+{
+	StudentParams p;
+	char		err[256] = "";
+
+	student_params_default(&p);
+	p.d_model = 2048;
+	p.n_layers = 16;
+	p.n_heads = 16;
+	p.vocab_size = 65536;
+	CHECKF(!student_params_validate(&p, err, sizeof(err)) &&
+		   strstr(err, "a model of 940640256 parameters takes 3589 MB of weights, "
+				  "more than the 1000 MB a stored model holds") != NULL, "%s", err);
+	p.d_ff = 4096;
+	p.vocab_size = 4096;
+	p.n_layers = 6;				/* 260 million parameters: 992 MB */
+	CHECKF(student_params_validate(&p, err, sizeof(err)), "%s", err);
+	p.n_layers = 7;				/* 302 million: 1153 MB */
+	CHECKF(!student_params_validate(&p, err, sizeof(err)) &&
+		   strstr(err, "302020608 parameters takes 1153 MB") != NULL, "%s", err);
+}
 
 static void
 test_params(void)
@@ -243,6 +281,13 @@ test_params(void)
 		{"max_target_tokens", spoil_target},
 		{"lr", spoil_lr},
 		{"lr", spoil_lr_nan},
+		{"rationale_weight must be a finite number", spoil_lambda_inf},
+		{"rationale_weight must be a finite number", spoil_lambda_nan},
+		{"weight_decay must be a finite number", spoil_decay_nan},
+		{"grad_clip must be a finite number", spoil_clip_inf},
+		{"dropout must be a finite number", spoil_dropout_nan},
+		{"warmup_fraction must be a finite number", spoil_warmup_nan},
+		{"validation_fraction must be a finite number", spoil_validation_inf},
 		{"weight_decay", spoil_decay},
 		{"warmup_fraction", spoil_warmup},
 		{"grad_clip", spoil_clip},
@@ -274,6 +319,7 @@ test_params(void)
 			   strstr(err, bad[i].name) != NULL,
 			   "case %zu (%s): \"%s\"", i, bad[i].name, err);
 	}
+	test_params_storable();
 }
 
 static void
@@ -284,21 +330,39 @@ test_bad_examples(void)
 	char		err[256] = "";
 
 	tiny_params(&p);
-	CHECK(trainer_create(&p, rows, 1, NULL, 0, err, sizeof(err)) == NULL &&
+	CHECK(trainer_create(&p, rows, 1, NULL, 0, NULL, err, sizeof(err)) == NULL &&
 		  strstr(err, "at least 2") != NULL);
 	p.validation_fraction = 0.1;	/* 2 rows: 1 held out, 1 left */
 	err[0] = '\0';
-	CHECK(trainer_create(&p, rows, 2, NULL, 0, err, sizeof(err)) == NULL &&
+	CHECK(trainer_create(&p, rows, 2, NULL, 0, NULL, err, sizeof(err)) == NULL &&
 		  strstr(err, "validation_fraction") != NULL);
 	p.validation_fraction = 0.0;
 	rows[1].label = NULL;
 	err[0] = '\0';
-	CHECK(trainer_create(&p, rows, 3, NULL, 0, err, sizeof(err)) == NULL &&
+	CHECK(trainer_create(&p, rows, 3, NULL, 0, NULL, err, sizeof(err)) == NULL &&
 		  strstr(err, "example 2 has no label") != NULL);
 	p.epochs = 0;
 	err[0] = '\0';
-	CHECK(trainer_create(&p, rows, 3, NULL, 0, err, sizeof(err)) == NULL &&
+	CHECK(trainer_create(&p, rows, 3, NULL, 0, NULL, err, sizeof(err)) == NULL &&
 		  strstr(err, "epochs") != NULL);
+
+	/* a label set or a row's choices a prediction could not score */
+	{
+		static const char *many[STUDENT_MAX_CANDIDATES + 1];
+
+		for (int k = 0; k <= STUDENT_MAX_CANDIDATES; k++)
+			many[k] = "fruit";
+		tiny_params(&p);
+		rows[1] = tiny_rows[1];
+		CHECKF(trainer_create(&p, rows, 3, many, STUDENT_MAX_CANDIDATES + 1, NULL,
+							  err, sizeof(err)) == NULL &&
+			   strstr(err, "the label set has 1001 candidates, more than the 1000") != NULL,
+			   "%s", err);
+		rows[2].choices = many;
+		rows[2].n_choices = STUDENT_MAX_CANDIDATES + 1;
+		CHECKF(trainer_create(&p, rows, 3, NULL, 0, NULL, err, sizeof(err)) == NULL &&
+			   strstr(err, "example 3 has 1001 candidates") != NULL, "%s", err);
+	}
 }
 
 /* ---------------------------------------------------------------- */
@@ -416,7 +480,7 @@ test_rationale_loss(void)
 					rationale_loss = NAN;
 
 		p.rationale_weight = with ? 1.0 : 0.0;
-		t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, err, sizeof(err));
+		t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, err, sizeof(err));
 		CHECKF(t != NULL, "%s", err);
 		if (t == NULL)
 			continue;
@@ -527,7 +591,7 @@ test_validation(const char *what, const StudentExample *rows, int n,
 	p.validation_fraction = 0.25;
 	p.log_every = 5;
 	p.validation_metric = metric;
-	t = trainer_create(&p, rows, n, labels, n_labels, err, sizeof(err));
+	t = trainer_create(&p, rows, n, labels, n_labels, NULL, err, sizeof(err));
 	CHECKF(t != NULL, "%s: %s", what, err);
 	if (t == NULL)
 		return;
@@ -588,7 +652,7 @@ test_skipped_steps(void)
 	p.epochs = 2;
 	p.batch_size = 3;
 	p.validation_fraction = 0.25;
-	t = trainer_create(&p, tiny_rows, N_TINY, NULL, 0, err, sizeof(err));
+	t = trainer_create(&p, tiny_rows, N_TINY, NULL, 0, NULL, err, sizeof(err));
 	CHECKF(t != NULL, "%s", err);
 	if (t == NULL)
 		return;
@@ -823,7 +887,7 @@ test_micro_batches(void)
 		TrainProgress prog;
 
 		p.memory_mb = i == 0 ? 1024 : 24;
-		t = trainer_create(&p, data.rows, 32, kinds, 3, err, sizeof(err));
+		t = trainer_create(&p, data.rows, 32, kinds, 3, NULL, err, sizeof(err));
 		CHECKF(t != NULL, "%s", err);
 		if (t == NULL)
 			break;
@@ -866,7 +930,7 @@ test_free_midway(void)
 	p.validation_fraction = 0.25;
 	for (int advances = 0; advances <= 12; advances += 4)
 	{
-		StudentTrainer *t = trainer_create(&p, data.rows, 40, kinds, 3,
+		StudentTrainer *t = trainer_create(&p, data.rows, 40, kinds, 3, NULL,
 										   err, sizeof(err));
 
 		CHECKF(t != NULL, "%s", err);
@@ -903,15 +967,16 @@ test_stop_check(void)
 	p.validation_fraction = 0.25;
 	for (int allowed = 0; allowed <= 3; allowed++)
 	{
-		StudentTrainer *t = trainer_create(&p, data.rows, 40, kinds, 3,
+		int			calls_left = INT_MAX;	/* none while setting up */
+		StopCheck	stop = {stop_after, &calls_left};
+		StudentTrainer *t = trainer_create(&p, data.rows, 40, kinds, 3, &stop,
 										   err, sizeof(err));
-		int			calls_left = allowed;
 		int			advances = 0;
 
 		CHECKF(t != NULL, "%s", err);
 		if (t == NULL)
 			continue;
-		trainer_set_stop_check(t, stop_after, &calls_left);
+		calls_left = allowed;
 		while (trainer_advance(t, &prog) != TRAIN_DONE && advances < 1000)
 			advances++;
 		CHECKF(trainer_error(t) != NULL &&
@@ -922,6 +987,343 @@ test_stop_check(void)
 		trainer_free(t);
 	}
 	free_synthetic(&data);
+}
+
+/*
+ * Setting up asks the stop check too, while the tokenizer trains and
+ * every few hundred rows it tokenizes, and a stop there ends
+ * trainer_create() with the same message (and nothing leaked: valgrind).
+ */
+static void
+test_stop_while_setting_up(void)
+{
+	StudentParams p;
+	char		err[256] = "";
+	Synthetic	data = make_synthetic(3000, 24, false);
+	int			calls_left = INT_MAX;
+	StopCheck	stop = {stop_after, &calls_left};
+	StudentTrainer *t;
+	int			calls;
+
+	tiny_params(&p);
+	t = trainer_create(&p, data.rows, 3000, kinds, 3, &stop, err, sizeof(err));
+	CHECKF(t != NULL, "%s", err);
+	trainer_free(t);
+	calls = INT_MAX - calls_left;
+	CHECKF(calls >= 3000 / 256 + (p.vocab_size - TOK_MIN_VOCAB) / 2,
+		   "%d stop checks while setting up", calls);
+	for (int allowed = 0; allowed < calls; allowed += calls / 5 + 1)
+	{
+		calls_left = allowed;
+		t = trainer_create(&p, data.rows, 3000, kinds, 3, &stop, err, sizeof(err));
+		CHECKF(t == NULL && strcmp(err, "training was interrupted") == 0,
+			   "allowed %d of %d: %s", allowed, calls, t ? "created" : err);
+		trainer_free(t);
+	}
+	free_synthetic(&data);
+}
+
+
+/* ---------------------------------------------------------------- */
+/* Bounds: long texts, many candidates, weights, stops, memory_mb */
+
+/* Pages of text ending at a guard page, which no code may read. */
+typedef struct GuardedText
+{
+	char	   *region;
+	size_t		readable;		/* bytes before the guard page */
+	size_t		page;
+} GuardedText;
+
+static bool
+guarded_text(GuardedText *g, size_t at_least, const char *pattern)
+{
+	size_t		n = strlen(pattern);
+
+	g->page = (size_t) sysconf(_SC_PAGESIZE);
+	g->readable = (at_least + g->page - 1) / g->page * g->page;
+	g->region = mmap(NULL, g->readable + g->page, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (g->region == MAP_FAILED)
+		return false;
+	for (size_t i = 0; i < g->readable; i++)
+		g->region[i] = pattern[i % n];
+	return mprotect(g->region + g->readable, g->page, PROT_NONE) == 0;
+}
+
+/*
+ * An input or a candidate is read no further than its first tokens need:
+ * text with no NUL before a guard page (any read there would crash the
+ * test) gives what a NUL-terminated copy of the readable part gives.
+ */
+static void
+test_long_texts(const Student *s)
+{
+	int			longest = s->max_input_tokens > s->max_target_tokens
+		? s->max_input_tokens : s->max_target_tokens;
+	GuardedText g;
+	char	   *copy;
+	char		err[256] = "";
+	int32_t    *ids;
+	int32_t    *expect;
+	int			n;
+	int			n_expect;
+	double		p_long[3],
+				p_copy[3];
+	const char *with_long[3] = {"fruit", "animal", NULL};
+	const char *with_copy[3] = {"fruit", "animal", NULL};
+
+	CHECK(guarded_text(&g, tok_prefix_bytes(longest), "big dog and a red apple "));
+	copy = malloc(g.readable + 1);
+	memcpy(copy, g.region, g.readable);
+	copy[g.readable] = '\0';
+
+	n = student_prefix_tokens(s, "predict", g.region, &ids, err, sizeof(err));
+	n_expect = student_prefix_tokens(s, "predict", copy, &expect, err, sizeof(err));
+	CHECK(n > s->max_input_tokens && n == n_expect &&
+		  memcmp(ids, expect, n * sizeof(int32_t)) == 0);
+	free(ids);
+	free(expect);
+
+	with_long[2] = g.region;
+	with_copy[2] = copy;
+	CHECK(student_choose(s, g.region, with_long, 3, p_long, err, sizeof(err)) ==
+		  student_choose(s, copy, with_copy, 3, p_copy, err, sizeof(err)));
+	CHECK(memcmp(p_long, p_copy, sizeof(p_long)) == 0);
+	free(copy);
+	munmap(g.region, g.readable + g.page);
+}
+
+/*
+ * At most STUDENT_MAX_CANDIDATES candidates; a thousand are scored in
+ * groups, each as it would be among two (a softmax's ratios are its
+ * scores' differences), across the groups' boundaries.
+ */
+static void
+test_many_candidates(const Student *s)
+{
+	enum
+	{
+		N = STUDENT_MAX_CANDIDATES
+	};
+	static char names[N + 1][16];
+	const char *cands[N + 1];
+	double	   *probs = malloc((N + 1) * sizeof(double));
+	double		sum = 0.0;
+	double		worst = 0.0;
+	char		err[256] = "";
+
+	for (int k = 0; k <= N; k++)
+	{
+		snprintf(names[k], sizeof(names[k]), k % 2 ? "w%d" : "%c", k % 2 ? k : 'a' + k % 26);
+		cands[k] = names[k];
+	}
+	CHECKF(student_choose(s, "big dog", cands, N + 1, probs, err, sizeof(err)) == -1 &&
+		   strstr(err, "the prediction has 1001 candidates, more than the 1000") != NULL, "%s", err);
+	CHECKF(student_choose(s, "big dog", cands, N, probs, err, sizeof(err)) >= 0, "%s", err);
+	for (int k = 0; k < N; k++)
+		sum += probs[k];
+	CHECKF(fabs(sum - 1.0) < 1e-9, "probabilities sum to %g", sum);
+	for (int i = 0; i < N; i += 97)
+	{
+		int			j = N - 1 - i / 2;
+		const char *pair[2] = {cands[i], cands[j]};
+		double		p2[2];
+
+		student_choose(s, "big dog", pair, 2, p2, err, sizeof(err));
+		worst = fmax(worst, fabs(log(probs[i] / probs[j]) - log(p2[0] / p2[1])));
+	}
+	CHECKF(worst < 1e-4, "log-ratios differ by %g", worst);
+	free(probs);
+}
+
+/*
+ * Weights that are finite can still overflow float arithmetic: scores
+ * that are not finite numbers are an error, never NaN probabilities.
+ */
+static void
+test_overflowing_weights(const Student *s)
+{
+	size_t		tok_len,
+				w_len;
+	void	   *tok = student_save_tokenizer(s, &tok_len);
+	void	   *w = student_save_weights(s, &w_len);
+	char		err[256] = "";
+	Student    *copy = student_load(tok, tok_len, w, w_len, err, sizeof(err));
+	double		probs[3];
+
+	CHECKF(copy != NULL, "%s", err);
+	if (copy != NULL)
+	{
+		for (int i = 0; i < copy->model->config.d_model; i++)
+			copy->model->w.final_norm[i] = 3e38f;
+		CHECKF(student_choose(copy, "big dog", kinds, 3, probs, err, sizeof(err)) == -1 &&
+			   strstr(err, "not a finite number") != NULL, "%s", err);
+	}
+	student_free(copy);
+	free(tok);
+	free(w);
+}
+
+/*
+ * Weights a table owner wrote with NaN or infinity in them, under a right
+ * checksum, are refused at load with the tensor named.
+ */
+static void
+test_nonfinite_weights(const Student *s)
+{
+	static const uint32_t bits[] = {0x7FC00000u, 0x7F800000u, 0xFF800000u};
+	size_t		tok_len,
+				w_len;
+	void	   *tok = student_save_tokenizer(s, &tok_len);
+	uint8_t    *w = student_save_weights(s, &w_len);
+	char		err[256] = "";
+
+	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
+	{
+		uint8_t    *model_blob = w + 20;	/* after the student header */
+		size_t		model_len = w_len - 20;
+		uint32_t	crc;
+		Student    *copy;
+
+		/* the last parameter, then the model's checksum over all before it */
+		memcpy(model_blob + model_len - 8, &bits[i], 4);
+		crc = crc32c(0, model_blob, model_len - 4);
+		memcpy(model_blob + model_len - 4, &crc, 4);
+		copy = student_load(tok, tok_len, w, w_len, err, sizeof(err));
+		CHECKF(copy == NULL && strstr(err, "not a finite number") != NULL &&
+			   strstr(err, "model.norm.weight") != NULL, "%s", err);
+		student_free(copy);
+	}
+	free(tok);
+	free(w);
+}
+
+/* Prediction asks the student's stop check and says "interrupted". */
+static void
+test_prediction_stop(const Student *s)
+{
+	Student		stopped = *s;
+	int			calls_left = 0;
+	const char *cands[200];
+	char		names[200][8];
+	char		err[256] = "";
+	char	   *text;
+
+	stopped.stop.should_stop = stop_after;
+	stopped.stop.arg = &calls_left;
+	for (int k = 0; k < 200; k++)
+	{
+		snprintf(names[k], sizeof(names[k]), "c%d", k);
+		cands[k] = names[k];
+	}
+	CHECKF(student_choose(&stopped, "big dog", cands, 200, NULL, err, sizeof(err)) == -1 &&
+		   strcmp(err, "interrupted") == 0, "%s", err);
+	calls_left = 1;				/* the first group, then a stop */
+	CHECKF(student_choose(&stopped, "big dog", cands, 200, NULL, err, sizeof(err)) == -1 &&
+		   strcmp(err, "interrupted") == 0 && calls_left < 0, "%s", err);
+	calls_left = 0;
+	text = student_generate(&stopped, "explain", "big dog", err, sizeof(err));
+	CHECKF(text == NULL && strcmp(err, "interrupted") == 0, "%s", text ? text : err);
+	free(text);
+}
+
+/* n rows of one text each, from make(i, buf); freed with free_rows(). */
+static StudentExample *
+rows_of(int n, void (*make) (int i, char *buf, size_t size), size_t size)
+{
+	StudentExample *rows = calloc(n, sizeof(StudentExample));
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *input = malloc(size);
+
+		make(i, input, size);
+		rows[i].input = input;
+		rows[i].label = kinds[i % 3];
+	}
+	return rows;
+}
+
+static void
+free_rows(StudentExample *rows, int n)
+{
+	for (int i = 0; i < n; i++)
+		free((char *) rows[i].input);
+	free(rows);
+}
+
+/* Random words of random letters: every chunk distinct. */
+static void
+random_words(int i, char *buf, size_t size)
+{
+	size_t		len = 0;
+
+	while (len + 10 < size)
+	{
+		int			n = 3 + random_below(6);
+
+		buf[len++] = ' ';
+		for (int k = 0; k < n; k++)
+			buf[len++] = (char) ('a' + random_below(26));
+	}
+	buf[len] = '\0';
+}
+
+/* Digits: a token each, whatever the tokenizer. */
+static void
+digits(int i, char *buf, size_t size)
+{
+	for (size_t k = 0; k + 1 < size; k++)
+		buf[k] = (char) ('0' + (i + k) % 10);
+	buf[size - 1] = '\0';
+}
+
+/*
+ * memory_mb bounds the working memory of setting up, stage by stage,
+ * each with the figure needed: the tokenizer's training, the tokenized
+ * examples, the buffers of one sequence; more memory_mb trains.
+ */
+static void
+test_memory_mb(void)
+{
+	StudentParams p;
+	char		err[256] = "";
+	StudentExample *rows;
+	StudentTrainer *t;
+
+	tiny_params(&p);
+	p.memory_mb = 16;
+	rows = rows_of(3000, random_words, 200);	/* 540 KB of distinct words */
+	t = trainer_create(&p, rows, 3000, kinds, 3, NULL, err, sizeof(err));
+	CHECKF(t == NULL && strstr(err, "training the tokenizer needs about") != NULL &&
+		   strstr(err, "MB allowed by memory_mb") != NULL, "%s", err);
+	p.memory_mb = 64;
+	t = trainer_create(&p, rows, 3000, kinds, 3, NULL, err, sizeof(err));
+	CHECKF(t != NULL, "%s", err);
+	trainer_free(t);
+	free_rows(rows, 3000);
+
+	p.memory_mb = 16;
+	p.max_input_tokens = 1024;
+	rows = rows_of(5000, digits, 1100); /* 5000 x 1024 tokens: 20 MB */
+	t = trainer_create(&p, rows, 5000, kinds, 3, NULL, err, sizeof(err));
+	CHECKF(t == NULL && strstr(err, "the tokenized examples need more memory than memory_mb (16 MB) leaves") != NULL,
+		   "%s", err);
+	p.memory_mb = 128;
+	t = trainer_create(&p, rows, 5000, kinds, 3, NULL, err, sizeof(err));
+	CHECKF(t != NULL, "%s", err);
+	trainer_free(t);
+	free_rows(rows, 5000);
+
+	tiny_params(&p);
+	p.memory_mb = 16;
+	p.d_model = 512;			/* 12.6 million parameters: 50 MB of gradients */
+	p.n_heads = 4;
+	p.n_layers = 4;
+	t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, err, sizeof(err));
+	CHECKF(t == NULL && strstr(err, "training needs at least") != NULL &&
+		   strstr(err, "of memory_mb, not 16") != NULL, "%s", err);
 }
 
 static void
@@ -942,7 +1344,7 @@ report_speed(int threads, double lambda)
 	p.validation_fraction = 0.0;
 	p.rationale_weight = lambda;
 	model_set_threads(threads);
-	t = trainer_create(&p, data.rows, 200, kinds, 3, err, sizeof(err));
+	t = trainer_create(&p, data.rows, 200, kinds, 3, NULL, err, sizeof(err));
 	CHECKF(t != NULL, "%s", err);
 	if (t != NULL)
 	{
@@ -1012,6 +1414,8 @@ main(int argc, char **argv)
 	test_utf8();
 	test_free_midway();
 	test_stop_check();
+	test_stop_while_setting_up();
+	test_memory_mb();
 	test_skipped_steps();
 	if (quick)
 	{
@@ -1023,6 +1427,11 @@ main(int argc, char **argv)
 		{
 			test_save_load(s, false);
 			test_prefix_tokens(s);
+			test_long_texts(s);
+			test_many_candidates(s);
+			test_overflowing_weights(s);
+			test_nonfinite_weights(s);
+			test_prediction_stop(s);
 		}
 		student_free(s);
 		return unit_summary("student");
@@ -1035,6 +1444,11 @@ main(int argc, char **argv)
 		test_prefix_tokens(s);
 		test_save_load(s, true);
 		test_mismatched_blobs(s);
+		test_long_texts(s);
+		test_many_candidates(s);
+		test_overflowing_weights(s);
+		test_nonfinite_weights(s);
+		test_prediction_stop(s);
 	}
 	student_free(s);
 	test_rationale_loss();

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -187,7 +189,8 @@ static Tokenizer *
 train(const char *const *texts, const size_t *lens, size_t n, int vocab_size)
 {
 	char		err[256] = "";
-	Tokenizer  *t = tok_train(texts, lens, n, vocab_size, err, sizeof(err));
+	Tokenizer  *t = tok_train(texts, lens, n, vocab_size, SIZE_MAX, NULL,
+							  err, sizeof(err));
 
 	CHECKF(t != NULL, "tok_train: %s", err);
 	return t;
@@ -516,12 +519,14 @@ test_vocab_size(const Corpus *c)
 	CHECK(t != NULL && round_trip(t, "any\0bytes", 9) == 9);
 	tok_free(t);
 
-	t = tok_train(tiny, tiny_lens, 2, TOK_MIN_VOCAB - 1, err, sizeof(err));
+	t = tok_train(tiny, tiny_lens, 2, TOK_MIN_VOCAB - 1, SIZE_MAX, NULL,
+				  err, sizeof(err));
 	CHECK(t == NULL);
 	CHECKF(strstr(err, "vocab_size") != NULL, "%s", err);
-	t = tok_train(tiny, tiny_lens, 2, TOK_MAX_VOCAB + 1, err, sizeof(err));
+	t = tok_train(tiny, tiny_lens, 2, TOK_MAX_VOCAB + 1, SIZE_MAX, NULL,
+				  err, sizeof(err));
 	CHECK(t == NULL);
-	CHECK(tok_train(tiny, tiny_lens, 2, 0, NULL, 0) == NULL);
+	CHECK(tok_train(tiny, tiny_lens, 2, 0, SIZE_MAX, NULL, NULL, 0) == NULL);
 }
 
 static bool
@@ -536,6 +541,234 @@ same_blob(const Tokenizer *a, const Tokenizer *b)
 	free(ba);
 	free(bb);
 	return same;
+}
+
+/* Where the tokens of s start and end: n + 1 offsets in a malloc'd array. */
+static size_t *
+token_offsets(const Tokenizer *t, const char *s, size_t len, int *n_out)
+{
+	int32_t    *ids;
+	int			n = tok_encode(t, s, len, &ids);
+	size_t	   *offsets = malloc((n + 1) * sizeof(size_t));
+
+	offsets[0] = 0;
+	for (int i = 0; i < n; i++)
+	{
+		size_t		bytes;
+
+		tok_token(t, ids[i], &bytes);
+		offsets[i + 1] = offsets[i] + bytes;
+	}
+	free(ids);
+	*n_out = n;
+	return offsets;
+}
+
+/*
+ * A run longer than TOK_MAX_CHUNK_BYTES is cut into chunks of that length,
+ * and only its last piece leaves a space to the next chunk: 600 spaces and
+ * 301 letters are chunks of 256, 256, 87 spaces, then " " and 255
+ * letters, then 46 letters.
+ */
+static void
+test_long_runs(void)
+{
+	char		text[901];
+	const char *texts[3] = {text, text, text};
+	size_t		lens[3] = {901, 901, 901};
+	static const size_t cuts[] = {256, 512, 599, 855, 901};
+	Tokenizer  *t;
+	size_t	   *offsets;
+	int			n;
+	int			found = 0;
+
+	memset(text, ' ', 600);
+	memset(text + 600, 'a', 301);
+	if ((t = train(texts, lens, 3, 2000)) == NULL)
+		return;
+	offsets = token_offsets(t, text, sizeof(text), &n);
+	for (size_t k = 0; k < sizeof(cuts) / sizeof(cuts[0]); k++)
+		for (int i = 0; i <= n; i++)
+			found += offsets[i] == cuts[k];
+	CHECKF(found == 5, "%d of 5 chunk ends are token ends", found);
+	for (int i = 0; i < n; i++)
+		CHECK(offsets[i + 1] - offsets[i] <= TOK_MAX_CHUNK_BYTES);
+	free(offsets);
+	tok_free(t);
+}
+
+/*
+ * tok_encode_prefix() gives the first max_ids ids of the whole encoding,
+ * also when the text is cut at tok_prefix_bytes(max_ids): on random
+ * strings (long runs among them) and on real lines, for many cuts.
+ */
+static void
+test_encode_prefix(const Tokenizer *t, const Corpus *c)
+{
+	static const int max_ids[] = {0, 1, 2, 3, 7, 16, 128, 1000};
+	char	   *buf = malloc(80000);
+	int			bad = 0;
+	int			compared = 0;
+
+	for (int round = 0; round < 3000; round++)
+	{
+		size_t		len = random_string(buf, c);
+		int32_t    *all;
+		int			n_all;
+
+		if (round % 2 == 1)		/* two strings end to end: runs meet text */
+			len += random_string(buf + len, c);
+		n_all = tok_encode(t, buf, len, &all);
+		for (size_t k = 0; k < sizeof(max_ids) / sizeof(max_ids[0]); k++)
+			for (int cut = 0; cut <= 1; cut++)
+			{
+				size_t		bound = tok_prefix_bytes(max_ids[k]);
+				size_t		used = cut && bound < len ? bound : len;
+				int32_t    *ids;
+				int			n = tok_encode_prefix(t, buf, used, max_ids[k], &ids);
+				int			want = n_all < max_ids[k] ? n_all : max_ids[k];
+
+				if (n != want || memcmp(ids, all, want * sizeof(int32_t)) != 0)
+					bad++;
+				compared++;
+				free(ids);
+			}
+		free(all);
+	}
+	CHECKF(bad == 0, "%d of %d prefixes differ from the whole encoding cut",
+		   bad, compared);
+	free(buf);
+}
+
+/*
+ * The encoder's work is bounded by the ids asked for, not by the text: a
+ * text that claims to go on for a gigabyte past a guard page (any read
+ * there would crash the test) encodes its first 128 ids from the readable
+ * pages, and they are those of the readable part alone.
+ */
+static void
+test_prefix_reads(const Tokenizer *t, const Corpus *c)
+{
+	size_t		page = (size_t) sysconf(_SC_PAGESIZE);
+	size_t		readable = (tok_prefix_bytes(128) + page - 1) / page * page;
+	char	   *region = mmap(NULL, readable + page, PROT_READ | PROT_WRITE,
+							  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK(region != MAP_FAILED);
+	if (region == MAP_FAILED)
+		return;
+	CHECK(mprotect(region + readable, page, PROT_NONE) == 0);
+	for (int fill = 0; fill < 4; fill++)
+	{
+		int32_t    *ids;
+		int32_t    *expect;
+		int			n;
+		int			n_expect;
+
+		if (fill == 0)
+			memset(region, ' ', readable);	/* one run of whitespace */
+		else if (fill == 1)
+			memset(region, 'a', readable);	/* one run of letters */
+		else if (fill == 2)
+			memset(region, '!', readable);	/* one run of other bytes */
+		else
+			for (size_t i = 0; i < readable; i++)	/* the corpus, end to end */
+				region[i] = c->buf[i % c->bytes];
+		n = tok_encode_prefix(t, region, readable + ((size_t) 1 << 30), 128, &ids);
+		n_expect = tok_encode_prefix(t, region, readable, 128, &expect);
+		CHECKF(n == 128 && n_expect == 128 &&
+			   memcmp(ids, expect, 128 * sizeof(int32_t)) == 0,
+			   "fill %d: %d ids", fill, n);
+		free(ids);
+		free(expect);
+	}
+	munmap(region, readable + page);
+}
+
+/* A stop check that counts its calls and says yes from the n-th on. */
+typedef struct Countdown
+{
+	long		calls;
+	long		stop_at;		/* 0 = never */
+} Countdown;
+
+static bool
+count_down(void *arg)
+{
+	Countdown  *c = arg;
+
+	return ++c->calls == c->stop_at || (c->stop_at > 0 && c->calls > c->stop_at);
+}
+
+/*
+ * Training asks the stop check all along (at least once per 64 KiB of
+ * text and once per merge), and stops when told, with nothing leaked
+ * (valgrind) and "interrupted" in err.
+ */
+static void
+test_train_stop(const Corpus *c)
+{
+	size_t		n = lines_for(c, 1 << 20);
+	size_t		bytes = 0;
+	Countdown	count = {0, 0};
+	StopCheck	stop = {count_down, &count};
+	char		err[256] = "";
+	Tokenizer  *t;
+
+	for (size_t i = 0; i < n; i++)
+		bytes += c->lens[i];
+	t = tok_train(c->texts, c->lens, n, 1000, SIZE_MAX, &stop, err, sizeof(err));
+	CHECKF(t != NULL, "%s", err);
+	CHECKF(count.calls >= (long) (bytes >> 16) + (1000 - TOK_MIN_VOCAB),
+		   "%ld stop checks for %zu bytes and %d merges", count.calls, bytes,
+		   1000 - TOK_MIN_VOCAB);
+	tok_free(t);
+
+	for (long at = 1; at <= 101; at += 50)
+	{
+		count.calls = 0;
+		count.stop_at = at;
+		t = tok_train(c->texts, c->lens, n, 1000, SIZE_MAX, &stop, err, sizeof(err));
+		CHECKF(t == NULL && strcmp(err, "interrupted") == 0 && count.calls == at,
+			   "stop at %ld: %s after %ld checks", at, t ? "trained" : err,
+			   count.calls);
+		tok_free(t);
+	}
+}
+
+/*
+ * Training's working memory stays within max_bytes: too little is refused
+ * with the figure needed (before the work, or when an allocation would
+ * pass it), and any budget that suffices trains the same tokenizer.
+ */
+static void
+test_train_budget(const Corpus *c)
+{
+	size_t		n = lines_for(c, 1 << 20);
+	Tokenizer  *free_run = train(c->texts, c->lens, n, 1000);
+	char		err[256] = "";
+	int			refused = 0;
+	int			same = 0;
+	int			tries = 0;
+
+	for (size_t mb = 1; mb <= 64; mb *= 2, tries++)
+	{
+		Tokenizer  *t = tok_train(c->texts, c->lens, n, 1000, mb << 20, NULL,
+								  err, sizeof(err));
+
+		if (t == NULL)
+		{
+			refused++;
+			CHECKF(strstr(err, "training the tokenizer needs") != NULL &&
+				   strstr(err, "MB allowed") != NULL, "%zu MB: %s", mb, err);
+		}
+		else
+			same += free_run != NULL && same_blob(t, free_run);
+		tok_free(t);
+	}
+	CHECKF(refused > 0 && same > 0 && refused + same == tries,
+		   "%d refused, %d the same, of %d budgets", refused, same, tries);
+	tok_free(free_run);
 }
 
 /* Same chunks, whatever their order: same tokenizer, to the byte. */
@@ -960,6 +1193,7 @@ main(int argc, char **argv)
 	}
 
 	test_pretokenization();
+	test_long_runs();
 
 	n = lines_for(&corpus, TRAIN_BYTES);
 	start = now();
@@ -978,10 +1212,14 @@ main(int argc, char **argv)
 		measure_encode(t, &corpus);
 		test_random_round_trips(t, &corpus, 5000);
 		test_special_tokens(t);
+		test_encode_prefix(t, &corpus);
+		test_prefix_reads(t, &corpus);
 		test_serialization(t, &corpus);
 		tok_free(t);
 	}
 	test_vocab_size(&corpus);
+	test_train_stop(&corpus);
+	test_train_budget(&corpus);
 	test_determinism(&corpus);
 	test_deserialization(&corpus);
 	free_corpus(&corpus);
