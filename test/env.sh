@@ -9,9 +9,10 @@ DISTILL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APT_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
               libopenblas-dev libjson-c-dev python3 postgresql-15-cron"
 TEACHER_PORT=${DISTILL_TEACHER_PORT:-8808}
-# Debian's interpreter, not a version manager's shim: a shim may not pass
-# our signals on to the server it starts.
-PYTHON=$(command -v /usr/bin/python3 || command -v python3)
+# Debian's interpreter (package python3, which install_packages installs),
+# not a version manager's shim: a shim may not pass our signals on to the
+# server it starts.
+PYTHON=/usr/bin/python3
 # The replay teacher's test keys: the right one and a wrong one.
 export DISTILL_TEST_KEY=sk-test-123
 export DISTILL_WRONG_KEY=sk-wrong-456
