@@ -63,8 +63,6 @@ static bool wake_at_commit = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-static void recover_stopped_workers(void);
-
 PGDLLEXPORT void distill_launcher_main(Datum arg);
 PGDLLEXPORT void distill_worker_main(Datum arg);
 
@@ -499,13 +497,13 @@ purge_old_jobs(void)
 
 /*
  * Recover jobs of workers that are gone, fire due schedules, and claim
- * queued jobs for the free worker slots.  Returns the claimed jobs.
+ * queued jobs for the free worker slots.  Returns the claimed jobs, in
+ * memory (which must outlive the SPI connection).
  */
 static ClaimedJob *
-plan_work(int *n_claimed)
+plan_work(MemoryContext memory, int *n_claimed)
 {
 	ClaimedJob *claimed;
-	MemoryContext roundctx = CurrentMemoryContext;
 
 	*n_claimed = 0;
 	if (!extension_installed())
@@ -522,7 +520,7 @@ plan_work(int *n_claimed)
 				(Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(distill_max_workers)},
 				NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim jobs");
-	claimed = MemoryContextAlloc(roundctx, Max(SPI_processed, 1) * sizeof(ClaimedJob));
+	claimed = MemoryContextAlloc(memory, Max(SPI_processed, 1) * sizeof(ClaimedJob));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -606,11 +604,12 @@ start_workers(const ClaimedJob *jobs, int n)
 static void
 launcher_round(void)
 {
+	MemoryContext roundctx = CurrentMemoryContext;
 	ClaimedJob *claimed;
 	int			n_claimed;
 
 	begin_work();
-	claimed = plan_work(&n_claimed);
+	claimed = plan_work(roundctx, &n_claimed);
 	end_work();
 	forget_stopped_workers();
 	start_workers(claimed, n_claimed);
