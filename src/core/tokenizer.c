@@ -723,7 +723,7 @@ allocation_error(const Budget *b, char *err, size_t errlen)
 {
 	if (b->exceeded)
 		set_error(err, errlen,
-				  "training the tokenizer needs more than the %zu MB of working memory allowed",
+				  "training the tokenizer needs more working memory than the %zu MB allowed",
 				  b->limit >> 20);
 	else
 		set_error(err, errlen, "out of memory");
