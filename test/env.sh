@@ -6,8 +6,11 @@
 # `postgres` user; otherwise as the calling user.
 
 DISTILL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# clang, libclang-rt-dev (libFuzzer, the sanitizer runtimes) and llvm
+# (llvm-symbolizer, for readable sanitizer reports): test/fuzz/README.md
 APT_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
-              libopenblas-dev libjson-c-dev python3 postgresql-15-cron"
+              libopenblas-dev libjson-c-dev python3 postgresql-15-cron
+              clang libclang-rt-dev llvm"
 TEACHER_PORT=${DISTILL_TEACHER_PORT:-8808}
 # Debian's interpreter (package python3, which install_packages installs),
 # not a version manager's shim: a shim may not pass our signals on to the

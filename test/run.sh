@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: C unit tests, the replay teacher's self-test,
-# pg_regress against a throwaway cluster, and checks on the server log.
+# The whole test suite: C unit tests (also under the sanitizers), a short
+# fuzzing run, the replay teacher's self-test, pg_regress against a
+# throwaway cluster, and checks on the server log.
 # Prints "N passed, N failed" last; exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/.."
@@ -72,6 +73,24 @@ make -s unit 2>&1 | tee "$logs/unit"
 status=${PIPESTATUS[0]}
 count "$logs/unit"
 # A build that broke before any test could count itself still fails.
+[ "$status" = 0 ] || [ "$failed" -gt "$before" ] || failed=$((failed + 1))
+
+echo "== unit tests under AddressSanitizer, UndefinedBehaviorSanitizer, LeakSanitizer"
+before=$failed
+make -s -k -j2 -Otarget unit-sanitize 2>&1 | tee "$logs/unit-asan"
+status=${PIPESTATUS[0]}
+count "$logs/unit-asan"
+[ "$status" = 0 ] || [ "$failed" -gt "$before" ] || failed=$((failed + 1))
+
+# Each target replays its committed seeds, then fuzzes a few seconds (one
+# test each; test/fuzz/README.md).  New inputs go to a throwaway corpus,
+# crashing ones to build/fuzz/crashes.
+echo "== fuzzing, ${FUZZ_SECONDS:=5} s per target"
+before=$failed
+FUZZ_CORPUS="$logs/fuzz-corpus" make -s -j2 fuzz FUZZ_SECONDS="$FUZZ_SECONDS" 2>&1 |
+	tee "$logs/fuzz"
+status=${PIPESTATUS[0]}
+count "$logs/fuzz"
 [ "$status" = 0 ] || [ "$failed" -gt "$before" ] || failed=$((failed + 1))
 
 echo "== replay teacher self-test"

@@ -1,0 +1,241 @@
+/*
+ * make_seeds.c - write the binary seed corpora of the fuzz targets: tiny
+ * serialized tokenizers, models and students, made by the library itself
+ * (`make fuzz-seeds`; text seeds come from make_seeds.py).
+ *
+ * Usage: make_seeds <seeds directory>.  The output depends only on this
+ * program (fixed seeds, one BLAS thread), so regenerating changes no file
+ * unless a format changed.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/model_io.h"
+#include "core/student.h"
+#include "core/student_internal.h"
+
+static const char *seeds_dir;
+
+static void
+die(const char *what, const char *why)
+{
+	fprintf(stderr, "make_seeds: %s: %s\n", what, why);
+	exit(1);
+}
+
+/* Write a then b to <seeds_dir>/<target>/<name>. */
+static void
+write_seed(const char *target, const char *name,
+		   const void *a, size_t na, const void *b, size_t nb)
+{
+	char		path[1024];
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", seeds_dir, target, name);
+	f = fopen(path, "wb");
+	if (f == NULL ||
+		fwrite(a, 1, na, f) != na || (nb > 0 && fwrite(b, 1, nb, f) != nb) ||
+		fclose(f) != 0)
+		die(path, "cannot write");
+}
+
+/* The eight rows of test_student.c's tiny set, as one corpus. */
+static const StudentExample rows[] = {
+	{"red apple", "fruit", "an apple is a fruit", NULL, 0},
+	{"green pear", "fruit", "a pear is a fruit", NULL, 0},
+	{"big dog", "animal", "a dog is an animal", NULL, 0},
+	{"small cat", "animal", "a cat is an animal", NULL, 0},
+	{"fast car", "vehicle", "a car is a vehicle", NULL, 0},
+	{"old bus", "vehicle", "a bus is a vehicle", NULL, 0},
+	{"ripe plum", "fruit", "a plum is a fruit", NULL, 0},
+	{"wild horse", "animal", "a horse is an animal", NULL, 0},
+};
+#define N_ROWS ((int) (sizeof(rows) / sizeof(rows[0])))
+
+static Tokenizer *
+train_tokenizer(int vocab_size)
+{
+	const char *texts[3 * N_ROWS];
+	size_t		lens[3 * N_ROWS];
+	char		err[256];
+	Tokenizer  *t;
+
+	for (int i = 0; i < N_ROWS; i++)
+	{
+		texts[3 * i] = rows[i].input;
+		texts[3 * i + 1] = rows[i].label;
+		texts[3 * i + 2] = rows[i].rationale;
+	}
+	for (int i = 0; i < 3 * N_ROWS; i++)
+		lens[i] = strlen(texts[i]);
+	t = tok_train(texts, lens, 3 * N_ROWS, vocab_size, err, sizeof(err));
+	if (t == NULL)
+		die("tok_train", err);
+	return t;
+}
+
+static void
+write_tokenizer(const char *name, const Tokenizer *t)
+{
+	size_t		len;
+	void	   *blob = tok_serialize(t, &len);
+
+	if (blob == NULL)
+		die(name, "out of memory");
+	write_seed("fuzz_tokenizer", name, blob, len, NULL, 0);
+	free(blob);
+}
+
+static Model *
+tiny_model(const ModelConfig *config)
+{
+	char		err[256];
+	Model	   *m = model_create(config, err, sizeof(err));
+
+	if (m == NULL)
+		die("model_create", err);
+	model_init_weights(m, 1);
+	return m;
+}
+
+static void
+write_model(const char *name, const ModelConfig *config)
+{
+	Model	   *m = tiny_model(config);
+	size_t		len = model_serialized_size(m);
+	void	   *blob = malloc(len);
+
+	if (blob == NULL)
+		die(name, "out of memory");
+	model_serialize(m, blob);
+	write_seed("fuzz_model", name, blob, len, NULL, 0);
+	free(blob);
+	model_free(m);
+}
+
+/* fuzz_student's input: u32 tokenizer length, tokenizer, weights. */
+static void
+write_student(const char *name, const Student *s)
+{
+	size_t		tok_len,
+				weights_len;
+	void	   *tok = student_save_tokenizer(s, &tok_len);
+	void	   *weights = student_save_weights(s, &weights_len);
+	uint8_t    *blob = malloc(4 + tok_len);
+
+	if (tok == NULL || weights == NULL || blob == NULL)
+		die(name, "out of memory");
+	for (int i = 0; i < 4; i++)
+		blob[i] = (uint8_t) (tok_len >> (8 * i));
+	memcpy(blob + 4, tok, tok_len);
+	write_seed("fuzz_student", name, blob, 4 + tok_len, weights, weights_len);
+	free(blob);
+	free(weights);
+	free(tok);
+}
+
+/* A student as training makes one: one short epoch on the rows above. */
+static Student *
+trained_student(void)
+{
+	StudentParams p;
+	StudentTrainer *trainer;
+	TrainProgress progress;
+	Student    *s;
+	char		err[256];
+
+	student_params_default(&p);
+	p.d_model = 16;
+	p.n_layers = 1;
+	p.n_heads = 2;
+	p.d_ff = 16;
+	p.vocab_size = 280;
+	p.epochs = 1;
+	p.batch_size = 8;
+	p.max_input_tokens = 8;
+	p.max_target_tokens = 4;
+	p.validation_fraction = 0.0;
+	p.dropout = 0.0;
+	trainer = trainer_create(&p, rows, N_ROWS, NULL, 0, err, sizeof(err));
+	if (trainer == NULL)
+		die("trainer_create", err);
+	while (trainer_advance(trainer, &progress) != TRAIN_DONE)
+		;
+	s = trainer_take_best(trainer);
+	trainer_free(trainer);
+	if (s == NULL)
+		die("trainer_take_best", "no student");
+	return s;
+}
+
+/*
+ * The smallest student student_load() takes: bytes-only tokenizer, a model
+ * of width 4, untied, causal, with q/k/v biases.
+ */
+static Student *
+tiny_student(void)
+{
+	Student    *s = calloc(1, sizeof(Student));
+	ModelConfig c;
+
+	if (s == NULL)
+		die("tiny student", "out of memory");
+	s->tokenizer = train_tokenizer(TOK_MIN_VOCAB);
+	s->max_input_tokens = 8;
+	s->max_target_tokens = 2;
+	model_config_default(&c, tok_vocab_size(s->tokenizer), 4, 1, 1);
+	c.d_ff = 4;
+	c.max_seq_len = student_sequence_limit(s->tokenizer, s->max_input_tokens,
+										   s->max_target_tokens);
+	c.tied_embeddings = false;
+	c.prefix_lm = false;
+	c.qkv_bias = true;
+	s->model = tiny_model(&c);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	ModelConfig c;
+	Tokenizer  *t;
+	Student    *s;
+
+	if (argc != 2)
+	{
+		fprintf(stderr, "usage: make_seeds <seeds directory>\n");
+		return 2;
+	}
+	seeds_dir = argv[1];
+	model_set_threads(1);
+
+	t = train_tokenizer(TOK_MIN_VOCAB);
+	write_tokenizer("bytes_only", t);
+	tok_free(t);
+	t = train_tokenizer(300);
+	write_tokenizer("merges", t);
+	tok_free(t);
+
+	model_config_default(&c, 16, 8, 1, 2);
+	c.d_ff = 8;
+	c.max_seq_len = 8;
+	write_model("tied_prefix_lm", &c);
+	model_config_default(&c, 12, 8, 2, 2);
+	c.n_kv_heads = 1;
+	c.d_ff = 12;
+	c.max_seq_len = 6;
+	c.tied_embeddings = false;
+	c.prefix_lm = false;
+	c.qkv_bias = true;
+	write_model("untied_causal_gqa_bias", &c);
+
+	s = trained_student();
+	write_student("trained", s);
+	student_free(s);
+	s = tiny_student();
+	write_student("tiny", s);
+	student_free(s);
+	return 0;
+}
