@@ -84,15 +84,6 @@ define san_compile
 	@nm $@ | sed -n 's/.* i \(.*\)\.ifunc$$/--redefine-sym=\1.ifunc=\1/p' | xargs -r objcopy $@
 endef
 
-# TODO(remove once exp_vec() is NaN-safe): exp_vec() in model_ops.c turns
-# NaN into an int and shifts that left, both undefined; finite weights large
-# enough to make inf - inf get there (test/fuzz/crashes/fuzz_model/), and so
-# does training from NaN weights (test_student's test_skipped_steps).  It
-# has the only float to int conversion and the only signed shift of that
-# file, so these two checks are off for that file only.
-EXP_VEC_OBJS = build/unit-asan/obj/core/model_ops.o build/fuzz/obj/core/model_ops.o
-$(EXP_VEC_OBJS): SAN_CFLAGS += -fno-sanitize=float-cast-overflow,shift-base
-
 SAN_UNIT_TESTS = $(patsubst test/unit/%.c,build/unit-asan/%,$(sort $(wildcard test/unit/test_*.c)))
 SAN_UNIT_OBJS  = $(patsubst src/%.c,build/unit-asan/obj/%.o,$(CORE_SRCS) $(TEACHER_SRCS))
 

@@ -24,7 +24,8 @@
 
 /*
  * e^x within 2 ulp of expf over [-87.3, 88.7] (clamped outside it, so e^x
- * of a very negative x is ~1e-38 rather than 0), in straight-line code that
+ * of a very negative x is ~1e-38 rather than 0; NaN for NaN, as finite
+ * weights can overflow into inf - inf), in straight-line code that
  * vectorizes: e^x = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 (in
  * two parts, exactly), e^r by the Cephes polynomial.
  */
@@ -33,15 +34,16 @@ exp_vec(float x)
 {
 	const float round_magic = 12582912.0f;	/* 1.5 * 2^23: adding it rounds */
 	int32_t		two_n_bits;
-	float		two_n,
+	float		c,
+				two_n,
 				n,
 				r,
 				p;
 
-	x = x > 88.7228f ? 88.7228f : x;
-	x = x < -87.3365f ? -87.3365f : x;
-	n = (x * 1.44269504f + round_magic) - round_magic;
-	r = x - n * 0.693359375f;
+	/* fmaxf() takes the bound for a NaN, so that n is always a small integer */
+	c = fminf(fmaxf(x, -87.3365f), 88.7228f);
+	n = (c * 1.44269504f + round_magic) - round_magic;
+	r = c - n * 0.693359375f;
 	r = r + n * 2.12194440e-4f;
 	p = 1.9875691500e-4f;
 	p = p * r + 1.3981999507e-3f;
@@ -50,9 +52,10 @@ exp_vec(float x)
 	p = p * r + 1.6666665459e-1f;
 	p = p * r + 5.0000001201e-1f;
 	p = p * r * r + r + 1.0f;
-	two_n_bits = ((int32_t) n + 127) << 23;
+	two_n_bits = ((int32_t) n + 127) << 23;	/* n + 127 is in [1, 255] */
 	memcpy(&two_n, &two_n_bits, sizeof(two_n));
-	return p * two_n;
+	/* a NaN stays one, for the callers' checks of finite results */
+	return x == x ? p * two_n : x;
 }
 
 /* ---------------------------------------------------------------- */

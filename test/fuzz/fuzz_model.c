@@ -55,7 +55,7 @@ run(const Model *model)
 	FUZZ_CHECK(model_score_candidates(model, prefix, prefix_len, candidates, lens,
 									  2, scores, err, sizeof(err)),
 			   "scoring failed: %s", err);
-	n = model_generate_greedy(model, prefix, prefix_len, NEW_TOKENS, 0, out,
+	n = model_generate_greedy(model, prefix, prefix_len, NEW_TOKENS, 0, out, NULL,
 							  err, sizeof(err));
 	FUZZ_CHECK(n >= 0 && n <= NEW_TOKENS, "generating failed (%d): %s", n, err);
 	for (int i = 0; i < n; i++)

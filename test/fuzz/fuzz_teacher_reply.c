@@ -6,13 +6,14 @@
  * Ollama reply (one object or an NDJSON stream) and as an error body, and
  * cleaned as error text, each under several secrets and buffer sizes.
  * Besides the sanitizers, the checks are protocol.h's promises: a parsed
- * reply is valid UTF-8 (for now in shape only: see utf8_shape_valid());
- * error text is one line of valid UTF-8 within its bounds, without the
- * secret.
+ * reply comes back byte for byte and its escaped form (utf8.h) is storable
+ * text; error text is one line of valid UTF-8 within its bounds, without
+ * the secret or any 8 bytes of it.
  */
 #include "fuzz.h"
 
 #include "teacher/protocol.h"
+#include "teacher/utf8.h"
 
 /*
  * Secrets as API keys look (no white space, control bytes or '?', which
@@ -81,33 +82,41 @@ clean_everywhere(const char *body, size_t len)
 	}
 }
 
-/*
- * TODO(remove once teacher_parse_reply() checks the content itself, and
- * check fuzz_utf8_valid() again): json-c's JSON_TOKENER_VALIDATE_UTF8
- * checks only the shape of each sequence (a lead byte below 0xF8 and its
- * continuation bytes), so overlong forms, surrogates and code points past
- * U+10FFFF get through (crashes/fuzz_teacher_reply/surrogate_in_content).
- * Until then only that shape is checked here, so that fuzzing finds what
- * else there is.
- */
+/* The key the replies are parsed with: no 8 bytes of it may reach a reason. */
+static const char REPLY_SECRET[] = "sk-fuzz-0123456789abcdef";
+
 static bool
-utf8_shape_valid(const char *text, size_t len)
+holds_secret_piece(const char *text)
 {
-	const unsigned char *s = (const unsigned char *) text;
+	char		piece[9];
 
-	for (size_t i = 0; i < len;)
+	for (size_t i = 0; i + 8 <= strlen(REPLY_SECRET); i++)
 	{
-		size_t		n = s[i] < 0x80 ? 1 : s[i] < 0xC0 ? 0 : s[i] < 0xE0 ? 2 :
-			s[i] < 0xF0 ? 3 : s[i] < 0xF8 ? 4 : 0;
-
-		if (n == 0 || len - i < n)
-			return false;
-		for (size_t k = 1; k < n; k++)
-			if ((s[i + k] & 0xC0) != 0x80)
-				return false;
-		i += n;
+		memcpy(piece, &REPLY_SECRET[i], 8);
+		piece[8] = '\0';
+		if (strstr(text, piece) != NULL)
+			return true;
 	}
-	return true;
+	return false;
+}
+
+/*
+ * The content comes back byte for byte, whatever it holds (the glue decides
+ * what the database can store); its escaped form is always storable text.
+ */
+static void
+check_content(const TeacherReply *reply)
+{
+	char	   *escaped;
+
+	FUZZ_CHECK(reply->content != NULL, "a reply without content");
+	FUZZ_CHECK(reply->content[reply->content_len] == '\0', "content not terminated");
+	escaped = utf8_escape(reply->content, reply->content_len, NULL, NULL);
+	FUZZ_CHECK(escaped != NULL, "out of memory escaping %zu bytes", reply->content_len);
+	FUZZ_CHECK(fuzz_utf8_valid(escaped, strlen(escaped)) &&
+			   utf8_find_flaw(escaped, strlen(escaped), NULL, NULL).kind == UTF8_FLAW_NONE,
+			   "the escaped content is not storable: \"%s\"", escaped);
+	free(escaped);
 }
 
 static void
@@ -117,11 +126,9 @@ parse_as(TeacherApi api, const char *body, size_t len)
 	char		err[256];
 
 	err[0] = '\0';
-	if (teacher_parse_reply(api, body, len, &reply, err, sizeof(err)))
+	if (teacher_parse_reply(api, body, len, REPLY_SECRET, &reply, err, sizeof(err)))
 	{
-		FUZZ_CHECK(reply.content != NULL, "a reply without content");
-		FUZZ_CHECK(utf8_shape_valid(reply.content, strlen(reply.content)),
-				   "the content is not valid UTF-8");
+		check_content(&reply);
 		FUZZ_CHECK(reply.prompt_tokens >= -1 && reply.completion_tokens >= -1,
 				   "token counts %d and %d", reply.prompt_tokens,
 				   reply.completion_tokens);
@@ -133,6 +140,7 @@ parse_as(TeacherApi api, const char *body, size_t len)
 		FUZZ_CHECK(err[0] != '\0', "a failure without a reason");
 		FUZZ_CHECK(fuzz_utf8_valid(err, strlen(err)),
 				   "the reason is not valid UTF-8: \"%s\"", err);
+		FUZZ_CHECK(!holds_secret_piece(err), "the reason holds the key: \"%s\"", err);
 	}
 }
 
