@@ -287,7 +287,7 @@ annotate_items(JobRun *run, const TaskDef *task, const TeacherDef *teacher,
 												   "distill annotate items in flight",
 												   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext replyctx = AllocSetContextCreate(CurrentMemoryContext,
-												   "distill annotate reply",
+												   "distill annotate round",
 												   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext oldctx = CurrentMemoryContext;
 	size_t		window = 2 * (size_t) teacher->config.concurrency;
@@ -300,6 +300,8 @@ annotate_items(JobRun *run, const TaskDef *task, const TeacherDef *teacher,
 		SourceItem *item;
 		Annotation	a;
 
+		/* what a round allocates, but the items, goes when it ends */
+		MemoryContextSwitchTo(replyctx);
 		while (more && teacher_pool_pending(pool->pool) < window)
 		{
 			if ((item = next_item(source, ok, inflight)) == NULL)
@@ -325,6 +327,7 @@ annotate_items(JobRun *run, const TaskDef *task, const TeacherDef *teacher,
 		MemoryContextSwitchTo(oldctx);
 		MemoryContextReset(replyctx);
 	}
+	MemoryContextSwitchTo(oldctx);
 	guarded_pool_release(pool);
 	MemoryContextDelete(replyctx);
 	MemoryContextDelete(inflight);
