@@ -1,31 +1,7 @@
 -- background jobs: queue, launcher, workers, wait, cancel, schedules
 \set SHOW_CONTEXT never
 
--- poll a condition (committed state) for up to a few seconds
-CREATE FUNCTION eventually(condition text, seconds float8 DEFAULT 10) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
-    ok boolean;
-BEGIN
-    LOOP
-        EXECUTE condition INTO ok;
-        IF ok OR clock_timestamp() > deadline THEN
-            RETURN ok;
-        END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-END $$;
-
--- the error a statement raises, with job ids masked (they depend on earlier tests)
-CREATE FUNCTION error_of(statement text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN regexp_replace(SQLERRM, '\d+', 'N', 'g');
-END $$;
+\i test/helpers.psql
 
 CREATE TABLE questions (id text, body text);
 CREATE TABLE raw_rows (doc jsonb);
