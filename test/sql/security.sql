@@ -4,30 +4,7 @@
 -- not be able to do.
 \set SHOW_CONTEXT never
 
--- poll a condition (committed state) for up to a few seconds
-CREATE FUNCTION eventually(condition text, seconds float8 DEFAULT 10) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
-    ok boolean;
-BEGIN
-    LOOP
-        EXECUTE condition INTO ok;
-        IF ok OR clock_timestamp() > deadline THEN
-            RETURN ok;
-        END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-END $$;
--- the error a statement raises, with job ids masked (they depend on earlier tests)
-CREATE FUNCTION error_of(statement text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN regexp_replace(SQLERRM, '\d+', 'N', 'g');
-END $$;
+\i test/helpers.psql
 GRANT EXECUTE ON FUNCTION eventually, error_of TO PUBLIC;
 
 SELECT pg_postmaster_start_time() AS started_at \gset
@@ -99,6 +76,13 @@ SELECT distill.annotate('team_task', 'palm', 'SELECT id, body FROM questions LIM
 SELECT distill.annotate('team_task', 'palm', 'SELECT id, body FROM questions LIMIT 2',
                         background => false) > 0 AS annotated_here;
 RESET ROLE;
+-- a job whose owner cannot log in (any more) fails, saying why
+INSERT INTO distill.jobs (kind, args, owner)
+VALUES ('annotate', '{"task": "team_task", "teacher": "palm", "source": "SELECT 1, 2"}', 'distill_team');
+SELECT eventually($$SELECT status = 'failed' FROM distill.jobs
+                    WHERE owner = 'distill_team'::regrole AND args->>'source' = 'SELECT 1, 2'$$) AS failed;
+SELECT status, error FROM distill.jobs
+WHERE owner = 'distill_team'::regrole AND args->>'source' = 'SELECT 1, 2';
 
 ------------------------------------------------------------------------
 -- 2. Job arguments of JSON null never reach a worker as a NULL pointer.
@@ -133,6 +117,16 @@ SELECT distill.schedule('zero', interval '-1 year' + interval '365 days 6 hours'
                         '{"task": "mallory_task", "teacher": "palm", "source": "SELECT 1, 2"}');
 SELECT distill.schedule('backwards', interval '1 mon -30 days', 'annotate',
                         '{"task": "mallory_task", "teacher": "palm", "source": "SELECT 1, 2"}');
+SELECT distill.schedule('lapsed', interval '1 second', 'annotate',
+                        '{"task": "mallory_task", "teacher": "palm", "source": "SELECT 1, 2"}');
+RESET ROLE;
+-- a schedule whose owner can no longer log in stops itself, saying why
+ALTER ROLE distill_mallory NOLOGIN;
+SELECT eventually($$SELECT NOT enabled FROM distill.schedules WHERE name = 'lapsed'$$) AS lapsed;
+SELECT enabled, last_error FROM distill.schedules WHERE name = 'lapsed';
+ALTER ROLE distill_mallory LOGIN;
+SET ROLE distill_mallory;
+SELECT distill.unschedule('lapsed');
 RESET ROLE;
 -- not even the extension's owner can store such an interval
 \set VERBOSITY terse
@@ -230,6 +224,12 @@ SELECT distill.train('victim_model', 'mallory_task', 'distill');
 SELECT distill.create_teacher('exfil', 'http://127.0.0.1:8808/v1', 'palm');
 SELECT distill.drop_teacher('palm', cascade => true);
 RESET ROLE;
+-- a role trusted with teachers still cannot drop other roles' annotations
+GRANT EXECUTE ON FUNCTION distill.drop_teacher(text, boolean) TO distill_mallory;
+SET ROLE distill_mallory;
+SELECT error_of($$SELECT distill.drop_teacher('palm', cascade => true)$$);
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION distill.drop_teacher(text, boolean) FROM distill_mallory;
 SELECT count(*) AS victim_annotations_intact FROM distill.annotations
 WHERE task = 'victim_task' AND label IS DISTINCT FROM 'poisoned';
 
