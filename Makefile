@@ -18,13 +18,15 @@ VECTOR_CFLAGS = -fopenmp-simd -fno-trapping-math
 PG_CFLAGS     = $(VECTOR_CFLAGS)
 SHLIB_LINK  = -lcurl -ljson-c -lopenblas -lm
 
-# pg_regress: inputs in test/sql, expected outputs in test/expected.
-# The docs_* tests are extracted from the ```sql blocks of docs/*.md, so
-# every documented example runs (pages without such blocks have no test).
+# pg_regress: inputs in sql/ (beside the install scripts, which it does not
+# run), expected outputs in expected/.  The docs_* tests are extracted from
+# the ```sql blocks of docs/*.md, so every documented example runs (pages
+# without such blocks have no test).
 REGRESS_DOCS = $(patsubst docs/%.md,docs_%,$(sort $(shell grep -l '^```sql *$$' docs/*.md)))
-REGRESS      = $(REGRESS_DOCS) $(sort $(basename $(notdir $(filter-out test/sql/docs_%,$(wildcard test/sql/*.sql)))))
-REGRESS_OPTS = --inputdir=test --outputdir=build/regress --load-extension=distill
-EXTRA_CLEAN  = build $(patsubst %,test/sql/%.sql,$(REGRESS_DOCS))
+REGRESS_SQL  = $(filter-out sql/docs_% sql/$(EXTENSION)--%,$(wildcard sql/*.sql))
+REGRESS      = $(REGRESS_DOCS) $(sort $(basename $(notdir $(REGRESS_SQL))))
+REGRESS_OPTS = --outputdir=build/regress --load-extension=distill
+EXTRA_CLEAN  = build $(patsubst %,sql/%.sql,$(REGRESS_DOCS))
 
 # PGXS tracks no header dependencies: any header change rebuilds everything.
 $(OBJS): $(wildcard src/*/*.h)
@@ -42,9 +44,9 @@ build/regress:
 	mkdir -p $@
 
 .PHONY: docs-tests
-docs-tests: $(patsubst %,test/sql/%.sql,$(REGRESS_DOCS))
+docs-tests: $(patsubst %,sql/%.sql,$(REGRESS_DOCS))
 
-test/sql/docs_%.sql: docs/%.md test/extract_sql.awk
+sql/docs_%.sql: docs/%.md test/extract_sql.awk
 	awk -f test/extract_sql.awk $< > $@
 
 # C unit tests of src/core and src/teacher: no PostgreSQL involved.
