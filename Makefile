@@ -2,7 +2,7 @@
 
 EXTENSION   = distill
 MODULE_big  = distill
-DATA        = sql/distill--0.1.0.sql
+DATA        = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC  = "distill - distilling step-by-step inside PostgreSQL"
 
 CORE_SRCS    = $(sort $(wildcard src/core/*.c))
@@ -28,15 +28,16 @@ REGRESS      = $(REGRESS_DOCS) $(sort $(basename $(notdir $(REGRESS_SQL))))
 REGRESS_OPTS = --outputdir=build/regress --load-extension=distill
 EXTRA_CLEAN  = build $(patsubst %,sql/%.sql,$(REGRESS_DOCS))
 
-# PGXS tracks no header dependencies: any header change rebuilds everything.
-$(OBJS): $(wildcard src/*/*.h)
-
 # JIT bitcode of our C would buy nothing and need clang.
 override with_llvm = no
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: any header change rebuilds everything.
+# (After the include, so that `all` stays the default goal.)
+$(OBJS): $(wildcard src/*/*.h)
 
 installcheck: docs-tests | build/regress
 
