@@ -126,7 +126,7 @@ SELECT error_of(format('SELECT distill.wait(%s)', :uncommitted));
 ROLLBACK;
 SELECT distill.wait(999999);
 SELECT distill.cancel(999999);
-SELECT distill.schedule('s', interval '1 hour', 'evaluate', '{}');
+SELECT distill.schedule('s', interval '1 hour', 'cook', '{}');
 SELECT distill.schedule('s', interval '1 hour', 'annotate', '{"task": "cqa"}');
 SELECT distill.schedule('s', interval '1 hour', 'annotate', '{"task": "cqa", "teacher": "palm", "source": "x", "when": 1}');
 SELECT distill.schedule('s', interval '1 millisecond', 'annotate', '{"task": "cqa", "teacher": "palm", "source": "x"}');

@@ -1,6 +1,7 @@
 /*
  * evaluate.c - distill.evaluate(model, source, metric): how often the
- * student is right on a labelled query.
+ * student is right on a labelled query; at once, or as a job whose result
+ * is a row of distill.evaluations.
  */
 #include "postgres.h"
 
@@ -17,7 +18,8 @@
 #include "core/student.h"
 #include "pg/glue.h"
 
-PG_FUNCTION_INFO_V1(distill_evaluate);
+/* Rows read from the source at a time. */
+#define EVALUATE_BATCH_ROWS 1000
 
 /* Per-label counts for precision and recall, when the model has a label set. */
 typedef struct LabelCounts
@@ -134,33 +136,11 @@ required_column(TupleDesc tupdesc, const char *name)
 	return col;
 }
 
-Datum
-distill_evaluate(PG_FUNCTION_ARGS)
+static SourceColumns
+source_columns(TupleDesc tupdesc)
 {
-	char	   *model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *query = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *metric = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	bool		equation = strcmp(metric, "equation") == 0;
-	MemoryContext callerctx = CurrentMemoryContext;
-	MemoryContext row_memory;
-	CachedModel *model;
-	TupleDesc	tupdesc;
 	SourceColumns cols;
-	Tally		tally = {0};
-	LabelCounts *counts = &tally.counts;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, true};
 
-	if (!equation && strcmp(metric, "exact") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown evaluation metric \"%s\"", metric),
-				 errhint("Use 'exact' (the answer equals the label) or 'equation' (arithmetic expressions of equal value).")));
-	model = lookup_model(model_name);
-
-	SPI_connect();
-	run_source_query(query, "evaluation");
-	tupdesc = SPI_tuptable->tupdesc;
 	cols.input = required_column(tupdesc, "input");
 	cols.label = required_column(tupdesc, "label");
 	cols.choices = Max(SPI_fnumber(tupdesc, "choices"), 0);
@@ -168,40 +148,185 @@ distill_evaluate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("the evaluation source's \"choices\" column must be text[]")));
+	return cols;
+}
+
+/* The metric named; an error for any other name. */
+static bool
+is_equation_metric(const char *metric)
+{
+	if (strcmp(metric, "equation") == 0)
+		return true;
+	if (strcmp(metric, "exact") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown evaluation metric \"%s\"", metric),
+				 errhint("Use 'exact' (the answer equals the label) or 'equation' (arithmetic expressions of equal value).")));
+	return false;
+}
+
+/* Count precision and recall per label when the answers come from the label set. */
+static void
+count_per_label(Tally *tally, const CachedModel *model)
+{
+	LabelCounts *counts = &tally->counts;
+
+	counts->labels = model_label_set(model, &counts->n_labels);
+	if (counts->labels == NULL)
+		return;
+	counts->predicted = palloc0(counts->n_labels * sizeof(int64));
+	counts->actual = palloc0(counts->n_labels * sizeof(int64));
+	counts->correct = palloc0(counts->n_labels * sizeof(int64));
+}
+
+/*
+ * Answer every row of the source, a batch at a time; inside SPI.  A job
+ * reports the rows done as its progress message (a source's length is not
+ * known before it ends).
+ */
+static void
+evaluate_source(const CachedModel *model, const char *query, bool equation,
+				JobRun *run, Tally *tally)
+{
+	SourceCursor *cursor = open_source_cursor(query, "evaluation");
+	MemoryContext row_memory = AllocSetContextCreate(CurrentMemoryContext, "distill.evaluate row",
+													 ALLOCSET_DEFAULT_SIZES);
+	uint64		n = fetch_source(cursor, EVALUATE_BATCH_ROWS);
+	SourceColumns cols = source_columns(SPI_tuptable->tupdesc);
+
 	if (cols.choices == 0 && !equation)
-		counts->labels = model_label_set(model, &counts->n_labels);
-	if (counts->labels != NULL)
+		count_per_label(tally, model);
+	for (; n > 0; n = fetch_source(cursor, EVALUATE_BATCH_ROWS))
 	{
-		counts->predicted = palloc0(counts->n_labels * sizeof(int64));
-		counts->actual = palloc0(counts->n_labels * sizeof(int64));
-		counts->correct = palloc0(counts->n_labels * sizeof(int64));
+		for (uint64 row = 0; row < SPI_processed; row++)
+		{
+			MemoryContext outer = MemoryContextSwitchTo(row_memory);
+
+			CHECK_FOR_INTERRUPTS();
+			evaluate_row(model, SPI_tuptable->vals[row], SPI_tuptable->tupdesc, &cols,
+						 equation, tally);
+			MemoryContextSwitchTo(outer);
+			MemoryContextReset(row_memory);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		if (run != NULL)
+			job_progress(run, 0.0, psprintf(INT64_FORMAT " rows evaluated", tally->n));
 	}
+	close_source(cursor);
+	MemoryContextDelete(row_memory);
+}
 
-	row_memory = AllocSetContextCreate(CurrentMemoryContext, "distill.evaluate row",
-									   ALLOCSET_DEFAULT_SIZES);
-	for (uint64 row = 0; row < SPI_processed; row++)
-	{
-		MemoryContext outer = MemoryContextSwitchTo(row_memory);
+/* n, accuracy (NULL over no row), per_label (NULL without a label set). */
+static void
+tally_values(const Tally *tally, Datum *values, bool *nulls)
+{
+	values[0] = Int64GetDatum(tally->n);
+	values[1] = Float8GetDatum(tally->n > 0 ? (double) tally->right / tally->n : 0.0);
+	nulls[0] = false;
+	nulls[1] = tally->n == 0;
+	nulls[2] = tally->counts.labels == NULL;
+	values[2] = nulls[2] ? (Datum) 0 : per_label_jsonb(&tally->counts);
+}
 
-		CHECK_FOR_INTERRUPTS();
-		evaluate_row(model, SPI_tuptable->vals[row], tupdesc, &cols, equation, &tally);
-		MemoryContextSwitchTo(outer);
-		MemoryContextReset(row_memory);
-	}
+PG_FUNCTION_INFO_V1(distill_evaluate);
 
-	values[0] = Int64GetDatum(tally.n);
-	values[1] = Float8GetDatum(tally.n > 0 ? (double) tally.right / tally.n : 0.0);
-	nulls[1] = tally.n == 0;
-	if (counts->labels != NULL)
-	{
-		MemoryContext spictx = MemoryContextSwitchTo(callerctx);
+/* distill.evaluate(model, source, metric): the result at once. */
+Datum
+distill_evaluate(PG_FUNCTION_ARGS)
+{
+	char	   *model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		equation = is_equation_metric(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	MemoryContext callerctx = CurrentMemoryContext;
+	CachedModel *model = lookup_model(model_name);
+	TupleDesc	tupdesc;
+	Tally		tally = {0};
+	Datum		values[3];
+	bool		nulls[3];
 
-		values[2] = per_label_jsonb(counts);
-		nulls[2] = false;
-		MemoryContextSwitchTo(spictx);
-	}
-	SPI_finish();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "distill.evaluate must return a record");
+	SPI_connect();
+	evaluate_source(model, query, equation, NULL, &tally);
+	MemoryContextSwitchTo(callerctx);
+	tally_values(&tally, values, nulls);
+	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/*
+ * The work of an evaluation job: evaluate the deployed version of the
+ * model and store the result in distill.evaluations, as the job's owner.
+ */
+char *
+run_evaluation(JobRun *run, const char *model_name, const char *query, const char *metric)
+{
+	bool		equation = is_equation_metric(metric);
+	CachedModel *model = lookup_model(model_name);
+	Tally		tally = {0};
+	Datum		values[9];
+	bool		isnull[9] = {false};
+	char		nulls[9];
+
+	/* a background job commits as it goes; the cache must keep the model */
+	hold_model(model, true);
+	evaluate_source(model, query, equation, run, &tally);
+	hold_model(model, false);
+
+	values[0] = Int64GetDatum(run->id);
+	values[1] = ObjectIdGetDatum(GetUserId());
+	values[2] = CStringGetTextDatum(model_name);
+	values[3] = Int32GetDatum(cached_model_version(model));
+	values[4] = CStringGetTextDatum(query);
+	values[5] = CStringGetTextDatum(metric);
+	tally_values(&tally, values + 6, isnull + 6);
+	for (int i = 0; i < lengthof(nulls); i++)
+		nulls[i] = isnull[i] ? 'n' : ' ';
+	if (run_sql_as_owner("INSERT INTO distill.evaluations (job_id, owner, model, version,"
+						 " source, metric, n, accuracy, per_label)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+						 9, (Oid[]) {INT8OID, REGROLEOID, TEXTOID, INT4OID, TEXTOID,
+							 TEXTOID, INT8OID, FLOAT8OID, JSONBOID},
+						 values, nulls, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into distill.evaluations");
+	if (tally.n == 0)
+		return psprintf("model \"%s\" version %d: no row to evaluate",
+						model_name, cached_model_version(model));
+	return psprintf("model \"%s\" version %d: accuracy %.4f over " INT64_FORMAT " rows",
+					model_name, cached_model_version(model),
+					(double) tally.right / tally.n, tally.n);
+}
+
+PG_FUNCTION_INFO_V1(distill_evaluate_job);
+
+/*
+ * distill.evaluate(model, source, metric, background): the same as a job,
+ * queued for a worker or run in this session; returns the job's id.
+ */
+Datum
+distill_evaluate_job(PG_FUNCTION_ARGS)
+{
+	char	   *model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *metric = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *args;
+	JobRun	   *run;
+	char	   *summary;
+
+	(void) is_equation_metric(metric);
+	args = psprintf("{\"model\": %s, \"source\": %s, \"metric\": %s}", json_string(model_name),
+					json_string(query), json_string(metric));
+	if (PG_GETARG_BOOL(3))
+	{
+		/* refused now rather than when the job starts */
+		require_visible_model(model_name);
+		PG_RETURN_INT64(job_submit("evaluate", args));
+	}
+	SPI_connect();
+	run = job_start_here("evaluate", args);
+	summary = run_evaluation(run, model_name, query, metric);
+	job_finish(run, summary);
+	ereport(NOTICE, (errmsg("evaluated %s", summary)));
+	SPI_finish();
+	PG_RETURN_INT64(run->id);
 }

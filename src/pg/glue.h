@@ -92,8 +92,12 @@ extern void close_source(SourceCursor *cursor);
 /*
  * privileges.c: distill's own statements, with search_path pinned, as the
  * calling role or as the extension's owner (who alone writes the tables).
- * The arguments are SPI_execute_with_args's.
+ * The arguments are SPI_execute_with_args's.  require_sql_version() checks
+ * that the database's SQL objects are the version this library is for
+ * (the default_version of distill.control).
  */
+#define DISTILL_SQL_VERSION "0.2.0"
+extern void require_sql_version(void);
 extern int	run_sql(const char *sql, int nargs, const Oid *argtypes, const Datum *values,
 					const char *nulls, bool read_only, long count);
 extern int	run_sql_latest(const char *sql, int nargs, const Oid *argtypes,
@@ -143,6 +147,13 @@ extern char *predict_text(const CachedModel *model, const char *input,
 						  char **candidates, int n_candidates);
 extern char **candidates_arg(ArrayType *array, int *n);
 extern char **model_label_set(const CachedModel *model, int *n_labels);
+extern int	cached_model_version(const CachedModel *model);
+extern void hold_model(CachedModel *model, bool held);
+extern void require_visible_model(const char *name);
+
+/* evaluate.c: the work of an evaluation job */
+extern char *run_evaluation(JobRun *run, const char *model, const char *source,
+							const char *metric);
 
 /* catalog.c: must be called inside SPI_connect(); results are palloc'd. */
 extern TeacherDef *load_teacher(const char *name);

@@ -704,7 +704,7 @@ job_arg(const JobRun *run, int col, const char *name, bool nullable)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("job " INT64_FORMAT " has no \"%s\" argument", run->id, name),
-				 errhint("Queue jobs with distill.annotate(), distill.train() or distill.schedule(), which check their arguments.")));
+				 errhint("Queue jobs with distill.annotate(), distill.train(), distill.evaluate() or distill.schedule(), which check their arguments.")));
 	return value;
 }
 
@@ -713,19 +713,18 @@ static char *
 run_job(JobRun *run)
 {
 	char	   *kind;
-	char	   *task;
 
 	if (run_sql_as_owner("SELECT kind, args->>'task', args->>'teacher', args->>'source',"
 						 " args->>'model', args->>'method',"
-						 " (args->>'rationale_weight')::float8, args->'params'"
+						 " (args->>'rationale_weight')::float8, args->'params', args->>'metric'"
 						 " FROM distill.jobs WHERE id = $1",
 						 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)}, NULL, 1)
 		!= SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "job " INT64_FORMAT " vanished", run->id);
 	kind = job_arg(run, 1, "kind", false);
-	task = job_arg(run, 2, "task", false);
 	if (strcmp(kind, "annotate") == 0)
 	{
+		char	   *task = job_arg(run, 2, "task", false);
 		char	   *teacher = job_arg(run, 3, "teacher", false);
 		char	   *source = job_arg(run, 4, "source", false);
 
@@ -733,6 +732,7 @@ run_job(JobRun *run)
 	}
 	if (strcmp(kind, "train") == 0)
 	{
+		char	   *task = job_arg(run, 2, "task", false);
 		char	   *model = job_arg(run, 5, "model", false);
 		char	   *method = job_arg(run, 6, "method", false);
 		char	   *source = job_arg(run, 4, "source", true);
@@ -746,6 +746,14 @@ run_job(JobRun *run)
 		params = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
 		return run_training(run, model, task, method, source, rationale_weight,
 							DatumGetJsonbP(SPI_datumTransfer(params, false, -1)));
+	}
+	if (strcmp(kind, "evaluate") == 0)
+	{
+		char	   *model = job_arg(run, 5, "model", false);
+		char	   *source = job_arg(run, 4, "source", false);
+		char	   *metric = job_arg(run, 9, "metric", false);
+
+		return run_evaluation(run, model, source, metric);
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -2,8 +2,8 @@
  * predict.c - distill_predict() and friends: the student inside queries.
  *
  * Models are cached per backend, keyed by distill.models.id, so a version
- * once loaded is immutable.  Each call site (FmgrInfo) looks up the newest
- * version of its model once per query and keeps a pointer to the cache
+ * once loaded is immutable.  Each call site (FmgrInfo) looks up the
+ * deployed version of its model once per query and keeps a pointer to the cache
  * entry in fn_extra; the rows after the first cost no catalog access.  An
  * entry used by the current transaction is never evicted, so those
  * pointers stay valid for the whole query.  The cache holds at most
@@ -42,6 +42,7 @@ struct CachedModel
 	size_t		bytes;			/* the student's, and memory's */
 	uint64		last_used;		/* cache_clock when last looked up */
 	LocalTransactionId used_in; /* the last transaction that used it */
+	bool		held;			/* by a job, across its commits */
 };
 
 /* What a call site remembers between rows. */
@@ -101,7 +102,7 @@ trim(bool keep_pinned)
 
 		hash_seq_init(&scan, cache());
 		while ((entry = hash_seq_search(&scan)) != NULL)
-			if ((!keep_pinned || entry->used_in != MyProc->lxid) &&
+			if (!entry->held && (!keep_pinned || entry->used_in != MyProc->lxid) &&
 				(oldest == NULL || entry->last_used < oldest->last_used))
 				oldest = entry;
 		if (oldest == NULL)
@@ -119,15 +120,17 @@ trim_at_transaction_end(XactEvent event, void *arg)
 		trim(false);
 }
 
-/* The id of the newest version of a model the caller may see. */
+/* The id of the version of a model that is deployed (distill.deploy). */
 static int64
-newest_version(const char *name)
+deployed_version_id(const char *name)
 {
 	Oid			argtype = TEXTOID;
 	Datum		value = CStringGetTextDatum(name);
 	bool		isnull;
 
-	if (run_sql("SELECT id FROM distill.models WHERE name = $1 ORDER BY version DESC LIMIT 1",
+	require_sql_version();
+	if (run_sql("SELECT id FROM distill.models"
+				" WHERE name = $1 AND version = distill.deployed_version($1)",
 				1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read distill.models");
 	if (SPI_processed == 0)
@@ -224,7 +227,7 @@ load_model(const char *name, int64 id)
 	return entry;
 }
 
-/* The newest version of a model, from the cache or the table. */
+/* The deployed version of a model, from the cache or the table. */
 CachedModel *
 lookup_model(const char *name)
 {
@@ -232,7 +235,7 @@ lookup_model(const char *name)
 	int64		id;
 
 	SPI_connect();
-	id = newest_version(name);
+	id = deployed_version_id(name);
 	entry = hash_search(cache(), &id, HASH_FIND, NULL);
 	if (entry == NULL)
 		entry = load_model(name, id);
@@ -276,7 +279,30 @@ core_failure(const char *what, const char *errbuf)
 			 errmsg("%s failed: %s", what, errbuf)));
 }
 
-/* A text[] of candidates as C strings; no NULLs, at least one. */
+/*
+ * Drop the repeats of a candidate, keeping the first of each in order, so
+ * that every distinct answer is scored once and probabilities sum to 1.
+ * Quadratic, but n is at most STUDENT_MAX_CANDIDATES and scoring each
+ * candidate costs a forward pass of the student.
+ */
+static int
+distinct_candidates(char **candidates, int n)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		repeat = false;
+
+		for (int j = 0; j < kept && !repeat; j++)
+			repeat = strcmp(candidates[j], candidates[i]) == 0;
+		if (!repeat)
+			candidates[kept++] = candidates[i];
+	}
+	return kept;
+}
+
+/* A text[] of candidates as distinct C strings; no NULLs, at least one. */
 char **
 candidates_arg(ArrayType *array, int *n)
 {
@@ -310,6 +336,7 @@ candidates_arg(ArrayType *array, int *n)
 					 errmsg("candidates must not contain NULL")));
 		candidates[i] = TextDatumGetCString(elems[i]);
 	}
+	*n = distinct_candidates(candidates, *n);
 	return candidates;
 }
 
@@ -324,6 +351,31 @@ model_labels(const CachedModel *model, const char *name, int *n)
 				 errhint("Pass candidates: distill_predict_proba(model, input, ARRAY[...]).")));
 	*n = model->n_labels;
 	return model->labels;
+}
+
+int
+cached_model_version(const CachedModel *model)
+{
+	return model->version;
+}
+
+/*
+ * A background job commits as it goes, and the end of each transaction
+ * trims the cache: a model held stays, whatever the cache's bound.
+ */
+void
+hold_model(CachedModel *model, bool held)
+{
+	model->held = held;
+}
+
+/* An error unless the caller sees a model of this name. */
+void
+require_visible_model(const char *name)
+{
+	SPI_connect();
+	(void) deployed_version_id(name);
+	SPI_finish();
 }
 
 /* The model's label set, NULL when it has none. */

@@ -42,29 +42,80 @@
 
 #define PINNED_SEARCH_PATH "pg_catalog, pg_temp"
 
-/* The role that created the extension, and owns its tables and functions. */
-static Oid
-extension_owner(void)
+/* distill's row of pg_extension: its owner and version; false without one. */
+static bool
+read_extension_row(Oid *owner, char **version)
 {
 	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	Oid			owner;
+	bool		found;
 
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
 				CStringGetDatum("distill"));
 	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
 	tuple = systable_getnext(scan);
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"distill\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION distill.")));
-	owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+	found = HeapTupleIsValid(tuple);
+	if (found)
+	{
+		bool		isnull;
+		Datum		datum = heap_getattr(tuple, Anum_pg_extension_extversion,
+										 RelationGetDescr(rel), &isnull);
+
+		*owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+		*version = isnull ? "" : TextDatumGetCString(datum);
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	return found;
+}
+
+static void
+report_not_installed(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("extension \"distill\" is not installed in this database"),
+			 errhint("Run CREATE EXTENSION distill.")));
+}
+
+/* The role that created the extension, and owns its tables and functions. */
+static Oid
+extension_owner(void)
+{
+	Oid			owner;
+	char	   *version;
+
+	if (!read_extension_row(&owner, &version))
+		report_not_installed();
 	return owner;
+}
+
+/*
+ * An error unless the extension's SQL objects in this database are those
+ * this library was built for: after a new library is installed, until
+ * ALTER EXTENSION distill UPDATE has run.  Once true, it stays true for
+ * the backend (an extension is not downgraded under a running session).
+ */
+void
+require_sql_version(void)
+{
+	static bool checked = false;
+	Oid			owner;
+	char	   *version;
+
+	if (checked)
+		return;
+	if (!read_extension_row(&owner, &version))
+		report_not_installed();
+	if (strcmp(version, DISTILL_SQL_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("distill's SQL objects in this database are version %s, its library is %s",
+						version, DISTILL_SQL_VERSION),
+				 errhint("Run ALTER EXTENSION distill UPDATE.")));
+	checked = true;
 }
 
 /* What execute_pinned() runs, and how. */
