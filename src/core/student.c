@@ -1,6 +1,6 @@
 /*
  * student.c - the student's hyperparameters, its sequences, prediction,
- * and its weights as bytes.  Training is in train.c.
+ * and its weights as bytes.  Training is in train*.c (trainer.h).
  *
  * Weights blob, format version 1 (little-endian):
  *

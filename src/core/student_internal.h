@@ -1,9 +1,9 @@
 /*
- * student_internal.h - what student.c (prediction, save/load) and train.c
- * (the trainer) share: how text becomes the token sequences of student.h,
- * and the token-level prediction both run, so that validation during
- * training measures exactly what student_choose() and student_generate()
- * will answer.  Not for the glue.
+ * student_internal.h - what student.c (prediction, save/load) and the
+ * trainer (train*.c) share: how text becomes the token sequences of
+ * student.h, and the token-level prediction both run, so that validation
+ * during training measures exactly what student_choose() and
+ * student_generate() will answer.  Not for the glue.
  */
 #ifndef DISTILL_CORE_STUDENT_INTERNAL_H
 #define DISTILL_CORE_STUDENT_INTERNAL_H

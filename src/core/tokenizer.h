@@ -135,7 +135,7 @@ extern const char *tok_token(const Tokenizer *t, int32_t id, size_t *len_out);
 
 /*
  * Serialize into a self-contained, malloc'd little-endian blob of *len_out
- * bytes (layout in tokenizer.c), ending in a CRC-32C of all bytes before
+ * bytes (layout in tokenizer_io.c), ending in a CRC-32C of all bytes before
  * it.  NULL when memory runs out.
  */
 extern void *tok_serialize(const Tokenizer *t, size_t *len_out);

@@ -15,7 +15,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
-#include "core/student.h"
+#include "core/trainer.h"
 #include "teacher/parse.h"
 #include "pg/glue.h"
 

@@ -13,7 +13,7 @@
  */
 #include "fuzz.h"
 
-#include "core/student.h"
+#include "core/trainer.h"
 
 /* student.c's weights header: magic, version, two limits, CRC-32C. */
 #define STUDENT_HEADER_SIZE 20

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "core/model_io.h"
-#include "core/student.h"
+#include "core/trainer.h"
 #include "core/student_internal.h"
 
 static const char *seeds_dir;
@@ -70,7 +70,8 @@ train_tokenizer(int vocab_size)
 	}
 	for (int i = 0; i < 3 * N_ROWS; i++)
 		lens[i] = strlen(texts[i]);
-	t = tok_train(texts, lens, 3 * N_ROWS, vocab_size, err, sizeof(err));
+	t = tok_train(texts, lens, 3 * N_ROWS, vocab_size, SIZE_MAX, NULL,
+				  err, sizeof(err));
 	if (t == NULL)
 		die("tok_train", err);
 	return t;
@@ -158,7 +159,7 @@ trained_student(void)
 	p.max_target_tokens = 4;
 	p.validation_fraction = 0.0;
 	p.dropout = 0.0;
-	trainer = trainer_create(&p, rows, N_ROWS, NULL, 0, err, sizeof(err));
+	trainer = trainer_create(&p, rows, N_ROWS, NULL, 0, NULL, err, sizeof(err));
 	if (trainer == NULL)
 		die("trainer_create", err);
 	while (trainer_advance(trainer, &progress) != TRAIN_DONE)

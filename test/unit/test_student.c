@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "core/crc32c.h"
-#include "core/student.h"
+#include "core/trainer.h"
 #include "core/student_internal.h"
 #include "unit.h"
 
