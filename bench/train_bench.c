@@ -27,6 +27,7 @@
 #include "core/model.h"
 #include "core/model_ops.h"
 #include "core/optim.h"
+#include "core/util.h"
 
 /* Shape of the benchmark: the model besides d_model, the batch, repetitions. */
 typedef struct BenchParams
@@ -245,8 +246,7 @@ create_model(const BenchParams *p, int d_model)
 static int
 random_below(uint64_t *state, int n)
 {
-	*state += 0x9E3779B97F4A7C15ull;
-	return (int) (mix64(*state) % (uint64_t) n);
+	return (int) (splitmix64_next(state) % (uint64_t) n);
 }
 
 /*

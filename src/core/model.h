@@ -153,6 +153,14 @@ typedef struct Model
 	uint64_t	dropout_step;	/* training forwards so far */
 	ModelActivations *acts;		/* NULL until model_alloc_training() */
 	PackedWeights *packed;		/* NULL until model_pack_for_prediction() */
+
+	/*
+	 * How model_free() releases acts and packed: set by the files that
+	 * allocate them (model_train.c, model_infer.c), which alone know their
+	 * layout.  NULL while there is nothing to release.
+	 */
+	void		(*free_training) (struct Model *model);
+	void		(*free_packed) (struct Model *model);
 } Model;
 
 /*
@@ -301,9 +309,5 @@ extern size_t model_memory_bytes(const Model *model);
  */
 extern void model_set_threads(int n_threads);
 extern void model_single_thread(void);
-
-/* printf into errbuf when it is not NULL; used by the model's files. */
-extern void model_error(char *errbuf, size_t errlen, const char *fmt,...)
-			__attribute__((format(printf, 3, 4)));
 
 #endif

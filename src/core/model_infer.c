@@ -28,6 +28,7 @@
 
 #include "core/model_ops.h"
 #include "core/packed.h"
+#include "core/util.h"
 
 /*
  * Candidate tokens per forward pass when scoring (or one candidate's, when
@@ -101,6 +102,7 @@ model_pack_for_prediction(Model *model, char *errbuf, size_t errlen)
 	if (model->packed != NULL)
 		return true;
 	model->packed = calloc(1, sizeof(PackedWeights));
+	model->free_packed = model_free_packed;
 	ok = model->packed != NULL &&
 		(model->packed->layers = calloc(n_layers, sizeof(LayerMatrices))) != NULL;
 	for (int l = 0; ok && l < n_layers; l++)
@@ -120,8 +122,8 @@ model_pack_for_prediction(Model *model, char *errbuf, size_t errlen)
 	if (!ok)
 	{
 		model_free_packed(model);
-		model_error(errbuf, errlen, "out of memory for the packed weights of %zu parameters",
-					model->n_params);
+		format_message(errbuf, errlen, "out of memory for the packed weights of %zu parameters",
+					   model->n_params);
 	}
 	return ok;
 }
@@ -163,6 +165,18 @@ model_free_packed(Model *model)
 	free(packed->layers);
 	free(packed);
 	model->packed = NULL;
+	model->free_packed = NULL;
+}
+
+size_t
+model_memory_bytes(const Model *model)
+{
+	size_t		rope_size = (size_t) model->config.max_seq_len * (model->head_dim / 2);
+
+	return sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
+		model->n_params * sizeof(float) +
+		2 * model->config.n_layers * sizeof(LayerWeights) +
+		2 * rope_size * sizeof(float) + model_packed_bytes(model);
 }
 
 typedef struct KVCache
@@ -247,8 +261,8 @@ workspace_alloc(const Model *model, Workspace *ws, int max_rows,
 	{
 		free(ws->float_block);
 		free(ws->int_block);
-		model_error(errbuf, errlen, "out of memory for prediction buffers (%zu MB)",
-					f.used * sizeof(float) >> 20);
+		format_message(errbuf, errlen, "out of memory for prediction buffers (%zu MB)",
+					   f.used * sizeof(float) >> 20);
 		return false;
 	}
 	f.used = i.used = 0;
@@ -341,9 +355,9 @@ check_tokens(const Model *model, const char *what, const int32_t *tokens,
 	for (int j = 0; j < n; j++)
 		if (tokens[j] < 0 || tokens[j] >= model->config.vocab_size)
 		{
-			model_error(errbuf, errlen,
-						"%s: token id %d is outside the vocabulary of %d",
-						what, tokens[j], model->config.vocab_size);
+			format_message(errbuf, errlen,
+						   "%s: token id %d is outside the vocabulary of %d",
+						   what, tokens[j], model->config.vocab_size);
 			return false;
 		}
 	return true;
@@ -355,8 +369,8 @@ check_prefix(const Model *model, const int32_t *prefix, int prefix_len,
 {
 	if (prefix_len < 1 || prefix_len > model->config.max_seq_len)
 	{
-		model_error(errbuf, errlen, "prefix of %d tokens is outside 1..%d",
-					prefix_len, model->config.max_seq_len);
+		format_message(errbuf, errlen, "prefix of %d tokens is outside 1..%d",
+					   prefix_len, model->config.max_seq_len);
 		return false;
 	}
 	return check_tokens(model, "prefix", prefix, prefix_len, errbuf, errlen);
@@ -404,15 +418,15 @@ model_scorer_create(const Model *model, const int32_t *prefix, int prefix_len,
 		return NULL;
 	if (max_candidate_len < 1 || max_candidate_len > c->max_seq_len - prefix_len)
 	{
-		model_error(errbuf, errlen,
-					"candidates of up to %d tokens; 1..%d fit after a prefix of %d",
-					max_candidate_len, c->max_seq_len - prefix_len, prefix_len);
+		format_message(errbuf, errlen,
+					   "candidates of up to %d tokens; 1..%d fit after a prefix of %d",
+					   max_candidate_len, c->max_seq_len - prefix_len, prefix_len);
 		return NULL;
 	}
 	scorer = calloc(1, sizeof(ModelScorer));
 	if (scorer == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for a scorer");
+		format_message(errbuf, errlen, "out of memory for a scorer");
 		return NULL;
 	}
 	scorer->model = model;
@@ -428,7 +442,7 @@ model_scorer_create(const Model *model, const int32_t *prefix, int prefix_len,
 						 errbuf, errlen))
 	{
 		if (scorer->tokens == NULL)
-			model_error(errbuf, errlen, "out of memory for candidate tokens");
+			format_message(errbuf, errlen, "out of memory for candidate tokens");
 		free(scorer->tokens);
 		free(scorer);
 		return NULL;
@@ -502,9 +516,9 @@ model_scorer_score(ModelScorer *scorer, const int32_t *const *candidates,
 
 		if (len < 1 || len > scorer->max_candidate_len)
 		{
-			model_error(errbuf, errlen,
-						"candidate %d has %d tokens; 1..%d fit after a prefix of %d",
-						k + 1, len, scorer->max_candidate_len, scorer->prefix_len);
+			format_message(errbuf, errlen,
+						   "candidate %d has %d tokens; 1..%d fit after a prefix of %d",
+						   k + 1, len, scorer->max_candidate_len, scorer->prefix_len);
 			return false;
 		}
 		if (!check_tokens(scorer->model, "candidate", candidates[k], len, errbuf, errlen))
@@ -519,7 +533,7 @@ model_scorer_score(ModelScorer *scorer, const int32_t *const *candidates,
 			rows += candidate_lens[end++];
 		if (stop_requested(scorer->stop))
 		{
-			model_error(errbuf, errlen, "interrupted");
+			format_message(errbuf, errlen, "interrupted");
 			return false;
 		}
 		score_group(scorer, candidates + first, candidate_lens + first,
@@ -542,7 +556,7 @@ model_score_candidates(const Model *model, const int32_t *prefix,
 
 	if (n_candidates < 1)
 	{
-		model_error(errbuf, errlen, "no candidates to score");
+		format_message(errbuf, errlen, "no candidates to score");
 		return false;
 	}
 	/* room for the longest; model_scorer_score() names one that is too long */
@@ -596,7 +610,7 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 		return -1;
 	if (max_new_tokens < 0)
 	{
-		model_error(errbuf, errlen, "max_new_tokens is negative");
+		format_message(errbuf, errlen, "max_new_tokens is negative");
 		return -1;
 	}
 	/* a generated token is at position prefix_len + n < max_seq_len */
@@ -622,7 +636,7 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 			break;
 		if (stop_requested(stop))
 		{
-			model_error(errbuf, errlen, "interrupted");
+			format_message(errbuf, errlen, "interrupted");
 			n = -1;
 			break;
 		}

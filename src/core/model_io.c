@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/crc32c.h"
+#include "core/util.h"
 
 #define DTYPE_FLOAT32 1
 
@@ -36,8 +37,8 @@ put_bytes(Writer *w, const void *data, size_t n)
 static void
 put_le(Writer *w, uint64_t value, int n_bytes)
 {
-	for (int i = 0; i < n_bytes; i++)
-		w->buf[w->pos++] = (uint8_t) (value >> (8 * i));
+	le_put(w->buf + w->pos, value, n_bytes);
+	w->pos += n_bytes;
 }
 
 static void
@@ -165,11 +166,8 @@ static uint64_t
 get_le(Reader *r, int n_bytes)
 {
 	const uint8_t *p = get_bytes(r, n_bytes);
-	uint64_t	value = 0;
 
-	for (int i = 0; p != NULL && i < n_bytes; i++)
-		value |= (uint64_t) p[i] << (8 * i);
-	return value;
+	return p != NULL ? le_get(p, n_bytes) : 0;
 }
 
 /* A u32 config field, as an int (out of int range becomes -1: invalid). */
@@ -207,8 +205,8 @@ truncated(const Reader *r, char *errbuf, size_t errlen)
 {
 	if (!r->overrun)
 		return false;
-	model_error(errbuf, errlen,
-				"truncated model: %zu bytes end inside the header", r->len);
+	format_message(errbuf, errlen,
+				   "truncated model: %zu bytes end inside the header", r->len);
 	return true;
 }
 
@@ -235,7 +233,7 @@ read_config(Reader *r, ModelConfig *c, char *errbuf, size_t errlen)
 		return false;
 	if (flags & ~FLAGS_KNOWN)
 	{
-		model_error(errbuf, errlen, "corrupt model: unknown flags 0x%x", flags);
+		format_message(errbuf, errlen, "corrupt model: unknown flags 0x%x", flags);
 		return false;
 	}
 	c->tied_embeddings = (flags & FLAG_TIED) != 0;
@@ -243,7 +241,7 @@ read_config(Reader *r, ModelConfig *c, char *errbuf, size_t errlen)
 	c->qkv_bias = (flags & FLAG_QKV_BIAS) != 0;
 	if (!model_config_validate(c, why, sizeof(why)))
 	{
-		model_error(errbuf, errlen, "corrupt model: %s", why);
+		format_message(errbuf, errlen, "corrupt model: %s", why);
 		return false;
 	}
 	return true;
@@ -259,9 +257,9 @@ read_tensor_table(Reader *r, const Model *model, char *errbuf, size_t errlen)
 		return false;
 	if (n_tensors != model->n_tensors)
 	{
-		model_error(errbuf, errlen,
-					"corrupt model: %d tensors, the config implies %d",
-					n_tensors, model->n_tensors);
+		format_message(errbuf, errlen,
+					   "corrupt model: %d tensors, the config implies %d",
+					   n_tensors, model->n_tensors);
 		return false;
 	}
 	for (int i = 0; i < n_tensors; i++)
@@ -283,9 +281,9 @@ read_tensor_table(Reader *r, const Model *model, char *errbuf, size_t errlen)
 			return false;
 		if (!same)
 		{
-			model_error(errbuf, errlen,
-						"corrupt model: tensor %d does not match \"%s\" of the config",
-						i, t->name);
+			format_message(errbuf, errlen,
+						   "corrupt model: tensor %d does not match \"%s\" of the config",
+						   i, t->name);
 			return false;
 		}
 	}
@@ -308,9 +306,9 @@ check_finite(const Model *model, char *errbuf, size_t errlen)
 		for (size_t j = 0; j < t->numel; j++)
 			if (!isfinite(p[j]))
 			{
-				model_error(errbuf, errlen,
-							"corrupt model: parameter %zu of \"%s\" is not a finite number (%g)",
-							j, t->name, p[j]);
+				format_message(errbuf, errlen,
+							   "corrupt model: parameter %zu of \"%s\" is not a finite number (%g)",
+							   j, t->name, p[j]);
 				return false;
 			}
 	}
@@ -330,26 +328,26 @@ model_deserialize(const void *data, size_t len, char *errbuf, size_t errlen)
 
 	if (len < 8 || memcmp(data, MODEL_IO_MAGIC, 4) != 0)
 	{
-		model_error(errbuf, errlen, "not a distill model (no \"%s\" header)",
-					MODEL_IO_MAGIC);
+		format_message(errbuf, errlen, "not a distill model (no \"%s\" header)",
+					   MODEL_IO_MAGIC);
 		return NULL;
 	}
 	r.pos = 4;
 	version = (uint32_t) get_le(&r, 4);
 	if (version != MODEL_IO_VERSION)
 	{
-		model_error(errbuf, errlen,
-					"unsupported model format version %u (this build reads %d)",
-					version, MODEL_IO_VERSION);
+		format_message(errbuf, errlen,
+					   "unsupported model format version %u (this build reads %d)",
+					   version, MODEL_IO_VERSION);
 		return NULL;
 	}
 	if (!read_config(&r, &config, errbuf, errlen))
 		return NULL;
 	if (model_count_params(&config) * sizeof(float) > len - r.pos)
 	{
-		model_error(errbuf, errlen,
-					"truncated model: %zu bytes cannot hold the %zu parameters of its header",
-					len, model_count_params(&config));
+		format_message(errbuf, errlen,
+					   "truncated model: %zu bytes cannot hold the %zu parameters of its header",
+					   len, model_count_params(&config));
 		return NULL;
 	}
 
@@ -364,23 +362,23 @@ model_deserialize(const void *data, size_t len, char *errbuf, size_t errlen)
 		goto fail;
 	if (data_bytes != model->n_params * sizeof(float))
 	{
-		model_error(errbuf, errlen,
-					"corrupt model: %llu bytes of parameters, the config implies %zu",
-					(unsigned long long) data_bytes, model->n_params * sizeof(float));
+		format_message(errbuf, errlen,
+					   "corrupt model: %llu bytes of parameters, the config implies %zu",
+					   (unsigned long long) data_bytes, model->n_params * sizeof(float));
 		goto fail;
 	}
 	expected = r.pos + data_bytes + 4;
 	if (len != expected)
 	{
-		model_error(errbuf, errlen, "%s model: %zu bytes, expected %zu",
-					len < expected ? "truncated" : "corrupt", len, expected);
+		format_message(errbuf, errlen, "%s model: %zu bytes, expected %zu",
+					   len < expected ? "truncated" : "corrupt", len, expected);
 		goto fail;
 	}
 	get_floats(&r, model->params, model->n_params);
 	stored_crc = (uint32_t) get_le(&r, 4);
 	if (stored_crc != crc32c(0, data, len - 4))
 	{
-		model_error(errbuf, errlen, "corrupt model: checksum mismatch");
+		format_message(errbuf, errlen, "corrupt model: checksum mismatch");
 		goto fail;
 	}
 	if (!check_finite(model, errbuf, errlen))

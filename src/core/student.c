@@ -26,6 +26,7 @@
 #include "core/equation.h"
 #include "core/model_io.h"
 #include "core/student_internal.h"
+#include "core/util.h"
 
 #define STUDENT_MAGIC "DSTS"
 #define STUDENT_FORMAT_VERSION 1
@@ -74,8 +75,8 @@ check_int(const char *name, int value, int min, int max,
 {
 	if (value >= min && value <= max)
 		return true;
-	model_error(errbuf, errlen, "%s must be between %d and %d (got %d)",
-				  name, min, max, value);
+	format_message(errbuf, errlen, "%s must be between %d and %d (got %d)",
+				   name, min, max, value);
 	return false;
 }
 
@@ -88,14 +89,14 @@ check_real(const char *name, double value, double min, bool min_open,
 
 	if (!isfinite(value))
 	{
-		model_error(errbuf, errlen, "%s must be a finite number in %s (got %g)",
-					name, range, value);
+		format_message(errbuf, errlen, "%s must be a finite number in %s (got %g)",
+					   name, range, value);
 		return false;
 	}
 	if (above_min && value <= max)
 		return true;
-	model_error(errbuf, errlen, "%s must be in %s (got %g)",
-				  name, range, value);
+	format_message(errbuf, errlen, "%s must be in %s (got %g)",
+				   name, range, value);
 	return false;
 }
 
@@ -116,10 +117,10 @@ check_weights_size(const StudentParams *p, char *errbuf, size_t errlen)
 	bytes = STUDENT_HEADER_SIZE + model_serialized_size_bound(&config);
 	if (bytes <= STUDENT_MAX_WEIGHTS_BYTES)
 		return true;
-	model_error(errbuf, errlen,
-				"a model of %zu parameters takes %zu MB of weights, more than the %zu MB a stored model holds (a bytea stops at 1 GB): use a smaller d_model, layers, d_ff or vocab_size",
-				model_count_params(&config), (bytes + (1 << 20) - 1) >> 20,
-				STUDENT_MAX_WEIGHTS_BYTES >> 20);
+	format_message(errbuf, errlen,
+				   "a model of %zu parameters takes %zu MB of weights, more than the %zu MB a stored model holds (a bytea stops at 1 GB): use a smaller d_model, layers, d_ff or vocab_size",
+				   model_count_params(&config), (bytes + (1 << 20) - 1) >> 20,
+				   STUDENT_MAX_WEIGHTS_BYTES >> 20);
 	return false;
 }
 
@@ -131,16 +132,16 @@ student_params_validate(const StudentParams *p, char *errbuf, size_t errlen)
 		return false;
 	if (p->d_model < 16 || p->d_model > 4096 || p->d_model % p->n_heads != 0)
 	{
-		model_error(errbuf, errlen,
-					  "d_model must be between 16 and 4096 and a multiple of heads (got d_model %d, heads %d)",
-					  p->d_model, p->n_heads);
+		format_message(errbuf, errlen,
+					   "d_model must be between 16 and 4096 and a multiple of heads (got d_model %d, heads %d)",
+					   p->d_model, p->n_heads);
 		return false;
 	}
 	if ((p->d_model / p->n_heads) % 2 != 0)
 	{
-		model_error(errbuf, errlen,
-					  "d_model / heads must be even, for rotary positions (got d_model %d, heads %d)",
-					  p->d_model, p->n_heads);
+		format_message(errbuf, errlen,
+					   "d_model / heads must be even, for rotary positions (got d_model %d, heads %d)",
+					   p->d_model, p->n_heads);
 		return false;
 	}
 	if (p->d_ff != 0 && !check_int("d_ff (0 = automatic)", p->d_ff, 16, 65536, errbuf, errlen))
@@ -274,9 +275,9 @@ best_of_scores(const double *scores, int n, double *probs,
 	{
 		if (!isfinite(scores[k]))
 		{
-			model_error(errbuf, errlen,
-						"the score of candidate %d is not a finite number: the model's weights overflow",
-						k + 1);
+			format_message(errbuf, errlen,
+						   "the score of candidate %d is not a finite number: the model's weights overflow",
+						   k + 1);
 			return -1;
 		}
 		if (scores[k] > scores[best])
@@ -301,8 +302,8 @@ student_too_many_candidates(int n, const char *what, char *errbuf, size_t errlen
 {
 	if (n <= STUDENT_MAX_CANDIDATES)
 		return false;
-	model_error(errbuf, errlen, "%s has %d candidates, more than the %d a prediction scores",
-				what, n, STUDENT_MAX_CANDIDATES);
+	format_message(errbuf, errlen, "%s has %d candidates, more than the %d a prediction scores",
+				   what, n, STUDENT_MAX_CANDIDATES);
 	return true;
 }
 
@@ -319,8 +320,8 @@ student_choose_ids(const Model *model, const int32_t *prefix, int prefix_len,
 	scores = malloc((n_candidates > 0 ? n_candidates : 1) * sizeof(double));
 	if (scores == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for %d candidate scores",
-					n_candidates);
+		format_message(errbuf, errlen, "out of memory for %d candidate scores",
+					   n_candidates);
 		return -1;
 	}
 	if (model_score_candidates(model, prefix, prefix_len, candidates,
@@ -381,8 +382,8 @@ score_texts(const Student *student, ModelScorer *scorer,
 
 		if (encoded < n)
 		{
-			model_error(errbuf, errlen, oom ? "out of memory encoding candidate %d"
-						: "candidate %d is NULL", first + encoded + 1);
+			format_message(errbuf, errlen, oom ? "out of memory encoding candidate %d"
+						   : "candidate %d is NULL", first + encoded + 1);
 			ok = false;
 		}
 		else
@@ -407,7 +408,7 @@ student_choose(const Student *student, const char *input,
 
 	if (input == NULL || candidates == NULL || n_candidates < 1)
 	{
-		model_error(errbuf, errlen, "student_choose needs an input and at least one candidate");
+		format_message(errbuf, errlen, "student_choose needs an input and at least one candidate");
 		return -1;
 	}
 	if (student_too_many_candidates(n_candidates, "the prediction", errbuf, errlen))
@@ -415,7 +416,7 @@ student_choose(const Student *student, const char *input,
 	prefix_len = encode_prefix(student, STUDENT_PREDICT_TAG, input, &prefix);
 	scores = malloc(n_candidates * sizeof(double));
 	if (prefix_len < 0 || scores == NULL)
-		model_error(errbuf, errlen, "out of memory encoding the input");
+		format_message(errbuf, errlen, "out of memory encoding the input");
 	else if ((scorer = model_scorer_create(student->model, prefix, prefix_len,
 										   student->max_target_tokens + 1,
 										   &student->stop, errbuf, errlen)) != NULL &&
@@ -429,52 +430,22 @@ student_choose(const Student *student, const char *input,
 }
 
 /*
- * Length of the well-formed UTF-8 character (RFC 3629: no overlong forms,
- * no surrogates, nothing above U+10FFFF) at s, of avail bytes; 0 when
- * there is none, and for NUL.
+ * Length of the character at s, of avail bytes, that PostgreSQL text can
+ * hold: well-formed UTF-8 and not NUL; 0 when there is none.
  */
-static int
-utf8_char_len(const uint8_t *s, size_t avail)
+static size_t
+text_char_len(const uint8_t *s, size_t avail)
 {
-	uint8_t		lo = 0x80;
-	uint8_t		hi = 0xBF;
-	int			n;
-
-	if (s[0] == 0)
-		return 0;
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		n = 2;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-	{
-		n = 3;
-		lo = s[0] == 0xE0 ? 0xA0 : lo;
-		hi = s[0] == 0xED ? 0x9F : hi;
-	}
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-	{
-		n = 4;
-		lo = s[0] == 0xF0 ? 0x90 : lo;
-		hi = s[0] == 0xF4 ? 0x8F : hi;
-	}
-	else
-		return 0;
-	if (avail < (size_t) n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (int i = 2; i < n; i++)
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-	return n;
+	return s[0] == '\0' ? 0 : utf8_char_len(s, avail);
 }
 
-/* Is s[0, len) whole, valid UTF-8 characters? */
+/* Is s[0, len) whole, valid UTF-8 characters, none of them NUL? */
 static bool
 utf8_valid(const uint8_t *s, size_t len)
 {
 	for (size_t i = 0; i < len;)
 	{
-		int			n = utf8_char_len(s + i, len - i);
+		size_t		n = text_char_len(s + i, len - i);
 
 		if (n == 0)
 			return false;
@@ -496,7 +467,7 @@ student_keep_valid_utf8(char *text, size_t len)
 
 	while (in < len)
 	{
-		int			n = utf8_char_len(s + in, len - in);
+		size_t		n = text_char_len(s + in, len - in);
 
 		if (n == 0)
 		{
@@ -522,8 +493,8 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 
 	if (out == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for %d generated tokens",
-					  max_new_tokens);
+		format_message(errbuf, errlen, "out of memory for %d generated tokens",
+					   max_new_tokens);
 		return NULL;
 	}
 	n = model_generate_greedy(model, prefix, prefix_len, max_new_tokens,
@@ -532,7 +503,7 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 	{
 		text = tok_decode(tok, out, n, &len);
 		if (text == NULL)
-			model_error(errbuf, errlen, "out of memory decoding %d tokens", n);
+			format_message(errbuf, errlen, "out of memory decoding %d tokens", n);
 		else
 			student_keep_valid_utf8(text, len);
 	}
@@ -548,7 +519,7 @@ task_tag(const char *task, char *errbuf, size_t errlen)
 		return STUDENT_PREDICT_TAG;
 	if (task != NULL && strcmp(task, "explain") == 0)
 		return STUDENT_EXPLAIN_TAG;
-	model_error(errbuf, errlen, "task must be \"predict\" or \"explain\"");
+	format_message(errbuf, errlen, "task must be \"predict\" or \"explain\"");
 	return NULL;
 }
 
@@ -565,7 +536,7 @@ student_prefix_tokens(const Student *student, const char *task,
 		return -1;
 	len = encode_prefix(student, tag, input, ids);
 	if (len < 0)
-		model_error(errbuf, errlen, "out of memory encoding the input");
+		format_message(errbuf, errlen, "out of memory encoding the input");
 	return len;
 }
 
@@ -614,13 +585,13 @@ student_generate(const Student *student, const char *task, const char *input,
 		return NULL;
 	if (input == NULL)
 	{
-		model_error(errbuf, errlen, "student_generate needs an input");
+		format_message(errbuf, errlen, "student_generate needs an input");
 		return NULL;
 	}
 	prefix_len = encode_prefix(student, tag, input, &prefix);
 	if (prefix_len < 0)
 	{
-		model_error(errbuf, errlen, "out of memory encoding the input");
+		format_message(errbuf, errlen, "out of memory encoding the input");
 		return NULL;
 	}
 	text = student_generate_ids(student->model, student->tokenizer, prefix,
@@ -632,20 +603,6 @@ student_generate(const Student *student, const char *task, const char *input,
 
 /* ---------------------------------------------------------------- */
 /* Serialization */
-
-static void
-put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t
-get_u32(const uint8_t *p)
-{
-	return (uint32_t) p[0] | (uint32_t) p[1] << 8 |
-		(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
 
 void *
 student_save_tokenizer(const Student *student, size_t *len)
@@ -662,10 +619,10 @@ student_save_weights(const Student *student, size_t *len)
 	if (blob == NULL)
 		return NULL;
 	memcpy(blob, STUDENT_MAGIC, 4);
-	put_u32(blob + 4, STUDENT_FORMAT_VERSION);
-	put_u32(blob + 8, (uint32_t) student->max_input_tokens);
-	put_u32(blob + 12, (uint32_t) student->max_target_tokens);
-	put_u32(blob + 16, crc32c(0, blob, 16));
+	le_put_u32(blob + 4, STUDENT_FORMAT_VERSION);
+	le_put_u32(blob + 8, (uint32_t) student->max_input_tokens);
+	le_put_u32(blob + 12, (uint32_t) student->max_target_tokens);
+	le_put_u32(blob + 16, crc32c(0, blob, 16));
 	model_serialize(student->model, blob + STUDENT_HEADER_SIZE);
 	*len = STUDENT_HEADER_SIZE + model_len;
 	return blob;
@@ -682,36 +639,36 @@ read_header(Student *s, const uint8_t *blob, size_t len,
 
 	if (len < 4 || memcmp(blob, STUDENT_MAGIC, 4) != 0)
 	{
-		model_error(errbuf, errlen, "not distill student weights (no \"%s\" header)",
-					  STUDENT_MAGIC);
+		format_message(errbuf, errlen, "not distill student weights (no \"%s\" header)",
+					   STUDENT_MAGIC);
 		return false;
 	}
 	if (len < STUDENT_HEADER_SIZE)
 	{
-		model_error(errbuf, errlen, "truncated student weights: %zu bytes", len);
+		format_message(errbuf, errlen, "truncated student weights: %zu bytes", len);
 		return false;
 	}
-	version = get_u32(blob + 4);
+	version = le_get_u32(blob + 4);
 	if (version != STUDENT_FORMAT_VERSION)
 	{
-		model_error(errbuf, errlen,
-					  "unsupported student weights format version %u (this build reads %d)",
-					  version, STUDENT_FORMAT_VERSION);
+		format_message(errbuf, errlen,
+					   "unsupported student weights format version %u (this build reads %d)",
+					   version, STUDENT_FORMAT_VERSION);
 		return false;
 	}
-	if (get_u32(blob + 16) != crc32c(0, blob, 16))
+	if (le_get_u32(blob + 16) != crc32c(0, blob, 16))
 	{
-		model_error(errbuf, errlen, "corrupt student weights: header checksum mismatch");
+		format_message(errbuf, errlen, "corrupt student weights: header checksum mismatch");
 		return false;
 	}
-	max_input = get_u32(blob + 8);
-	max_target = get_u32(blob + 12);
+	max_input = le_get_u32(blob + 8);
+	max_target = le_get_u32(blob + 12);
 	if (max_input < MIN_INPUT_TOKENS || max_input > MAX_INPUT_TOKENS ||
 		max_target < MIN_TARGET_TOKENS || max_target > MAX_TARGET_TOKENS)
 	{
-		model_error(errbuf, errlen,
-					  "corrupt student weights: max_input_tokens %u or max_target_tokens %u out of range",
-					  max_input, max_target);
+		format_message(errbuf, errlen,
+					   "corrupt student weights: max_input_tokens %u or max_target_tokens %u out of range",
+					   max_input, max_target);
 		return false;
 	}
 	s->max_input_tokens = (int) max_input;
@@ -728,23 +685,23 @@ check_consistent(const Student *s, char *errbuf, size_t errlen)
 
 	if (s->model->config.vocab_size != vocab)
 	{
-		model_error(errbuf, errlen,
-					  "the weights (vocabulary of %d) do not belong to this tokenizer (%d tokens)",
-					  s->model->config.vocab_size, vocab);
+		format_message(errbuf, errlen,
+					   "the weights (vocabulary of %d) do not belong to this tokenizer (%d tokens)",
+					   s->model->config.vocab_size, vocab);
 		return false;
 	}
 	needed = student_sequence_limit(s->tokenizer, s->max_input_tokens,
 									s->max_target_tokens);
 	if (needed < 0)
 	{
-		model_error(errbuf, errlen, "out of memory checking the student");
+		format_message(errbuf, errlen, "out of memory checking the student");
 		return false;
 	}
 	if (needed > s->model->config.max_seq_len)
 	{
-		model_error(errbuf, errlen,
-					  "the weights hold sequences of %d tokens, these limits need %d",
-					  s->model->config.max_seq_len, needed);
+		format_message(errbuf, errlen,
+					   "the weights hold sequences of %d tokens, these limits need %d",
+					   s->model->config.max_seq_len, needed);
 		return false;
 	}
 	return true;
@@ -760,18 +717,18 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 
 	if (s == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for a student");
+		format_message(errbuf, errlen, "out of memory for a student");
 		return NULL;
 	}
 	if (tokenizer == NULL || weights == NULL)
 	{
-		model_error(errbuf, errlen, "student_load needs a tokenizer and weights");
+		format_message(errbuf, errlen, "student_load needs a tokenizer and weights");
 		goto fail;
 	}
 	s->tokenizer = tok_deserialize(tokenizer, tokenizer_len, why, sizeof(why));
 	if (s->tokenizer == NULL)
 	{
-		model_error(errbuf, errlen, "tokenizer: %s", why);
+		format_message(errbuf, errlen, "tokenizer: %s", why);
 		goto fail;
 	}
 	if (!read_header(s, weights, weights_len, errbuf, errlen))
@@ -780,7 +737,7 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 								 weights_len - STUDENT_HEADER_SIZE, why, sizeof(why));
 	if (s->model == NULL)
 	{
-		model_error(errbuf, errlen, "student weights: %s", why);
+		format_message(errbuf, errlen, "student weights: %s", why);
 		goto fail;
 	}
 	if (!check_consistent(s, errbuf, errlen) ||

@@ -9,24 +9,10 @@
  */
 #include "core/tokenizer.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/tokenizer_internal.h"
-
-void
-tok_set_error(char *err, size_t errlen, const char *fmt,...)
-{
-	va_list		ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* A tokenizer with room for n_tokens ids and max_merges merges, all empty. */
 Tokenizer *
@@ -71,21 +57,21 @@ claim_token(Tokenizer *t, uint32_t id, uint8_t kind, size_t nbytes,
 {
 	if (id >= (uint32_t) t->n_tokens)
 	{
-		tok_set_error(err, errlen, "inconsistent tables: token id %u out of range",
-				  id);
+		format_message(err, errlen, "inconsistent tables: token id %u out of range",
+					   id);
 		return false;
 	}
 	if (t->kind[id] != KIND_UNDEFINED)
 	{
-		tok_set_error(err, errlen, "inconsistent tables: token id %u defined twice",
-				  id);
+		format_message(err, errlen, "inconsistent tables: token id %u defined twice",
+					   id);
 		return false;
 	}
 	if (nbytes == 0 || nbytes > TOK_MAX_TOKEN_BYTES)
 	{
-		tok_set_error(err, errlen,
-				  "inconsistent tables: token %u would have %zu bytes (1 to %d allowed)",
-				  id, nbytes, TOK_MAX_TOKEN_BYTES);
+		format_message(err, errlen,
+					   "inconsistent tables: token %u would have %zu bytes (1 to %d allowed)",
+					   id, nbytes, TOK_MAX_TOKEN_BYTES);
 		return false;
 	}
 	if (t->pool_len + nbytes > t->pool_cap)
@@ -95,7 +81,7 @@ claim_token(Tokenizer *t, uint32_t id, uint8_t kind, size_t nbytes,
 
 		if (pool == NULL)
 		{
-			tok_set_error(err, errlen, "out of memory");
+			format_message(err, errlen, "out of memory");
 			return false;
 		}
 		t->pool = pool;
@@ -130,16 +116,16 @@ define_merge(Tokenizer *t, uint32_t left, uint32_t right, uint32_t result,
 		(t->kind[left] != KIND_BYTE && t->kind[left] != KIND_MERGE) ||
 		(t->kind[right] != KIND_BYTE && t->kind[right] != KIND_MERGE))
 	{
-		tok_set_error(err, errlen,
-				  "inconsistent tables: merge %d uses an undefined or special token",
-				  rank);
+		format_message(err, errlen,
+					   "inconsistent tables: merge %d uses an undefined or special token",
+					   rank);
 		return false;
 	}
 	key = pack_pair((int32_t) left, (int32_t) right);
 	if (pairmap_get(&t->rank_of, key) >= 0)
 	{
-		tok_set_error(err, errlen, "inconsistent tables: merge %d repeats a pair",
-				  rank);
+		format_message(err, errlen, "inconsistent tables: merge %d repeats a pair",
+					   rank);
 		return false;
 	}
 	if (!claim_token(t, result, KIND_MERGE,
@@ -147,7 +133,7 @@ define_merge(Tokenizer *t, uint32_t left, uint32_t right, uint32_t result,
 		return false;
 	if (!pairmap_put(&t->rank_of, key, rank))
 	{
-		tok_set_error(err, errlen, "out of memory");
+		format_message(err, errlen, "out of memory");
 		return false;
 	}
 	memcpy(t->pool + t->off[result], t->pool + t->off[left], t->len[left]);
@@ -166,9 +152,9 @@ define_special(Tokenizer *t, uint32_t role, uint32_t id, const void *name,
 {
 	if (role < 1 || role > N_ROLES || t->special_id[role] >= 0)
 	{
-		tok_set_error(err, errlen,
-				  "inconsistent tables: special token role %u unknown or repeated",
-				  role);
+		format_message(err, errlen,
+					   "inconsistent tables: special token role %u unknown or repeated",
+					   role);
 		return false;
 	}
 	if (!claim_token(t, id, KIND_SPECIAL, name_len, err, errlen))

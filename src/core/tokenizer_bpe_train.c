@@ -181,7 +181,7 @@ interrupted(const StopCheck *stop, char *err, size_t errlen)
 {
 	if (!stop_requested(stop))
 		return false;
-	tok_set_error(err, errlen, "interrupted");
+	format_message(err, errlen, "interrupted");
 	return true;
 }
 
@@ -190,11 +190,11 @@ static void
 allocation_error(const Budget *b, char *err, size_t errlen)
 {
 	if (b->exceeded)
-		tok_set_error(err, errlen,
-				  "training the tokenizer needs more working memory than the %zu MB allowed",
-				  b->limit >> 20);
+		format_message(err, errlen,
+					   "training the tokenizer needs more working memory than the %zu MB allowed",
+					   b->limit >> 20);
 	else
-		tok_set_error(err, errlen, "out of memory");
+		format_message(err, errlen, "out of memory");
 }
 
 /*
@@ -249,9 +249,9 @@ check_estimate(const BpeTrainer *tr, const ChunkTable *ct, char *err, size_t err
 
 	if (needed <= tr->budget.limit)
 		return true;
-	tok_set_error(err, errlen,
-			  "training the tokenizer needs about %zu MB of working memory for %zu bytes of distinct chunks, more than the %zu MB allowed",
-			  (needed >> 20) + 1, ct->total_len, tr->budget.limit >> 20);
+	format_message(err, errlen,
+				   "training the tokenizer needs about %zu MB of working memory for %zu bytes of distinct chunks, more than the %zu MB allowed",
+				   (needed >> 20) + 1, ct->total_len, tr->budget.limit >> 20);
 	return false;
 }
 
@@ -445,9 +445,9 @@ build_words(BpeTrainer *tr, const ChunkTable *ct, char *err, size_t errlen)
 
 	if (ct->total_len >= INT32_MAX)
 	{
-		tok_set_error(err, errlen,
-				  "training corpus too large: %zu bytes of distinct chunks",
-				  ct->total_len);
+		format_message(err, errlen,
+					   "training corpus too large: %zu bytes of distinct chunks",
+					   ct->total_len);
 		return false;
 	}
 	if (!alloc_words(tr, ct->total_len, ct->n))
@@ -583,7 +583,7 @@ base_tokenizer(int vocab_size, char *err, size_t errlen)
 
 	if (t == NULL)
 	{
-		tok_set_error(err, errlen, "out of memory");
+		format_message(err, errlen, "out of memory");
 		return NULL;
 	}
 	for (int b = 0; b < 256; b++)
@@ -613,8 +613,8 @@ tok_train(const char *const *texts, const size_t *lens, size_t n_texts,
 
 	if (vocab_size < TOK_MIN_VOCAB || vocab_size > TOK_MAX_VOCAB)
 	{
-		tok_set_error(err, errlen, "vocab_size must be between %d and %d, not %d",
-				  TOK_MIN_VOCAB, TOK_MAX_VOCAB, vocab_size);
+		format_message(err, errlen, "vocab_size must be between %d and %d, not %d",
+					   TOK_MIN_VOCAB, TOK_MAX_VOCAB, vocab_size);
 		return NULL;
 	}
 	if ((t = base_tokenizer(vocab_size, err, errlen)) == NULL)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/tokenizer.h"
+#include "core/util.h"
 
 /* Special token roles, numbered as in the serialized form. */
 enum
@@ -82,10 +83,6 @@ struct Tokenizer
 	int32_t    *merge_result;
 	PairMap		rank_of;		/* (left, right) -> rank */
 };
-
-/* printf into err (errlen bytes) when it is not NULL. */
-extern void tok_set_error(char *err, size_t errlen, const char *fmt,...)
-			__attribute__((format(printf, 3, 4)));
 
 /* Allocation counted in a budget (tokenizer_pairmap.c); b NULL = not counted. */
 extern void *budget_realloc(Budget *b, void *p, size_t old_size, size_t new_size);

@@ -25,28 +25,12 @@
 
 #include "core/crc32c.h"
 #include "core/tokenizer_internal.h"
+#include "core/util.h"
 
 #define TOK_MAGIC "DSTK"
 #define TOK_FORMAT_VERSION 1
 #define TOK_PRETOKENIZER 1
 #define TOK_HEADER_BYTES 24		/* magic .. n_special */
-
-static uint8_t *
-put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t) v;
-	p[1] = (uint8_t) (v >> 8);
-	p[2] = (uint8_t) (v >> 16);
-	p[3] = (uint8_t) (v >> 24);
-	return p + 4;
-}
-
-static uint32_t
-get_u32(const uint8_t *p)
-{
-	return (uint32_t) p[0] | (uint32_t) p[1] << 8 |
-		(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
 
 void *
 tok_serialize(const Tokenizer *t, size_t *len_out)
@@ -61,30 +45,30 @@ tok_serialize(const Tokenizer *t, size_t *len_out)
 	if ((buf = malloc(size)) == NULL)
 		return NULL;
 	memcpy(buf, TOK_MAGIC, 4);
-	p = put_u32(buf + 4, TOK_FORMAT_VERSION);
-	p = put_u32(p, TOK_PRETOKENIZER);
-	p = put_u32(p, (uint32_t) t->n_tokens);
-	p = put_u32(p, (uint32_t) t->n_merges);
-	p = put_u32(p, N_ROLES);
+	p = le_put_u32(buf + 4, TOK_FORMAT_VERSION);
+	p = le_put_u32(p, TOK_PRETOKENIZER);
+	p = le_put_u32(p, (uint32_t) t->n_tokens);
+	p = le_put_u32(p, (uint32_t) t->n_merges);
+	p = le_put_u32(p, N_ROLES);
 	for (int b = 0; b < 256; b++)
-		p = put_u32(p, (uint32_t) t->byte_id[b]);
+		p = le_put_u32(p, (uint32_t) t->byte_id[b]);
 	for (int32_t r = 0; r < t->n_merges; r++)
 	{
-		p = put_u32(p, (uint32_t) t->merge_left[r]);
-		p = put_u32(p, (uint32_t) t->merge_right[r]);
-		p = put_u32(p, (uint32_t) t->merge_result[r]);
+		p = le_put_u32(p, (uint32_t) t->merge_left[r]);
+		p = le_put_u32(p, (uint32_t) t->merge_right[r]);
+		p = le_put_u32(p, (uint32_t) t->merge_result[r]);
 	}
 	for (int role = 1; role <= N_ROLES; role++)
 	{
 		int32_t		id = t->special_id[role];
 
-		p = put_u32(p, (uint32_t) role);
-		p = put_u32(p, (uint32_t) id);
-		p = put_u32(p, t->len[id]);
+		p = le_put_u32(p, (uint32_t) role);
+		p = le_put_u32(p, (uint32_t) id);
+		p = le_put_u32(p, t->len[id]);
 		memcpy(p, t->pool + t->off[id], t->len[id]);
 		p += t->len[id];
 	}
-	put_u32(p, crc32c(0, buf, (size_t) (p - buf)));
+	le_put_u32(p, crc32c(0, buf, (size_t) (p - buf)));
 	*len_out = size;
 	return buf;
 }
@@ -105,37 +89,37 @@ check_envelope(const uint8_t *b, size_t len, char *err, size_t errlen)
 	if (len < 4 || memcmp(b, TOK_MAGIC, 4) != 0)
 	{
 		if (len < 4 && (len == 0 || memcmp(b, TOK_MAGIC, len) == 0))
-			tok_set_error(err, errlen, "truncated tokenizer: %zu bytes", len);
+			format_message(err, errlen, "truncated tokenizer: %zu bytes", len);
 		else
-			tok_set_error(err, errlen, "not a distill tokenizer (bad magic)");
+			format_message(err, errlen, "not a distill tokenizer (bad magic)");
 		return false;
 	}
 	if (len < TOK_HEADER_BYTES)
 	{
-		tok_set_error(err, errlen, "truncated tokenizer: %zu bytes", len);
+		format_message(err, errlen, "truncated tokenizer: %zu bytes", len);
 		return false;
 	}
-	if (get_u32(b + 4) != TOK_FORMAT_VERSION)
+	if (le_get_u32(b + 4) != TOK_FORMAT_VERSION)
 	{
-		tok_set_error(err, errlen,
-				  "unsupported tokenizer format version %u (this build reads %d)",
-				  get_u32(b + 4), TOK_FORMAT_VERSION);
+		format_message(err, errlen,
+					   "unsupported tokenizer format version %u (this build reads %d)",
+					   le_get_u32(b + 4), TOK_FORMAT_VERSION);
 		return false;
 	}
-	if (get_u32(b + 8) != TOK_PRETOKENIZER)
+	if (le_get_u32(b + 8) != TOK_PRETOKENIZER)
 	{
-		tok_set_error(err, errlen, "unsupported pre-tokenizer %u", get_u32(b + 8));
+		format_message(err, errlen, "unsupported pre-tokenizer %u", le_get_u32(b + 8));
 		return false;
 	}
-	n_tokens = get_u32(b + 12);
-	n_merges = get_u32(b + 16);
-	n_special = get_u32(b + 20);
+	n_tokens = le_get_u32(b + 12);
+	n_merges = le_get_u32(b + 16);
+	n_special = le_get_u32(b + 20);
 	if (n_tokens > TOK_MAX_VOCAB || n_special != N_ROLES ||
 		(uint64_t) n_tokens != 256 + (uint64_t) n_merges + n_special)
 	{
-		tok_set_error(err, errlen,
-				  "inconsistent tables: %u tokens, %u merges, %u special tokens",
-				  n_tokens, n_merges, n_special);
+		format_message(err, errlen,
+					   "inconsistent tables: %u tokens, %u merges, %u special tokens",
+					   n_tokens, n_merges, n_special);
 		return false;
 	}
 	/* pos <= len holds after each step, so len - pos never wraps. */
@@ -143,24 +127,24 @@ check_envelope(const uint8_t *b, size_t len, char *err, size_t errlen)
 	truncated = pos > len;
 	for (uint32_t i = 0; i < n_special && !truncated; i++)
 	{
-		truncated = len - pos < 12 || len - pos - 12 < get_u32(b + pos + 8);
+		truncated = len - pos < 12 || len - pos - 12 < le_get_u32(b + pos + 8);
 		if (!truncated)
-			pos += 12 + (size_t) get_u32(b + pos + 8);
+			pos += 12 + (size_t) le_get_u32(b + pos + 8);
 	}
 	if (truncated || len - pos < 4)
 	{
-		tok_set_error(err, errlen, "truncated tokenizer: %zu bytes", len);
+		format_message(err, errlen, "truncated tokenizer: %zu bytes", len);
 		return false;
 	}
 	if (len - pos > 4)
 	{
-		tok_set_error(err, errlen, "corrupt tokenizer: %zu bytes after the end",
-				  len - pos - 4);
+		format_message(err, errlen, "corrupt tokenizer: %zu bytes after the end",
+					   len - pos - 4);
 		return false;
 	}
-	if (crc32c(0, b, pos) != get_u32(b + pos))
+	if (crc32c(0, b, pos) != le_get_u32(b + pos))
 	{
-		tok_set_error(err, errlen, "corrupt tokenizer: checksum mismatch");
+		format_message(err, errlen, "corrupt tokenizer: checksum mismatch");
 		return false;
 	}
 	return true;
@@ -171,20 +155,20 @@ static bool
 read_tables(Tokenizer *t, const uint8_t *b, char *err, size_t errlen)
 {
 	const uint8_t *p = b + TOK_HEADER_BYTES;
-	uint32_t	n_merges = get_u32(b + 16);
+	uint32_t	n_merges = le_get_u32(b + 16);
 
 	for (int byte = 0; byte < 256; byte++, p += 4)
-		if (!define_byte(t, byte, get_u32(p), err, errlen))
+		if (!define_byte(t, byte, le_get_u32(p), err, errlen))
 			return false;
 	for (uint32_t r = 0; r < n_merges; r++, p += 12)
-		if (!define_merge(t, get_u32(p), get_u32(p + 4), get_u32(p + 8),
+		if (!define_merge(t, le_get_u32(p), le_get_u32(p + 4), le_get_u32(p + 8),
 						  err, errlen))
 			return false;
 	for (int i = 0; i < N_ROLES; i++)
 	{
-		uint32_t	name_len = get_u32(p + 8);
+		uint32_t	name_len = le_get_u32(p + 8);
 
-		if (!define_special(t, get_u32(p), get_u32(p + 4), p + 12, name_len,
+		if (!define_special(t, le_get_u32(p), le_get_u32(p + 4), p + 12, name_len,
 							err, errlen))
 			return false;
 		p += 12 + name_len;
@@ -203,10 +187,10 @@ tok_deserialize(const void *data, size_t len, char *err, size_t errlen)
 		len = 0;
 	if (!check_envelope(b, len, err, errlen))
 		return NULL;
-	t = tok_alloc((int32_t) get_u32(b + 12), (int32_t) get_u32(b + 16));
+	t = tok_alloc((int32_t) le_get_u32(b + 12), (int32_t) le_get_u32(b + 16));
 	if (t == NULL)
 	{
-		tok_set_error(err, errlen, "out of memory");
+		format_message(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (!read_tables(t, b, err, errlen))

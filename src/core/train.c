@@ -31,6 +31,7 @@
 
 #include "core/student_internal.h"
 #include "core/train_internal.h"
+#include "core/util.h"
 
 /* Bytes of the trainer's own batch arrays per token: tokens, weights, nll. */
 #define BATCH_BYTES_PER_TOKEN (sizeof(int32_t) + 2 * sizeof(float))
@@ -38,24 +39,13 @@
 /* ---------------------------------------------------------------- */
 /* Small helpers */
 
-/* Next number of a SplitMix64 stream. */
-static uint64_t
-next_random(uint64_t *state)
-{
-	uint64_t	z = (*state += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
 /* Fisher-Yates; the modulo's bias is far below anything measurable here. */
 void
 shuffle(int *a, int n, uint64_t *state)
 {
 	for (int i = n - 1; i > 0; i--)
 	{
-		int			j = (int) (next_random(state) % (uint64_t) (i + 1));
+		int			j = (int) (splitmix64_next(state) % (uint64_t) (i + 1));
 		int			tmp = a[i];
 
 		a[i] = a[j];
@@ -74,7 +64,7 @@ trainer_stopping(StudentTrainer *t)
 		return false;
 	t->failed = true;
 	t->phase = PHASE_DONE;
-	model_error(t->error, sizeof(t->error), "training was interrupted");
+	format_message(t->error, sizeof(t->error), "training was interrupted");
 	return true;
 }
 
@@ -171,10 +161,10 @@ alloc_step_arrays(StudentTrainer *t, char *errbuf, size_t errlen)
 	t->cand_lens = counted_alloc(t, max_candidates(t) * sizeof(int));
 	if (!t->seqs || !t->order || !t->prefix || !t->cand_ids || !t->cand_lens)
 	{
-		model_error(errbuf, errlen, t->over_budget
-					? "the arrays of a step of %d sequences need more than memory_mb"
-					: "out of memory for the arrays of a step of %d sequences",
-					max_sequences(t));
+		format_message(errbuf, errlen, t->over_budget
+					   ? "the arrays of a step of %d sequences need more than memory_mb"
+					   : "out of memory for the arrays of a step of %d sequences",
+					   max_sequences(t));
 		return false;
 	}
 	for (int i = 0; i < t->n_train; i++)
@@ -204,7 +194,7 @@ plan_model(StudentTrainer *t, ModelConfig *config, char *errbuf, size_t errlen)
 	config->dropout = (float) p->dropout;
 	if (config->max_seq_len < 0)
 	{
-		model_error(errbuf, errlen, "out of memory sizing the model");
+		format_message(errbuf, errlen, "out of memory sizing the model");
 		return false;
 	}
 	if (!model_config_validate(config, errbuf, errlen))
@@ -215,9 +205,9 @@ plan_model(StudentTrainer *t, ModelConfig *config, char *errbuf, size_t errlen)
 		return true;
 	one = model_training_bytes(config, 1, t->longest) +
 		(size_t) t->longest * BATCH_BYTES_PER_TOKEN;
-	model_error(errbuf, errlen,
-				"training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
-				mb_up(t->used + one), p->memory_mb, t->longest, mb_up(one), mb_up(t->used));
+	format_message(errbuf, errlen,
+				   "training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
+				   mb_up(t->used + one), p->memory_mb, t->longest, mb_up(one), mb_up(t->used));
 	return false;
 }
 
@@ -260,8 +250,8 @@ alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
 	if (!t->tokens || !t->lengths || !t->prefix_lengths || !t->weights ||
 		!t->token_nll || (t->n_valid > 0 && !t->best_params))
 	{
-		model_error(errbuf, errlen, "out of memory for batches of %d x %d tokens",
-					  t->micro_batch, t->longest);
+		format_message(errbuf, errlen, "out of memory for batches of %d x %d tokens",
+					   t->micro_batch, t->longest);
 		return false;
 	}
 	return true;
@@ -282,7 +272,7 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 	t = calloc(1, sizeof(StudentTrainer));
 	if (t == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for a trainer");
+		format_message(errbuf, errlen, "out of memory for a trainer");
 		return NULL;
 	}
 	t->params = *params;
@@ -300,8 +290,8 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 	t->steps_per_epoch = (t->n_train + params->batch_size - 1) / params->batch_size;
 	if ((int64_t) t->steps_per_epoch * params->epochs > INT32_MAX)
 	{
-		model_error(errbuf, errlen, "%d epochs of %d steps are too many",
-					  params->epochs, t->steps_per_epoch);
+		format_message(errbuf, errlen, "%d epochs of %d steps are too many",
+					   params->epochs, t->steps_per_epoch);
 		goto fail;
 	}
 	if (!alloc_step_arrays(t, errbuf, errlen) ||

@@ -8,6 +8,7 @@
 
 #include "core/student_internal.h"
 #include "core/train_internal.h"
+#include "core/util.h"
 
 static int
 compare_sequences(const void *a, const void *b)

@@ -12,6 +12,7 @@
 
 #include "core/student_internal.h"
 #include "core/train_internal.h"
+#include "core/util.h"
 
 /* Rows tokenized between two stop checks: a few milliseconds' work. */
 #define ROWS_PER_CHECK 256
@@ -23,26 +24,6 @@ compare_int(const void *a, const void *b)
 	int			y = *(const int *) b;
 
 	return (x > y) - (x < y);
-}
-
-static bool
-is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
-/* text without leading and trailing whitespace: *len bytes from the result */
-const char *
-trim(const char *text, size_t *len)
-{
-	size_t		n = strlen(text);
-
-	while (n > 0 && is_space(*text))
-		text++, n--;
-	while (n > 0 && is_space(text[n - 1]))
-		n--;
-	*len = n;
-	return text;
 }
 
 /*
@@ -110,8 +91,8 @@ check_examples(const StudentExample *examples, int n,
 {
 	if (n < 2 || examples == NULL)
 	{
-		model_error(errbuf, errlen,
-					  "training needs at least 2 examples (got %d)", n);
+		format_message(errbuf, errlen,
+					   "training needs at least 2 examples (got %d)", n);
 		return false;
 	}
 	for (int i = 0; i < n; i++)
@@ -121,13 +102,13 @@ check_examples(const StudentExample *examples, int n,
 
 		if (e->input == NULL || e->label == NULL)
 		{
-			model_error(errbuf, errlen, "example %d has no %s",
-						  i + 1, e->input == NULL ? "input" : "label");
+			format_message(errbuf, errlen, "example %d has no %s",
+						   i + 1, e->input == NULL ? "input" : "label");
 			return false;
 		}
 		if (e->n_choices < 0 || (e->n_choices > 0 && e->choices == NULL))
 		{
-			model_error(errbuf, errlen, "example %d: bad choices", i + 1);
+			format_message(errbuf, errlen, "example %d: bad choices", i + 1);
 			return false;
 		}
 		snprintf(what, sizeof(what), "example %d", i + 1);
@@ -136,14 +117,14 @@ check_examples(const StudentExample *examples, int n,
 		for (int k = 0; k < e->n_choices; k++)
 			if (e->choices[k] == NULL)
 			{
-				model_error(errbuf, errlen, "example %d: choice %d is NULL",
-							  i + 1, k + 1);
+				format_message(errbuf, errlen, "example %d: choice %d is NULL",
+							   i + 1, k + 1);
 				return false;
 			}
 	}
 	if (n_labels < 0 || (n_labels > 0 && labels == NULL))
 	{
-		model_error(errbuf, errlen, "bad label set");
+		format_message(errbuf, errlen, "bad label set");
 		return false;
 	}
 	if (student_too_many_candidates(n_labels, "the label set", errbuf, errlen))
@@ -151,7 +132,7 @@ check_examples(const StudentExample *examples, int n,
 	for (int k = 0; k < n_labels; k++)
 		if (labels[k] == NULL)
 		{
-			model_error(errbuf, errlen, "label %d of the label set is NULL", k + 1);
+			format_message(errbuf, errlen, "label %d of the label set is NULL", k + 1);
 			return false;
 		}
 	return true;
@@ -174,9 +155,9 @@ split_examples(StudentTrainer *t, int n, int **train_index,
 		n_valid = 1;
 	if (n - n_valid < 2)
 	{
-		model_error(errbuf, errlen,
-					  "training needs at least 2 training examples: %d examples with validation_fraction %g leave %d (use more examples or validation_fraction 0)",
-					  n, t->params.validation_fraction, n - n_valid);
+		format_message(errbuf, errlen,
+					   "training needs at least 2 training examples: %d examples with validation_fraction %g leave %d (use more examples or validation_fraction 0)",
+					   n, t->params.validation_fraction, n - n_valid);
 		free(perm);
 		return false;
 	}
@@ -184,7 +165,7 @@ split_examples(StudentTrainer *t, int n, int **train_index,
 	*train_index = counted_alloc(t, (n - n_valid) * sizeof(int));
 	if (perm == NULL || t->valid_index == NULL || *train_index == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory splitting %d examples", n);
+		format_message(errbuf, errlen, "out of memory splitting %d examples", n);
 		free(perm);
 		return false;
 	}
@@ -228,10 +209,10 @@ train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 
 	if (texts == NULL)
 	{
-		model_error(errbuf, errlen, t->over_budget
-					? "the list of the tokenizer's %zu texts needs more than memory_mb"
-					: "out of memory for the list of the tokenizer's %zu texts",
-					max_texts);
+		format_message(errbuf, errlen, t->over_budget
+					   ? "the list of the tokenizer's %zu texts needs more than memory_mb"
+					   : "out of memory for the list of the tokenizer's %zu texts",
+					   max_texts);
 		return false;
 	}
 	lens = (size_t *) (texts + max_texts);
@@ -255,9 +236,9 @@ train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 	t->tokenizer = tok_train(texts, lens, n, t->params.vocab_size,
 							 t->budget - t->used, &t->stop, why, sizeof(why));
 	if (t->tokenizer == NULL)
-		model_error(errbuf, errlen, "%s%s",
-					strcmp(why, "interrupted") == 0 ? "training was interrupted" : why,
-					strstr(why, "allowed") != NULL ? " by memory_mb" : "");
+		format_message(errbuf, errlen, "%s%s",
+					   strcmp(why, "interrupted") == 0 ? "training was interrupted" : why,
+					   strstr(why, "allowed") != NULL ? " by memory_mb" : "");
 	free(texts);
 	t->used -= list_bytes;
 	return t->tokenizer != NULL;
@@ -354,8 +335,8 @@ prepare_validation_row(StudentTrainer *t, ValidRow *row,
 	}
 	else
 	{
-		size_t		len;
-		const char *label = trim(e->label, &len);
+		size_t		len = strlen(e->label);
+		const char *label = trim_space(e->label, &len);
 
 		if ((row->label = counted_alloc(t, len + 1)) == NULL)
 			return false;
@@ -406,12 +387,12 @@ tokenize_examples(StudentTrainer *t, const StudentExample *examples,
 		prepare_validation_rows(t, examples, labels, n_labels))
 		return true;
 	if (t->failed)
-		model_error(errbuf, errlen, "%s", t->error);
+		format_message(errbuf, errlen, "%s", t->error);
 	else if (t->over_budget)
-		model_error(errbuf, errlen,
-					"the tokenized examples need more memory than memory_mb (%d MB) leaves",
-					t->params.memory_mb);
+		format_message(errbuf, errlen,
+					   "the tokenized examples need more memory than memory_mb (%d MB) leaves",
+					   t->params.memory_mb);
 	else
-		model_error(errbuf, errlen, "out of memory tokenizing %d examples", n_examples);
+		format_message(errbuf, errlen, "out of memory tokenizing %d examples", n_examples);
 	return false;
 }

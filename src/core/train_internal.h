@@ -154,7 +154,6 @@ extern bool trainer_stopping(StudentTrainer *t);
 extern void *counted_alloc(StudentTrainer *t, size_t bytes);
 
 /* train_data.c */
-extern const char *trim(const char *text, size_t *len);
 extern bool check_examples(const StudentExample *examples, int n,
 						   const char *const *labels, int n_labels,
 						   char *errbuf, size_t errlen);

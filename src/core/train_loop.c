@@ -12,6 +12,7 @@
 
 #include "core/student_internal.h"
 #include "core/train_internal.h"
+#include "core/util.h"
 
 static double
 seconds_now(void)
@@ -140,7 +141,8 @@ answer_is_right(StudentTrainer *t, const ValidRow *row)
 								t->error, sizeof(t->error));
 	if (text == NULL)
 		return -1;
-	answer = trim(text, &len);
+	len = strlen(text);
+	answer = trim_space(text, &len);
 	text[answer - text + len] = '\0';
 	right = answer_matches(t->params.validation_metric, answer, row->label);
 	free(text);

@@ -20,6 +20,7 @@
 #include "core/model_io.h"
 #include "core/model_ops.h"
 #include "core/optim.h"
+#include "core/util.h"
 #include "unit.h"
 
 #define OP_TOL 1e-3
@@ -35,7 +36,7 @@ static float
 uniform(float lo, float hi)
 {
 	rng_state += 0x9E3779B97F4A7C15ull;
-	return lo + (hi - lo) * (float) ((mix64(rng_state) >> 40) * 0x1.0p-24);
+	return lo + (hi - lo) * (float) ((splitmix64_mix(rng_state) >> 40) * 0x1.0p-24);
 }
 
 static int
