@@ -229,16 +229,16 @@ static Model *
 create_model(const BenchParams *p, int d_model)
 {
 	ModelConfig config;
-	char		err[256];
+	CoreError	err;
 	Model	   *model;
 
 	model_config_default(&config, p->vocab_size, d_model, p->n_layers,
 						 p->n_heads);
 	config.max_seq_len = p->seq_len;
-	model = model_create(&config, err, sizeof(err));
+	model = model_create(&config, &err);
 	if (model == NULL ||
-		!model_alloc_training(model, p->batch_size, p->seq_len, err, sizeof(err)))
-		die("%s", err);
+		!model_alloc_training(model, p->batch_size, p->seq_len, &err))
+		die("%s", err.message);
 	model_init_weights(model, 1234);
 	return model;
 }
@@ -357,13 +357,13 @@ static Optimizer *
 create_optimizer(const Model *model)
 {
 	OptimConfig config;
-	char		err[256];
+	CoreError	err;
 	Optimizer  *opt;
 
 	optim_config_default(&config, 1e-3f, 1000);
-	opt = optim_create(model, &config, err, sizeof(err));
+	opt = optim_create(model, &config, &err);
 	if (opt == NULL)
-		die("%s", err);
+		die("%s", err.message);
 	return opt;
 }
 

@@ -68,43 +68,43 @@ model_config_default(ModelConfig *config, int vocab_size, int d_model,
 
 static bool
 int_in_range(const char *name, int value, int min, int max,
-			 char *errbuf, size_t errlen)
+			 CoreError *err)
 {
 	if (value >= min && value <= max)
 		return true;
-	format_message(errbuf, errlen, "model config: %s = %d is outside %d..%d",
-				   name, value, min, max);
+	core_error(err, CORE_ERR_INVALID_INPUT, "model config: %s = %d is outside %d..%d",
+			   name, value, min, max);
 	return false;
 }
 
 bool
-model_config_validate(const ModelConfig *c, char *errbuf, size_t errlen)
+model_config_validate(const ModelConfig *c, CoreError *err)
 {
-	if (!int_in_range("vocab_size", c->vocab_size, 2, MODEL_MAX_VOCAB, errbuf, errlen) ||
-		!int_in_range("d_model", c->d_model, 2, MODEL_MAX_D_MODEL, errbuf, errlen) ||
-		!int_in_range("n_layers", c->n_layers, 1, MODEL_MAX_LAYERS, errbuf, errlen) ||
-		!int_in_range("n_heads", c->n_heads, 1, c->d_model, errbuf, errlen) ||
-		!int_in_range("n_kv_heads", c->n_kv_heads, 1, c->n_heads, errbuf, errlen) ||
-		!int_in_range("d_ff", c->d_ff, 1, MODEL_MAX_D_FF, errbuf, errlen) ||
-		!int_in_range("max_seq_len", c->max_seq_len, 2, MODEL_MAX_SEQ_LEN, errbuf, errlen))
+	if (!int_in_range("vocab_size", c->vocab_size, 2, MODEL_MAX_VOCAB, err) ||
+		!int_in_range("d_model", c->d_model, 2, MODEL_MAX_D_MODEL, err) ||
+		!int_in_range("n_layers", c->n_layers, 1, MODEL_MAX_LAYERS, err) ||
+		!int_in_range("n_heads", c->n_heads, 1, c->d_model, err) ||
+		!int_in_range("n_kv_heads", c->n_kv_heads, 1, c->n_heads, err) ||
+		!int_in_range("d_ff", c->d_ff, 1, MODEL_MAX_D_FF, err) ||
+		!int_in_range("max_seq_len", c->max_seq_len, 2, MODEL_MAX_SEQ_LEN, err))
 		return false;
 	if (c->d_model % c->n_heads != 0 || (c->d_model / c->n_heads) % 2 != 0)
 	{
-		format_message(errbuf, errlen,
-					   "model config: d_model (%d) must be n_heads (%d) times an even head size",
-					   c->d_model, c->n_heads);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: d_model (%d) must be n_heads (%d) times an even head size",
+				   c->d_model, c->n_heads);
 		return false;
 	}
 	if (c->n_heads % c->n_kv_heads != 0)
 	{
-		format_message(errbuf, errlen,
-					   "model config: n_heads (%d) must be a multiple of n_kv_heads (%d)",
-					   c->n_heads, c->n_kv_heads);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: n_heads (%d) must be a multiple of n_kv_heads (%d)",
+				   c->n_heads, c->n_kv_heads);
 		return false;
 	}
 	if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
 	{
-		format_message(errbuf, errlen, "model config: dropout = %g is outside [0, 1)",
+		core_error(err, CORE_ERR_INVALID_INPUT, "model config: dropout = %g is outside [0, 1)",
 					c->dropout);
 		return false;
 	}
@@ -112,15 +112,15 @@ model_config_validate(const ModelConfig *c, char *errbuf, size_t errlen)
 		!(c->norm_eps > 0.0f && c->norm_eps < 1.0f) ||
 		!(c->logit_scale > 0.0f && isfinite(c->logit_scale)))
 	{
-		format_message(errbuf, errlen,
-					   "model config: rope_theta, norm_eps and logit_scale must be positive and finite (norm_eps < 1)");
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: rope_theta, norm_eps and logit_scale must be positive and finite (norm_eps < 1)");
 		return false;
 	}
 	if (model_count_params(c) > MODEL_MAX_PARAMS)
 	{
-		format_message(errbuf, errlen,
-					   "model config: %zu parameters is more than the %zu supported",
-					   model_count_params(c), MODEL_MAX_PARAMS);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: %zu parameters is more than the %zu supported",
+				   model_count_params(c), MODEL_MAX_PARAMS);
 		return false;
 	}
 	return true;
@@ -283,12 +283,12 @@ compute_rope_tables(Model *model)
 }
 
 Model *
-model_create(const ModelConfig *config, char *errbuf, size_t errlen)
+model_create(const ModelConfig *config, CoreError *err)
 {
 	Model	   *model;
 	size_t		rope_size;
 
-	if (!model_config_validate(config, errbuf, errlen))
+	if (!model_config_validate(config, err))
 		return NULL;
 	model = calloc(1, sizeof(Model));
 	if (model == NULL)
@@ -313,8 +313,8 @@ model_create(const ModelConfig *config, char *errbuf, size_t errlen)
 
 oom:
 	model_free(model);
-	format_message(errbuf, errlen, "out of memory for a model of %zu parameters",
-				   model_count_params(config));
+	core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a model of %zu parameters",
+			   model_count_params(config));
 	return NULL;
 }
 
@@ -338,15 +338,15 @@ model_free(Model *model)
 
 /* Gradients, laid out like the parameters, starting at zero. */
 bool
-model_alloc_grads(Model *model, char *errbuf, size_t errlen)
+model_alloc_grads(Model *model, CoreError *err)
 {
 	if (model->grads != NULL)
 		return true;
 	model->grads = calloc(model->n_params, sizeof(float));
 	if (model->grads == NULL)
 	{
-		format_message(errbuf, errlen, "out of memory for the gradients of %zu parameters",
-					   model->n_params);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for the gradients of %zu parameters",
+				   model->n_params);
 		return false;
 	}
 	bind_weights(model, &model->g, model->grads);

@@ -28,7 +28,7 @@ optim_config_default(OptimConfig *config, float lr, int total_steps)
 
 Optimizer *
 optim_create(const Model *model, const OptimConfig *config,
-			 char *errbuf, size_t errlen)
+			 CoreError *err)
 {
 	Optimizer  *opt = calloc(1, sizeof(Optimizer));
 
@@ -42,9 +42,9 @@ optim_create(const Model *model, const OptimConfig *config,
 	if (opt == NULL || opt->m == NULL)
 	{
 		free(opt);
-		format_message(errbuf, errlen,
-					   "out of memory for the optimizer state of %zu parameters",
-					   model->n_params);
+		core_error(err, CORE_ERR_NO_MEMORY,
+				   "out of memory for the optimizer state of %zu parameters",
+				   model->n_params);
 		return NULL;
 	}
 	return opt;

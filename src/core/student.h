@@ -105,33 +105,34 @@ extern void student_params_default(StudentParams *params);
  * serialize within STUDENT_MAX_WEIGHTS_BYTES.
  */
 extern bool student_params_validate(const StudentParams *params,
-									char *errbuf, size_t errlen);
+									CoreError *err);
 
 
 /*
  * Prediction.  student_choose() scores each candidate (sum of token
  * log-probabilities of candidate + <eos> after "predict: <input>"), writes
  * softmax probabilities to probs (may be NULL; finite, summing to 1) and
- * returns the index of the best, or -1 with a message: more than
- * STUDENT_MAX_CANDIDATES candidates, scores that are not finite numbers
- * (weights that overflow), a stop, no memory.  It encodes and scores the
+ * returns the index of the best, or -1 with err: more than
+ * STUDENT_MAX_CANDIDATES candidates (CORE_ERR_LIMIT), scores that are not
+ * finite numbers (weights that overflow: CORE_ERR_CORRUPT), a stop, no
+ * memory.  It encodes and scores the
  * candidates a group at a time, so its memory does not grow with their
  * number.  student_generate() decodes greedily after "<task>: <input>"
  * ("predict" or "explain"), at most max_target_tokens, and returns a
- * malloc'd string, or NULL with a message; the string is valid UTF-8
+ * malloc'd string, or NULL with err; the string is valid UTF-8
  * without NUL (bytes that form no character are dropped: a byte-level
  * model can emit them, or stop inside a character).  Inputs and
  * candidates are cut like the training sequences: the first
  * max_input_tokens, the first max_target_tokens; only the bytes those
  * tokens need are encoded (tok_encode_prefix()), so a long input costs no
  * more than a short one.  Both ask student->stop as they go and fail with
- * "interrupted" when it says so.
+ * CORE_ERR_INTERRUPTED when it says so.
  */
 extern int	student_choose(const Student *student, const char *input,
 						   const char *const *candidates, int n_candidates,
-						   double *probs, char *errbuf, size_t errlen);
+						   double *probs, CoreError *err);
 extern char *student_generate(const Student *student, const char *task,
-							  const char *input, char *errbuf, size_t errlen);
+							  const char *input, CoreError *err);
 
 /*
  * The tokens the model reads for input under task "predict" or "explain":
@@ -140,7 +141,7 @@ extern char *student_generate(const Student *student, const char *task,
  */
 extern int	student_prefix_tokens(const Student *student, const char *task,
 								  const char *input, int32_t **ids,
-								  char *errbuf, size_t errlen);
+								  CoreError *err);
 
 /*
  * A token as readable text (malloc'd; NULL when out of memory): its bytes
@@ -153,14 +154,14 @@ extern char *student_token_text(const Student *student, int32_t id);
  * Serialization: the tokenizer and the weights are separate blobs (two
  * bytea columns); max_input_tokens and max_target_tokens travel in the
  * weights blob's header.  student_load() validates both and returns NULL
- * with a message for truncated, corrupt or foreign bytes, weights that are
- * not finite numbers among them.
+ * with CORE_ERR_CORRUPT for truncated, corrupt or foreign bytes, weights
+ * that are not finite numbers among them.
  */
 extern void *student_save_tokenizer(const Student *student, size_t *len);
 extern void *student_save_weights(const Student *student, size_t *len);
 extern Student *student_load(const void *tokenizer, size_t tokenizer_len,
 							 const void *weights, size_t weights_len,
-							 char *errbuf, size_t errlen);
+							 CoreError *err);
 extern void student_free(Student *student);
 
 /* Bytes of memory a loaded student holds (tokenizer, weights, packing). */

@@ -53,25 +53,25 @@ tok_alloc(int32_t n_tokens, int32_t max_merges)
  */
 static bool
 claim_token(Tokenizer *t, uint32_t id, uint8_t kind, size_t nbytes,
-			char *err, size_t errlen)
+			CoreError *err)
 {
 	if (id >= (uint32_t) t->n_tokens)
 	{
-		format_message(err, errlen, "inconsistent tables: token id %u out of range",
-					   id);
+		core_error(err, CORE_ERR_CORRUPT, "inconsistent tables: token id %u out of range",
+				   id);
 		return false;
 	}
 	if (t->kind[id] != KIND_UNDEFINED)
 	{
-		format_message(err, errlen, "inconsistent tables: token id %u defined twice",
-					   id);
+		core_error(err, CORE_ERR_CORRUPT, "inconsistent tables: token id %u defined twice",
+				   id);
 		return false;
 	}
 	if (nbytes == 0 || nbytes > TOK_MAX_TOKEN_BYTES)
 	{
-		format_message(err, errlen,
-					   "inconsistent tables: token %u would have %zu bytes (1 to %d allowed)",
-					   id, nbytes, TOK_MAX_TOKEN_BYTES);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "inconsistent tables: token %u would have %zu bytes (1 to %d allowed)",
+				   id, nbytes, TOK_MAX_TOKEN_BYTES);
 		return false;
 	}
 	if (t->pool_len + nbytes > t->pool_cap)
@@ -81,7 +81,7 @@ claim_token(Tokenizer *t, uint32_t id, uint8_t kind, size_t nbytes,
 
 		if (pool == NULL)
 		{
-			format_message(err, errlen, "out of memory");
+			core_error(err, CORE_ERR_NO_MEMORY, "out of memory");
 			return false;
 		}
 		t->pool = pool;
@@ -95,9 +95,9 @@ claim_token(Tokenizer *t, uint32_t id, uint8_t kind, size_t nbytes,
 }
 
 bool
-define_byte(Tokenizer *t, int byte, uint32_t id, char *err, size_t errlen)
+define_byte(Tokenizer *t, int byte, uint32_t id, CoreError *err)
 {
-	if (!claim_token(t, id, KIND_BYTE, 1, err, errlen))
+	if (!claim_token(t, id, KIND_BYTE, 1, err))
 		return false;
 	t->pool[t->off[id]] = (char) byte;
 	t->byte_id[byte] = (int32_t) id;
@@ -107,7 +107,7 @@ define_byte(Tokenizer *t, int byte, uint32_t id, char *err, size_t errlen)
 /* Append merge (left, right) -> result with the next rank. */
 bool
 define_merge(Tokenizer *t, uint32_t left, uint32_t right, uint32_t result,
-			 char *err, size_t errlen)
+			 CoreError *err)
 {
 	int32_t		rank = t->n_merges;
 	uint64_t	key;
@@ -116,24 +116,24 @@ define_merge(Tokenizer *t, uint32_t left, uint32_t right, uint32_t result,
 		(t->kind[left] != KIND_BYTE && t->kind[left] != KIND_MERGE) ||
 		(t->kind[right] != KIND_BYTE && t->kind[right] != KIND_MERGE))
 	{
-		format_message(err, errlen,
-					   "inconsistent tables: merge %d uses an undefined or special token",
-					   rank);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "inconsistent tables: merge %d uses an undefined or special token",
+				   rank);
 		return false;
 	}
 	key = pack_pair((int32_t) left, (int32_t) right);
 	if (pairmap_get(&t->rank_of, key) >= 0)
 	{
-		format_message(err, errlen, "inconsistent tables: merge %d repeats a pair",
-					   rank);
+		core_error(err, CORE_ERR_CORRUPT, "inconsistent tables: merge %d repeats a pair",
+				   rank);
 		return false;
 	}
 	if (!claim_token(t, result, KIND_MERGE,
-					 (size_t) t->len[left] + t->len[right], err, errlen))
+					 (size_t) t->len[left] + t->len[right], err))
 		return false;
 	if (!pairmap_put(&t->rank_of, key, rank))
 	{
-		format_message(err, errlen, "out of memory");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory");
 		return false;
 	}
 	memcpy(t->pool + t->off[result], t->pool + t->off[left], t->len[left]);
@@ -148,16 +148,16 @@ define_merge(Tokenizer *t, uint32_t left, uint32_t right, uint32_t result,
 
 bool
 define_special(Tokenizer *t, uint32_t role, uint32_t id, const void *name,
-			   size_t name_len, char *err, size_t errlen)
+			   size_t name_len, CoreError *err)
 {
 	if (role < 1 || role > N_ROLES || t->special_id[role] >= 0)
 	{
-		format_message(err, errlen,
-					   "inconsistent tables: special token role %u unknown or repeated",
-					   role);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "inconsistent tables: special token role %u unknown or repeated",
+				   role);
 		return false;
 	}
-	if (!claim_token(t, id, KIND_SPECIAL, name_len, err, errlen))
+	if (!claim_token(t, id, KIND_SPECIAL, name_len, err))
 		return false;
 	memcpy(t->pool + t->off[id], name, name_len);
 	t->special_id[role] = (int32_t) id;

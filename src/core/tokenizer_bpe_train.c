@@ -177,24 +177,24 @@ chunk_table_add(ChunkTable *ct, Budget *b, const uint8_t *bytes, size_t len)
 
 /* Has the caller asked to stop?  Then say so in err. */
 static bool
-interrupted(const StopCheck *stop, char *err, size_t errlen)
+interrupted(const StopCheck *stop, CoreError *err)
 {
 	if (!stop_requested(stop))
 		return false;
-	format_message(err, errlen, "interrupted");
+	core_error(err, CORE_ERR_INTERRUPTED, "interrupted");
 	return true;
 }
 
 /* The message for an allocation that failed: the budget's, or no memory. */
 static void
-allocation_error(const Budget *b, char *err, size_t errlen)
+allocation_error(const Budget *b, CoreError *err)
 {
 	if (b->exceeded)
-		format_message(err, errlen,
-					   "training the tokenizer needs more working memory than the %zu MB allowed",
-					   b->limit >> 20);
+		core_error(err, CORE_ERR_LIMIT,
+				   "training the tokenizer needs more working memory than the %zu MB allowed",
+				   b->limit >> 20);
 	else
-		format_message(err, errlen, "out of memory");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory");
 }
 
 /*
@@ -203,7 +203,7 @@ allocation_error(const Budget *b, char *err, size_t errlen)
  */
 static bool
 count_chunks(BpeTrainer *tr, ChunkTable *ct, const char *const *texts,
-			 const size_t *lens, size_t n_texts, char *err, size_t errlen)
+			 const size_t *lens, size_t n_texts, CoreError *err)
 {
 	size_t		since_check = 0;
 
@@ -225,7 +225,7 @@ count_chunks(BpeTrainer *tr, ChunkTable *ct, const char *const *texts,
 			if (since_check >= TRAIN_CHECK_INTERVAL)
 			{
 				since_check = 0;
-				if (interrupted(tr->stop, err, errlen))
+				if (interrupted(tr->stop, err))
 					return false;
 			}
 		}
@@ -233,7 +233,7 @@ count_chunks(BpeTrainer *tr, ChunkTable *ct, const char *const *texts,
 	return true;
 
 fail:
-	allocation_error(&tr->budget, err, errlen);
+	allocation_error(&tr->budget, err);
 	return false;
 }
 
@@ -242,16 +242,16 @@ fail:
  * budget, with the figure it needs.
  */
 static bool
-check_estimate(const BpeTrainer *tr, const ChunkTable *ct, char *err, size_t errlen)
+check_estimate(const BpeTrainer *tr, const ChunkTable *ct, CoreError *err)
 {
 	size_t		needed = chunk_table_bytes(ct) +
 		(size_t) TRAIN_BYTES_PER_SYMBOL * ct->total_len;
 
 	if (needed <= tr->budget.limit)
 		return true;
-	format_message(err, errlen,
-				   "training the tokenizer needs about %zu MB of working memory for %zu bytes of distinct chunks, more than the %zu MB allowed",
-				   (needed >> 20) + 1, ct->total_len, tr->budget.limit >> 20);
+	core_error(err, CORE_ERR_LIMIT,
+			   "training the tokenizer needs about %zu MB of working memory for %zu bytes of distinct chunks, more than the %zu MB allowed",
+			   (needed >> 20) + 1, ct->total_len, tr->budget.limit >> 20);
 	return false;
 }
 
@@ -438,16 +438,16 @@ alloc_words(BpeTrainer *tr, size_t n_sym, size_t n_words)
 
 /* Lay the chunks out as words of byte tokens and count their pairs. */
 static bool
-build_words(BpeTrainer *tr, const ChunkTable *ct, char *err, size_t errlen)
+build_words(BpeTrainer *tr, const ChunkTable *ct, CoreError *err)
 {
 	int32_t		pos = 0;
 	int32_t		w = 0;
 
 	if (ct->total_len >= INT32_MAX)
 	{
-		format_message(err, errlen,
-					   "training corpus too large: %zu bytes of distinct chunks",
-					   ct->total_len);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "training corpus too large: %zu bytes of distinct chunks",
+				   ct->total_len);
 		return false;
 	}
 	if (!alloc_words(tr, ct->total_len, ct->n))
@@ -468,7 +468,7 @@ build_words(BpeTrainer *tr, const ChunkTable *ct, char *err, size_t errlen)
 			if (j > 0 && !count_pair(tr, tr->sym[pos - 1], tr->sym[pos],
 									 c->count, pos - 1))
 				goto fail;
-			if (pos % TRAIN_CHECK_INTERVAL == 0 && interrupted(tr->stop, err, errlen))
+			if (pos % TRAIN_CHECK_INTERVAL == 0 && interrupted(tr->stop, err))
 				return false;
 		}
 		w++;
@@ -476,7 +476,7 @@ build_words(BpeTrainer *tr, const ChunkTable *ct, char *err, size_t errlen)
 	return true;
 
 fail:
-	allocation_error(&tr->budget, err, errlen);
+	allocation_error(&tr->budget, err);
 	return false;
 }
 
@@ -527,7 +527,7 @@ compare_int32(const void *a, const void *b)
  * leftmost first, as encoding does.
  */
 static bool
-merge_top_pair(BpeTrainer *tr, int32_t id, char *err, size_t errlen)
+merge_top_pair(BpeTrainer *tr, int32_t id, CoreError *err)
 {
 	Pair	   *top = &tr->pairs[tr->heap[0]];
 	int32_t		left = top->left;
@@ -539,7 +539,7 @@ merge_top_pair(BpeTrainer *tr, int32_t id, char *err, size_t errlen)
 	bool		stopped = false;
 
 	if (!define_merge(tr->t, (uint32_t) left, (uint32_t) right, (uint32_t) id,
-					  err, errlen))
+					  err))
 		return false;
 
 	/* Take the list: merging appends to other pairs' lists, not to this one. */
@@ -550,11 +550,11 @@ merge_top_pair(BpeTrainer *tr, int32_t id, char *err, size_t errlen)
 	{
 		ok = merge_at(tr, occ[i], left, right, id);
 		stopped = (i + 1) % TRAIN_CHECK_INTERVAL == 0 &&
-			interrupted(tr->stop, err, errlen);
+			interrupted(tr->stop, err);
 	}
 	budget_free(&tr->budget, occ, occ_bytes);
 	if (!ok)
-		allocation_error(&tr->budget, err, errlen);
+		allocation_error(&tr->budget, err);
 	return ok && !stopped;
 }
 
@@ -577,21 +577,21 @@ bpe_trainer_free(BpeTrainer *tr)
 
 /* A tokenizer of the 256 bytes and the special tokens, room for vocab_size. */
 static Tokenizer *
-base_tokenizer(int vocab_size, char *err, size_t errlen)
+base_tokenizer(int vocab_size, CoreError *err)
 {
 	Tokenizer  *t = tok_alloc(vocab_size, vocab_size - TOK_MIN_VOCAB);
 
 	if (t == NULL)
 	{
-		format_message(err, errlen, "out of memory");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory");
 		return NULL;
 	}
 	for (int b = 0; b < 256; b++)
-		if (!define_byte(t, b, (uint32_t) b, err, errlen))
+		if (!define_byte(t, b, (uint32_t) b, err))
 			goto fail;
 	for (int role = 1; role <= N_ROLES; role++)
 		if (!define_special(t, role, 255 + role, role_name[role],
-							strlen(role_name[role]), err, errlen))
+							strlen(role_name[role]), err))
 			goto fail;
 	return t;
 
@@ -603,7 +603,7 @@ fail:
 Tokenizer *
 tok_train(const char *const *texts, const size_t *lens, size_t n_texts,
 		  int vocab_size, size_t max_bytes, const StopCheck *stop,
-		  char *err, size_t errlen)
+		  CoreError *err)
 {
 	ChunkTable	ct = {0};
 	BpeTrainer		tr = {.budget = {.limit = max_bytes},.stop = stop};
@@ -613,18 +613,18 @@ tok_train(const char *const *texts, const size_t *lens, size_t n_texts,
 
 	if (vocab_size < TOK_MIN_VOCAB || vocab_size > TOK_MAX_VOCAB)
 	{
-		format_message(err, errlen, "vocab_size must be between %d and %d, not %d",
-					   TOK_MIN_VOCAB, TOK_MAX_VOCAB, vocab_size);
+		core_error(err, CORE_ERR_INVALID_INPUT, "vocab_size must be between %d and %d, not %d",
+				   TOK_MIN_VOCAB, TOK_MAX_VOCAB, vocab_size);
 		return NULL;
 	}
-	if ((t = base_tokenizer(vocab_size, err, errlen)) == NULL)
+	if ((t = base_tokenizer(vocab_size, err)) == NULL)
 		return NULL;
 	tr.t = t;
-	ok = count_chunks(&tr, &ct, texts, lens, n_texts, err, errlen) &&
-		check_estimate(&tr, &ct, err, errlen) &&
-		build_words(&tr, &ct, err, errlen);
+	ok = count_chunks(&tr, &ct, texts, lens, n_texts, err) &&
+		check_estimate(&tr, &ct, err) &&
+		build_words(&tr, &ct, err);
 	for (id = TOK_MIN_VOCAB; ok && id < vocab_size && tr.heap_len > 0; id++)
-		ok = !interrupted(stop, err, errlen) && merge_top_pair(&tr, id, err, errlen);
+		ok = !interrupted(stop, err) && merge_top_pair(&tr, id, err);
 	t->n_tokens = id;
 	budget_free(&tr.budget, ct.slots, chunk_table_bytes(&ct));
 	bpe_trainer_free(&tr);

@@ -147,11 +147,11 @@ extern size_t chunk_end(const uint8_t *s, size_t len, size_t i);
  */
 extern Tokenizer *tok_alloc(int32_t n_tokens, int32_t max_merges);
 extern bool define_byte(Tokenizer *t, int byte, uint32_t id,
-						char *err, size_t errlen);
+						CoreError *err);
 extern bool define_merge(Tokenizer *t, uint32_t left, uint32_t right,
-						 uint32_t result, char *err, size_t errlen);
+						 uint32_t result, CoreError *err);
 extern bool define_special(Tokenizer *t, uint32_t role, uint32_t id,
 						   const void *name, size_t name_len,
-						   char *err, size_t errlen);
+						   CoreError *err);
 
 #endif

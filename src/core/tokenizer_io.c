@@ -78,7 +78,7 @@ tok_serialize(const Tokenizer *t, size_t *len_out)
  * checksum must be its last four bytes.
  */
 static bool
-check_envelope(const uint8_t *b, size_t len, char *err, size_t errlen)
+check_envelope(const uint8_t *b, size_t len, CoreError *err)
 {
 	uint32_t	n_tokens,
 				n_merges,
@@ -89,26 +89,26 @@ check_envelope(const uint8_t *b, size_t len, char *err, size_t errlen)
 	if (len < 4 || memcmp(b, TOK_MAGIC, 4) != 0)
 	{
 		if (len < 4 && (len == 0 || memcmp(b, TOK_MAGIC, len) == 0))
-			format_message(err, errlen, "truncated tokenizer: %zu bytes", len);
+			core_error(err, CORE_ERR_CORRUPT, "truncated tokenizer: %zu bytes", len);
 		else
-			format_message(err, errlen, "not a distill tokenizer (bad magic)");
+			core_error(err, CORE_ERR_CORRUPT, "not a distill tokenizer (bad magic)");
 		return false;
 	}
 	if (len < TOK_HEADER_BYTES)
 	{
-		format_message(err, errlen, "truncated tokenizer: %zu bytes", len);
+		core_error(err, CORE_ERR_CORRUPT, "truncated tokenizer: %zu bytes", len);
 		return false;
 	}
 	if (le_get_u32(b + 4) != TOK_FORMAT_VERSION)
 	{
-		format_message(err, errlen,
-					   "unsupported tokenizer format version %u (this build reads %d)",
-					   le_get_u32(b + 4), TOK_FORMAT_VERSION);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "unsupported tokenizer format version %u (this build reads %d)",
+				   le_get_u32(b + 4), TOK_FORMAT_VERSION);
 		return false;
 	}
 	if (le_get_u32(b + 8) != TOK_PRETOKENIZER)
 	{
-		format_message(err, errlen, "unsupported pre-tokenizer %u", le_get_u32(b + 8));
+		core_error(err, CORE_ERR_CORRUPT, "unsupported pre-tokenizer %u", le_get_u32(b + 8));
 		return false;
 	}
 	n_tokens = le_get_u32(b + 12);
@@ -117,9 +117,9 @@ check_envelope(const uint8_t *b, size_t len, char *err, size_t errlen)
 	if (n_tokens > TOK_MAX_VOCAB || n_special != N_ROLES ||
 		(uint64_t) n_tokens != 256 + (uint64_t) n_merges + n_special)
 	{
-		format_message(err, errlen,
-					   "inconsistent tables: %u tokens, %u merges, %u special tokens",
-					   n_tokens, n_merges, n_special);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "inconsistent tables: %u tokens, %u merges, %u special tokens",
+				   n_tokens, n_merges, n_special);
 		return false;
 	}
 	/* pos <= len holds after each step, so len - pos never wraps. */
@@ -133,18 +133,18 @@ check_envelope(const uint8_t *b, size_t len, char *err, size_t errlen)
 	}
 	if (truncated || len - pos < 4)
 	{
-		format_message(err, errlen, "truncated tokenizer: %zu bytes", len);
+		core_error(err, CORE_ERR_CORRUPT, "truncated tokenizer: %zu bytes", len);
 		return false;
 	}
 	if (len - pos > 4)
 	{
-		format_message(err, errlen, "corrupt tokenizer: %zu bytes after the end",
-					   len - pos - 4);
+		core_error(err, CORE_ERR_CORRUPT, "corrupt tokenizer: %zu bytes after the end",
+				   len - pos - 4);
 		return false;
 	}
 	if (crc32c(0, b, pos) != le_get_u32(b + pos))
 	{
-		format_message(err, errlen, "corrupt tokenizer: checksum mismatch");
+		core_error(err, CORE_ERR_CORRUPT, "corrupt tokenizer: checksum mismatch");
 		return false;
 	}
 	return true;
@@ -152,24 +152,24 @@ check_envelope(const uint8_t *b, size_t len, char *err, size_t errlen)
 
 /* Define every token from an intact blob and check that none is missing. */
 static bool
-read_tables(Tokenizer *t, const uint8_t *b, char *err, size_t errlen)
+read_tables(Tokenizer *t, const uint8_t *b, CoreError *err)
 {
 	const uint8_t *p = b + TOK_HEADER_BYTES;
 	uint32_t	n_merges = le_get_u32(b + 16);
 
 	for (int byte = 0; byte < 256; byte++, p += 4)
-		if (!define_byte(t, byte, le_get_u32(p), err, errlen))
+		if (!define_byte(t, byte, le_get_u32(p), err))
 			return false;
 	for (uint32_t r = 0; r < n_merges; r++, p += 12)
 		if (!define_merge(t, le_get_u32(p), le_get_u32(p + 4), le_get_u32(p + 8),
-						  err, errlen))
+						  err))
 			return false;
 	for (int i = 0; i < N_ROLES; i++)
 	{
 		uint32_t	name_len = le_get_u32(p + 8);
 
 		if (!define_special(t, le_get_u32(p), le_get_u32(p + 4), p + 12, name_len,
-							err, errlen))
+							err))
 			return false;
 		p += 12 + name_len;
 	}
@@ -178,22 +178,22 @@ read_tables(Tokenizer *t, const uint8_t *b, char *err, size_t errlen)
 }
 
 Tokenizer *
-tok_deserialize(const void *data, size_t len, char *err, size_t errlen)
+tok_deserialize(const void *data, size_t len, CoreError *err)
 {
 	const uint8_t *b = data;
 	Tokenizer  *t;
 
 	if (b == NULL)
 		len = 0;
-	if (!check_envelope(b, len, err, errlen))
+	if (!check_envelope(b, len, err))
 		return NULL;
 	t = tok_alloc((int32_t) le_get_u32(b + 12), (int32_t) le_get_u32(b + 16));
 	if (t == NULL)
 	{
-		format_message(err, errlen, "out of memory");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory");
 		return NULL;
 	}
-	if (!read_tables(t, b, err, errlen))
+	if (!read_tables(t, b, err))
 	{
 		tok_free(t);
 		return NULL;

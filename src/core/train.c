@@ -64,7 +64,7 @@ trainer_stopping(StudentTrainer *t)
 		return false;
 	t->failed = true;
 	t->phase = PHASE_DONE;
-	format_message(t->error, sizeof(t->error), "training was interrupted");
+	core_error(&t->error, CORE_ERR_INTERRUPTED, "training was interrupted");
 	return true;
 }
 
@@ -149,7 +149,7 @@ max_sequences(const StudentTrainer *t)
 
 /* The arrays of a step's sequences and of validation, within memory_mb. */
 static bool
-alloc_step_arrays(StudentTrainer *t, char *errbuf, size_t errlen)
+alloc_step_arrays(StudentTrainer *t, CoreError *err)
 {
 	int			longest_tag = t->tag[0].len > t->tag[1].len ? t->tag[0].len : t->tag[1].len;
 
@@ -161,10 +161,11 @@ alloc_step_arrays(StudentTrainer *t, char *errbuf, size_t errlen)
 	t->cand_lens = counted_alloc(t, max_candidates(t) * sizeof(int));
 	if (!t->seqs || !t->order || !t->prefix || !t->cand_ids || !t->cand_lens)
 	{
-		format_message(errbuf, errlen, t->over_budget
-					   ? "the arrays of a step of %d sequences need more than memory_mb"
-					   : "out of memory for the arrays of a step of %d sequences",
-					   max_sequences(t));
+		core_error(err, t->over_budget ? CORE_ERR_LIMIT : CORE_ERR_NO_MEMORY,
+				   t->over_budget
+				   ? "the arrays of a step of %d sequences need more than memory_mb"
+				   : "out of memory for the arrays of a step of %d sequences",
+				   max_sequences(t));
 		return false;
 	}
 	for (int i = 0; i < t->n_train; i++)
@@ -178,7 +179,7 @@ alloc_step_arrays(StudentTrainer *t, char *errbuf, size_t errlen)
  * model is allocated, when not even one fits.
  */
 static bool
-plan_model(StudentTrainer *t, ModelConfig *config, char *errbuf, size_t errlen)
+plan_model(StudentTrainer *t, ModelConfig *config, CoreError *err)
 {
 	const StudentParams *p = &t->params;
 	size_t		one;
@@ -194,10 +195,10 @@ plan_model(StudentTrainer *t, ModelConfig *config, char *errbuf, size_t errlen)
 	config->dropout = (float) p->dropout;
 	if (config->max_seq_len < 0)
 	{
-		format_message(errbuf, errlen, "out of memory sizing the model");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory sizing the model");
 		return false;
 	}
-	if (!model_config_validate(config, errbuf, errlen))
+	if (!model_config_validate(config, err))
 		return false;
 	t->micro_batch = micro_batch_capacity(config, max_sequences(t), t->longest,
 										  t->budget - t->used);
@@ -205,21 +206,20 @@ plan_model(StudentTrainer *t, ModelConfig *config, char *errbuf, size_t errlen)
 		return true;
 	one = model_training_bytes(config, 1, t->longest) +
 		(size_t) t->longest * BATCH_BYTES_PER_TOKEN;
-	format_message(errbuf, errlen,
-				   "training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
-				   mb_up(t->used + one), p->memory_mb, t->longest, mb_up(one), mb_up(t->used));
+	core_error(err, CORE_ERR_LIMIT,
+			   "training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
+			   mb_up(t->used + one), p->memory_mb, t->longest, mb_up(one), mb_up(t->used));
 	return false;
 }
 
 static bool
-build_model(StudentTrainer *t, const ModelConfig *config, char *errbuf,
-			size_t errlen)
+build_model(StudentTrainer *t, const ModelConfig *config, CoreError *err)
 {
 	const StudentParams *p = &t->params;
 	int			total_steps = p->epochs * t->steps_per_epoch;
 	OptimConfig optim;
 
-	t->model = model_create(config, errbuf, errlen);
+	t->model = model_create(config, err);
 	if (t->model == NULL)
 		return false;
 	model_init_weights(t->model, p->seed);
@@ -228,17 +228,17 @@ build_model(StudentTrainer *t, const ModelConfig *config, char *errbuf,
 	optim.warmup_steps = (int) (p->warmup_fraction * total_steps + 0.5);
 	optim.weight_decay = (float) p->weight_decay;
 	optim.grad_clip = (float) p->grad_clip;
-	t->optim = optim_create(t->model, &optim, errbuf, errlen);
+	t->optim = optim_create(t->model, &optim, err);
 	return t->optim != NULL;
 }
 
 /* The batch buffers of micro-batches of t->micro_batch sequences. */
 static bool
-alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
+alloc_buffers(StudentTrainer *t, CoreError *err)
 {
 	size_t		cells = (size_t) t->micro_batch * t->longest;
 
-	if (!model_alloc_training(t->model, t->micro_batch, t->longest, errbuf, errlen))
+	if (!model_alloc_training(t->model, t->micro_batch, t->longest, err))
 		return false;
 	t->tokens = malloc(cells * sizeof(int32_t));
 	t->lengths = malloc(t->micro_batch * sizeof(int32_t));
@@ -250,8 +250,8 @@ alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
 	if (!t->tokens || !t->lengths || !t->prefix_lengths || !t->weights ||
 		!t->token_nll || (t->n_valid > 0 && !t->best_params))
 	{
-		format_message(errbuf, errlen, "out of memory for batches of %d x %d tokens",
-					   t->micro_batch, t->longest);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for batches of %d x %d tokens",
+				   t->micro_batch, t->longest);
 		return false;
 	}
 	return true;
@@ -260,19 +260,19 @@ alloc_buffers(StudentTrainer *t, char *errbuf, size_t errlen)
 StudentTrainer *
 trainer_create(const StudentParams *params, const StudentExample *examples,
 			   int n_examples, const char *const *labels, int n_labels,
-			   const StopCheck *stop, char *errbuf, size_t errlen)
+			   const StopCheck *stop, CoreError *err)
 {
 	StudentTrainer *t;
 	int		   *train_index = NULL;
 	ModelConfig config;
 
-	if (!student_params_validate(params, errbuf, errlen) ||
-		!check_examples(examples, n_examples, labels, n_labels, errbuf, errlen))
+	if (!student_params_validate(params, err) ||
+		!check_examples(examples, n_examples, labels, n_labels, err))
 		return NULL;
 	t = calloc(1, sizeof(StudentTrainer));
 	if (t == NULL)
 	{
-		format_message(errbuf, errlen, "out of memory for a trainer");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a trainer");
 		return NULL;
 	}
 	t->params = *params;
@@ -282,22 +282,22 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 	t->shuffle_state = params->seed ^ 0x0DE75EEDull;
 	t->best_accuracy = NAN;
 	t->epoch = 1;
-	if (!split_examples(t, n_examples, &train_index, errbuf, errlen) ||
-		!train_tokenizer(t, examples, train_index, labels, n_labels, errbuf, errlen) ||
+	if (!split_examples(t, n_examples, &train_index, err) ||
+		!train_tokenizer(t, examples, train_index, labels, n_labels, err) ||
 		!tokenize_examples(t, examples, n_examples, train_index, labels, n_labels,
-						   errbuf, errlen))
+						   err))
 		goto fail;
 	t->steps_per_epoch = (t->n_train + params->batch_size - 1) / params->batch_size;
 	if ((int64_t) t->steps_per_epoch * params->epochs > INT32_MAX)
 	{
-		format_message(errbuf, errlen, "%d epochs of %d steps are too many",
-					   params->epochs, t->steps_per_epoch);
+		core_error(err, CORE_ERR_INVALID_INPUT, "%d epochs of %d steps are too many",
+				   params->epochs, t->steps_per_epoch);
 		goto fail;
 	}
-	if (!alloc_step_arrays(t, errbuf, errlen) ||
-		!plan_model(t, &config, errbuf, errlen) ||
-		!build_model(t, &config, errbuf, errlen) ||
-		!alloc_buffers(t, errbuf, errlen))
+	if (!alloc_step_arrays(t, err) ||
+		!plan_model(t, &config, err) ||
+		!build_model(t, &config, err) ||
+		!alloc_buffers(t, err))
 		goto fail;
 	free(train_index);
 	return t;
@@ -363,10 +363,10 @@ trainer_micro_batch_size(const StudentTrainer *t)
 	return t->micro_batch;
 }
 
-const char *
+const CoreError *
 trainer_error(const StudentTrainer *t)
 {
-	return t->failed ? t->error : NULL;
+	return t->failed ? &t->error : NULL;
 }
 
 Student *

@@ -87,12 +87,12 @@ find_text(const char *text, const char *const *texts, int n)
 bool
 check_examples(const StudentExample *examples, int n,
 			   const char *const *labels, int n_labels,
-			   char *errbuf, size_t errlen)
+			   CoreError *err)
 {
 	if (n < 2 || examples == NULL)
 	{
-		format_message(errbuf, errlen,
-					   "training needs at least 2 examples (got %d)", n);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "training needs at least 2 examples (got %d)", n);
 		return false;
 	}
 	for (int i = 0; i < n; i++)
@@ -102,37 +102,37 @@ check_examples(const StudentExample *examples, int n,
 
 		if (e->input == NULL || e->label == NULL)
 		{
-			format_message(errbuf, errlen, "example %d has no %s",
-						   i + 1, e->input == NULL ? "input" : "label");
+			core_error(err, CORE_ERR_INVALID_INPUT, "example %d has no %s",
+					   i + 1, e->input == NULL ? "input" : "label");
 			return false;
 		}
 		if (e->n_choices < 0 || (e->n_choices > 0 && e->choices == NULL))
 		{
-			format_message(errbuf, errlen, "example %d: bad choices", i + 1);
+			core_error(err, CORE_ERR_INVALID_INPUT, "example %d: bad choices", i + 1);
 			return false;
 		}
 		snprintf(what, sizeof(what), "example %d", i + 1);
-		if (student_too_many_candidates(e->n_choices, what, errbuf, errlen))
+		if (student_too_many_candidates(e->n_choices, what, err))
 			return false;
 		for (int k = 0; k < e->n_choices; k++)
 			if (e->choices[k] == NULL)
 			{
-				format_message(errbuf, errlen, "example %d: choice %d is NULL",
-							   i + 1, k + 1);
+				core_error(err, CORE_ERR_INVALID_INPUT, "example %d: choice %d is NULL",
+						   i + 1, k + 1);
 				return false;
 			}
 	}
 	if (n_labels < 0 || (n_labels > 0 && labels == NULL))
 	{
-		format_message(errbuf, errlen, "bad label set");
+		core_error(err, CORE_ERR_INVALID_INPUT, "bad label set");
 		return false;
 	}
-	if (student_too_many_candidates(n_labels, "the label set", errbuf, errlen))
+	if (student_too_many_candidates(n_labels, "the label set", err))
 		return false;
 	for (int k = 0; k < n_labels; k++)
 		if (labels[k] == NULL)
 		{
-			format_message(errbuf, errlen, "label %d of the label set is NULL", k + 1);
+			core_error(err, CORE_ERR_INVALID_INPUT, "label %d of the label set is NULL", k + 1);
 			return false;
 		}
 	return true;
@@ -145,7 +145,7 @@ check_examples(const StudentExample *examples, int n,
  */
 bool
 split_examples(StudentTrainer *t, int n, int **train_index,
-			   char *errbuf, size_t errlen)
+			   CoreError *err)
 {
 	int		   *perm = malloc(n * sizeof(int));
 	uint64_t	state = t->params.seed ^ 0x5EED5917ull;
@@ -155,9 +155,9 @@ split_examples(StudentTrainer *t, int n, int **train_index,
 		n_valid = 1;
 	if (n - n_valid < 2)
 	{
-		format_message(errbuf, errlen,
-					   "training needs at least 2 training examples: %d examples with validation_fraction %g leave %d (use more examples or validation_fraction 0)",
-					   n, t->params.validation_fraction, n - n_valid);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "training needs at least 2 training examples: %d examples with validation_fraction %g leave %d (use more examples or validation_fraction 0)",
+				   n, t->params.validation_fraction, n - n_valid);
 		free(perm);
 		return false;
 	}
@@ -165,7 +165,7 @@ split_examples(StudentTrainer *t, int n, int **train_index,
 	*train_index = counted_alloc(t, (n - n_valid) * sizeof(int));
 	if (perm == NULL || t->valid_index == NULL || *train_index == NULL)
 	{
-		format_message(errbuf, errlen, "out of memory splitting %d examples", n);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory splitting %d examples", n);
 		free(perm);
 		return false;
 	}
@@ -198,21 +198,22 @@ uses_rationale(const StudentTrainer *t, const StudentExample *e)
 bool
 train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 				const int *train_index, const char *const *labels,
-				int n_labels, char *errbuf, size_t errlen)
+				int n_labels, CoreError *err)
 {
 	size_t		max_texts = 5 * (size_t) t->n_train + n_labels;
 	size_t		list_bytes = max_texts * (sizeof(char *) + sizeof(size_t));
 	const char **texts = counted_alloc(t, list_bytes);
 	size_t	   *lens;
 	size_t		n = 0;
-	char		why[200];
+	CoreError	why;
 
 	if (texts == NULL)
 	{
-		format_message(errbuf, errlen, t->over_budget
-					   ? "the list of the tokenizer's %zu texts needs more than memory_mb"
-					   : "out of memory for the list of the tokenizer's %zu texts",
-					   max_texts);
+		core_error(err, t->over_budget ? CORE_ERR_LIMIT : CORE_ERR_NO_MEMORY,
+				   t->over_budget
+				   ? "the list of the tokenizer's %zu texts needs more than memory_mb"
+				   : "out of memory for the list of the tokenizer's %zu texts",
+				   max_texts);
 		return false;
 	}
 	lens = (size_t *) (texts + max_texts);
@@ -234,11 +235,12 @@ train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 	for (size_t i = 0; i < n; i++)
 		lens[i] = strlen(texts[i]);
 	t->tokenizer = tok_train(texts, lens, n, t->params.vocab_size,
-							 t->budget - t->used, &t->stop, why, sizeof(why));
-	if (t->tokenizer == NULL)
-		format_message(errbuf, errlen, "%s%s",
-					   strcmp(why, "interrupted") == 0 ? "training was interrupted" : why,
-					   strstr(why, "allowed") != NULL ? " by memory_mb" : "");
+							 t->budget - t->used, &t->stop, &why);
+	if (t->tokenizer == NULL && why.kind == CORE_ERR_INTERRUPTED)
+		core_error(err, why.kind, "training was interrupted");
+	else if (t->tokenizer == NULL)
+		core_error(err, why.kind, "%s%s", why.message,
+				   why.kind == CORE_ERR_LIMIT ? " by memory_mb" : "");
 	free(texts);
 	t->used -= list_bytes;
 	return t->tokenizer != NULL;
@@ -379,7 +381,7 @@ bool
 tokenize_examples(StudentTrainer *t, const StudentExample *examples,
 				  int n_examples, const int *train_index,
 				  const char *const *labels, int n_labels,
-				  char *errbuf, size_t errlen)
+				  CoreError *err)
 {
 	if (encode_span(t, STUDENT_PREDICT_TAG, INT32_MAX, false, &t->tag[0]) &&
 		encode_span(t, STUDENT_EXPLAIN_TAG, INT32_MAX, false, &t->tag[1]) &&
@@ -387,12 +389,12 @@ tokenize_examples(StudentTrainer *t, const StudentExample *examples,
 		prepare_validation_rows(t, examples, labels, n_labels))
 		return true;
 	if (t->failed)
-		format_message(errbuf, errlen, "%s", t->error);
+		core_error(err, t->error.kind, "%s", t->error.message);
 	else if (t->over_budget)
-		format_message(errbuf, errlen,
-					   "the tokenized examples need more memory than memory_mb (%d MB) leaves",
-					   t->params.memory_mb);
+		core_error(err, CORE_ERR_LIMIT,
+				   "the tokenized examples need more memory than memory_mb (%d MB) leaves",
+				   t->params.memory_mb);
 	else
-		format_message(errbuf, errlen, "out of memory tokenizing %d examples", n_examples);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory tokenizing %d examples", n_examples);
 	return false;
 }

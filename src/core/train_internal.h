@@ -134,7 +134,7 @@ struct StudentTrainer
 	int			best_epoch;
 	bool		failed;			/* stopped early; error says why */
 	StopCheck	stop;			/* the caller's interrupt check */
-	char		error[256];
+	CoreError	error;
 
 	/* working memory counted against memory_mb (not the model's state) */
 	size_t		budget;
@@ -156,16 +156,16 @@ extern void *counted_alloc(StudentTrainer *t, size_t bytes);
 /* train_data.c */
 extern bool check_examples(const StudentExample *examples, int n,
 						   const char *const *labels, int n_labels,
-						   char *errbuf, size_t errlen);
+						   CoreError *err);
 extern bool split_examples(StudentTrainer *t, int n, int **train_index,
-						   char *errbuf, size_t errlen);
+						   CoreError *err);
 extern bool train_tokenizer(StudentTrainer *t, const StudentExample *examples,
 							const int *train_index, const char *const *labels,
-							int n_labels, char *errbuf, size_t errlen);
+							int n_labels, CoreError *err);
 extern bool tokenize_examples(StudentTrainer *t, const StudentExample *examples,
 							  int n_examples, const int *train_index,
 							  const char *const *labels, int n_labels,
-							  char *errbuf, size_t errlen);
+							  CoreError *err);
 
 /* train_batch.c */
 extern int	collect_sequences(StudentTrainer *t, int first, int n_rows,

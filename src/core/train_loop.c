@@ -133,12 +133,12 @@ answer_is_right(StudentTrainer *t, const ValidRow *row)
 		}
 		choice = student_choose_ids(t->model, t->prefix, prefix_len, t->cand_ids,
 									t->cand_lens, n_cands, NULL,
-									t->error, sizeof(t->error));
+									&t->error);
 		return choice < 0 ? -1 : choice == row->gold;
 	}
 	text = student_generate_ids(t->model, t->tokenizer, t->prefix, prefix_len,
 								t->params.max_target_tokens, NULL,
-								t->error, sizeof(t->error));
+								&t->error);
 	if (text == NULL)
 		return -1;
 	len = strlen(text);

@@ -7,7 +7,7 @@
  *
  *     StopCheck stop = {should_stop, arg};
  *     StudentTrainer *t = trainer_create(&params, examples, n, labels, n_labels,
- *                                        &stop, err, len);
+ *                                        &stop, &err);
  *     TrainProgress p;
  *     while (trainer_advance(t, &p) != TRAIN_DONE)
  *         { check for interrupts; log p; }
@@ -77,9 +77,10 @@ typedef struct StudentTrainer StudentTrainer;
  * All of this is bounded: the tokenizer's training and the tokenized
  * examples stay within memory_mb (else NULL with the figure needed), and
  * stop (may be NULL; see stop.h) is asked all along, as it is later
- * between micro-batches and validation rows.  Returns NULL with a message
- * on bad input, too little memory_mb, no memory or a stop ("training was
- * interrupted").  Nothing in examples, labels or stop is referenced after
+ * between micro-batches and validation rows.  Returns NULL with err on
+ * bad input (CORE_ERR_INVALID_INPUT), too little memory_mb
+ * (CORE_ERR_LIMIT), no memory or a stop (CORE_ERR_INTERRUPTED, "training
+ * was interrupted").  Nothing in examples, labels or stop is referenced after
  * return, except stop->should_stop and stop->arg.
  */
 extern StudentTrainer *trainer_create(const StudentParams *params,
@@ -87,7 +88,7 @@ extern StudentTrainer *trainer_create(const StudentParams *params,
 									  int n_examples,
 									  const char *const *labels, int n_labels,
 									  const StopCheck *stop,
-									  char *errbuf, size_t errlen);
+									  CoreError *err);
 
 /*
  * Do one bounded unit of work (a step, or part of a validation pass).
@@ -100,13 +101,12 @@ extern TrainEvent trainer_advance(StudentTrainer *trainer,
 
 /*
  * After TRAIN_DONE: NULL when all epochs ran, else why training stopped
- * early (out of memory during validation, a stop: "training was
- * interrupted"); the best epoch so far can still be taken.  A step can
+ * early (out of memory during validation, a stop: CORE_ERR_INTERRUPTED); the best epoch so far can still be taken.  A step can
  * take seconds at large sizes, so the trainer asks the stop check between
  * micro-batches (at most a few thousand tokens) and between validation
  * rows; the next trainer_advance() then returns TRAIN_DONE.
  */
-extern const char *trainer_error(const StudentTrainer *trainer);
+extern const CoreError *trainer_error(const StudentTrainer *trainer);
 
 /*
  * Counts for the caller's logs and the models table (rationale examples:
