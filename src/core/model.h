@@ -295,7 +295,6 @@ extern int	model_generate_greedy(const Model *model,
  */
 extern bool model_pack_for_prediction(Model *model, CoreError *err);
 extern void model_free_packed(Model *model);
-extern size_t model_packed_bytes(const Model *model);
 
 /* Bytes of memory model holds for prediction: weights, tables, packing. */
 extern size_t model_memory_bytes(const Model *model);

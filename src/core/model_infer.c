@@ -129,8 +129,8 @@ model_pack_for_prediction(Model *model, CoreError *err)
 }
 
 /* Bytes of the packed matrices; 0 when the model has none. */
-size_t
-model_packed_bytes(const Model *model)
+static size_t
+packed_bytes(const Model *model)
 {
 	const PackedWeights *packed = model->packed;
 	size_t		bytes;
@@ -176,7 +176,7 @@ model_memory_bytes(const Model *model)
 	return sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
 		model->n_params * sizeof(float) +
 		2 * model->config.n_layers * sizeof(LayerWeights) +
-		2 * rope_size * sizeof(float) + model_packed_bytes(model);
+		2 * rope_size * sizeof(float) + packed_bytes(model);
 }
 
 typedef struct KVCache

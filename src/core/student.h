@@ -3,7 +3,8 @@
  * model, trained from text and answering in text.
  *
  * Every training example becomes one or two sequences of the same stack
- * (DESIGN.md: "predict: <input>" -> label, "explain: <input>" -> rationale):
+ * (docs/training.md: "predict: <input>" -> label, "explain: <input>" ->
+ * rationale):
  *
  *     <bos> "predict: " input <sep> label <eos>
  *     <bos> "explain: " input <sep> rationale <eos>

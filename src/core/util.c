@@ -58,6 +58,12 @@ utf8_char_len(const unsigned char *s, size_t avail)
 	return n;
 }
 
+static bool
+is_ascii_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
 const char *
 trim_space(const char *s, size_t *len)
 {

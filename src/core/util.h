@@ -46,16 +46,10 @@ extern void format_message(char *buf, size_t len, const char *fmt,...)
  */
 extern size_t utf8_char_len(const unsigned char *s, size_t avail);
 
-/* The whitespace of C's isspace() in the C locale, whatever the locale. */
-static inline bool
-is_ascii_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
 /*
- * The *len bytes at s without leading and trailing whitespace: returns
- * where they start and sets *len to how many are left.
+ * The *len bytes at s without leading and trailing ASCII whitespace (C's
+ * isspace() in the C locale, whatever the locale): returns where they
+ * start and sets *len to how many are left.
  */
 extern const char *trim_space(const char *s, size_t *len);
 

@@ -165,7 +165,7 @@ typedef struct CoreGuard
 
 extern CoreGuard *core_guard_new(void *object, CoreRelease release);
 extern void core_guard_release(CoreGuard *guard);
-extern void *core_guard_detach(CoreGuard *guard);
+extern void core_guard_detach(CoreGuard *guard);
 
 /* guard.c: the SQLSTATE for a core error's kind (core/error.h) */
 extern int	core_error_code(const CoreError *err);

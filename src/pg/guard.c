@@ -43,6 +43,13 @@ core_guard_release(CoreGuard *guard)
 	guard_callback(guard);
 }
 
+/* Keep the object past the guard's context: the guard no longer releases it. */
+void
+core_guard_detach(CoreGuard *guard)
+{
+	guard->object = NULL;
+}
+
 /*
  * One mapping for every core failure, so that a client can tell its own
  * bad argument from a damaged model, a limit or a server out of memory.
@@ -67,13 +74,4 @@ core_error_code(const CoreError *err)
 			break;
 	}
 	return ERRCODE_INTERNAL_ERROR;
-}
-
-void *
-core_guard_detach(CoreGuard *guard)
-{
-	void	   *object = guard->object;
-
-	guard->object = NULL;
-	return object;
 }
