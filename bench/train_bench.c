@@ -27,6 +27,7 @@
 #include "core/model.h"
 #include "core/model_ops.h"
 #include "core/optim.h"
+#include "core/util.h"
 
 /* Shape of the benchmark: the model besides d_model, the batch, repetitions. */
 typedef struct BenchParams
@@ -228,16 +229,16 @@ static Model *
 create_model(const BenchParams *p, int d_model)
 {
 	ModelConfig config;
-	char		err[256];
+	CoreError	err;
 	Model	   *model;
 
 	model_config_default(&config, p->vocab_size, d_model, p->n_layers,
 						 p->n_heads);
 	config.max_seq_len = p->seq_len;
-	model = model_create(&config, err, sizeof(err));
+	model = model_create(&config, &err);
 	if (model == NULL ||
-		!model_alloc_training(model, p->batch_size, p->seq_len, err, sizeof(err)))
-		die("%s", err);
+		!model_alloc_training(model, p->batch_size, p->seq_len, &err))
+		die("%s", err.message);
 	model_init_weights(model, 1234);
 	return model;
 }
@@ -245,8 +246,7 @@ create_model(const BenchParams *p, int d_model)
 static int
 random_below(uint64_t *state, int n)
 {
-	*state += 0x9E3779B97F4A7C15ull;
-	return (int) (mix64(*state) % (uint64_t) n);
+	return (int) (splitmix64_next(state) % (uint64_t) n);
 }
 
 /*
@@ -357,13 +357,13 @@ static Optimizer *
 create_optimizer(const Model *model)
 {
 	OptimConfig config;
-	char		err[256];
+	CoreError	err;
 	Optimizer  *opt;
 
 	optim_config_default(&config, 1e-3f, 1000);
-	opt = optim_create(model, &config, err, sizeof(err));
+	opt = optim_create(model, &config, &err);
 	if (opt == NULL)
-		die("%s", err);
+		die("%s", err.message);
 	return opt;
 }
 

@@ -64,12 +64,13 @@ END $$;
 CREATE FUNCTION pg_temp.le32(v bigint) RETURNS bytea LANGUAGE sql AS $$
     SELECT set_byte(set_byte(set_byte(set_byte('\x00000000'::bytea,
            0, (v & 255)::int), 1, ((v >> 8) & 255)::int), 2, ((v >> 16) & 255)::int), 3, (v >> 24)::int) $$;
--- The last weight (of model.norm.weight) becomes a NaN; the model's blob,
--- after the 20-byte student header, ends in a CRC-32C of all before it.
+-- The last weights (of model.norm.weight, as many as value holds floats)
+-- become value; the model's blob, after the 20-byte student header, ends in
+-- a CRC-32C of all before it.
 CREATE FUNCTION pg_temp.with_last_weight(weights bytea, value bytea) RETURNS bytea LANGUAGE sql AS $$
     SELECT overlay(patched PLACING pg_temp.le32(pg_temp.crc32c(
                substring(patched FROM 21 FOR length(patched) - 24))) FROM length(patched) - 3)
-    FROM (SELECT overlay(weights PLACING value FROM length(weights) - 7) AS patched) p $$;
+    FROM (SELECT overlay(weights PLACING value FROM length(weights) - 3 - length(value)) AS patched) p $$;
 INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
 SELECT 'poisoned', 1, owner, task, method, params, labels, n_params, tokenizer,
        pg_temp.with_last_weight(weights, '\x0000c07f'), metrics    -- NaN
@@ -84,6 +85,19 @@ SELECT distill_predict_proba('poisoned', 'The film was wonderful.');
 DO $$
 BEGIN
     PERFORM distill_predict_proba('poisoned', 'x');
+EXCEPTION WHEN data_corrupted THEN
+    RAISE NOTICE 'data_corrupted: %', SQLERRM;
+END $$;
+-- Weights that are finite numbers but overflow float arithmetic (every gain
+-- of the final norm, 32 of them, the largest float) load, and scoring
+-- refuses them with the SQLSTATE of a damaged model, not of an internal error
+INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
+SELECT 'overflowing', 1, owner, task, method, params, labels, n_params, tokenizer,
+       pg_temp.with_last_weight(weights, decode(repeat('ffff7f7f', 32), 'hex')), metrics
+FROM distill.models WHERE name = 'limiter';
+DO $$
+BEGIN
+    PERFORM distill_predict('overflowing', 'The film was wonderful.');
 EXCEPTION WHEN data_corrupted THEN
     RAISE NOTICE 'data_corrupted: %', SQLERRM;
 END $$;
@@ -108,6 +122,15 @@ SELECT distill.train('m', 'limits', 'distill',
 SELECT distill.train('m', 'limits', 'distill', 'SELECT body AS input, label FROM limit_reviews',
                      params => '{"d_model": 1024, "heads": 8, "layers": 2, "vocab_size": 300, "memory_mb": 16}',
                      background => false);
+-- which is a limit (program_limit_exceeded), not a wrong argument
+DO $$
+BEGIN
+    PERFORM distill.train('m', 'limits', 'distill', 'SELECT body AS input, label FROM limit_reviews',
+                          params => '{"d_model": 1024, "heads": 8, "layers": 2, "vocab_size": 300, "memory_mb": 16}',
+                          background => false);
+EXCEPTION WHEN program_limit_exceeded THEN
+    RAISE NOTICE 'program_limit_exceeded: %', SQLERRM;
+END $$;
 
 -- A cancel reaches training while it sets up: the tokenizer's training on
 -- 6 MB of distinct words takes seconds

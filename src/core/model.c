@@ -10,24 +10,12 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/model_ops.h"
-
-void
-model_error(char *errbuf, size_t errlen, const char *fmt,...)
-{
-	va_list		args;
-
-	if (errbuf == NULL || errlen == 0)
-		return;
-	va_start(args, fmt);
-	vsnprintf(errbuf, errlen, fmt, args);
-	va_end(args);
-}
+#include "core/util.h"
 
 /* OpenBLAS's own, not in cblas.h: joins its pool's threads. */
 extern int	blas_thread_shutdown_(void);
@@ -80,43 +68,43 @@ model_config_default(ModelConfig *config, int vocab_size, int d_model,
 
 static bool
 int_in_range(const char *name, int value, int min, int max,
-			 char *errbuf, size_t errlen)
+			 CoreError *err)
 {
 	if (value >= min && value <= max)
 		return true;
-	model_error(errbuf, errlen, "model config: %s = %d is outside %d..%d",
-				name, value, min, max);
+	core_error(err, CORE_ERR_INVALID_INPUT, "model config: %s = %d is outside %d..%d",
+			   name, value, min, max);
 	return false;
 }
 
 bool
-model_config_validate(const ModelConfig *c, char *errbuf, size_t errlen)
+model_config_validate(const ModelConfig *c, CoreError *err)
 {
-	if (!int_in_range("vocab_size", c->vocab_size, 2, MODEL_MAX_VOCAB, errbuf, errlen) ||
-		!int_in_range("d_model", c->d_model, 2, MODEL_MAX_D_MODEL, errbuf, errlen) ||
-		!int_in_range("n_layers", c->n_layers, 1, MODEL_MAX_LAYERS, errbuf, errlen) ||
-		!int_in_range("n_heads", c->n_heads, 1, c->d_model, errbuf, errlen) ||
-		!int_in_range("n_kv_heads", c->n_kv_heads, 1, c->n_heads, errbuf, errlen) ||
-		!int_in_range("d_ff", c->d_ff, 1, MODEL_MAX_D_FF, errbuf, errlen) ||
-		!int_in_range("max_seq_len", c->max_seq_len, 2, MODEL_MAX_SEQ_LEN, errbuf, errlen))
+	if (!int_in_range("vocab_size", c->vocab_size, 2, MODEL_MAX_VOCAB, err) ||
+		!int_in_range("d_model", c->d_model, 2, MODEL_MAX_D_MODEL, err) ||
+		!int_in_range("n_layers", c->n_layers, 1, MODEL_MAX_LAYERS, err) ||
+		!int_in_range("n_heads", c->n_heads, 1, c->d_model, err) ||
+		!int_in_range("n_kv_heads", c->n_kv_heads, 1, c->n_heads, err) ||
+		!int_in_range("d_ff", c->d_ff, 1, MODEL_MAX_D_FF, err) ||
+		!int_in_range("max_seq_len", c->max_seq_len, 2, MODEL_MAX_SEQ_LEN, err))
 		return false;
 	if (c->d_model % c->n_heads != 0 || (c->d_model / c->n_heads) % 2 != 0)
 	{
-		model_error(errbuf, errlen,
-					"model config: d_model (%d) must be n_heads (%d) times an even head size",
-					c->d_model, c->n_heads);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: d_model (%d) must be n_heads (%d) times an even head size",
+				   c->d_model, c->n_heads);
 		return false;
 	}
 	if (c->n_heads % c->n_kv_heads != 0)
 	{
-		model_error(errbuf, errlen,
-					"model config: n_heads (%d) must be a multiple of n_kv_heads (%d)",
-					c->n_heads, c->n_kv_heads);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: n_heads (%d) must be a multiple of n_kv_heads (%d)",
+				   c->n_heads, c->n_kv_heads);
 		return false;
 	}
 	if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
 	{
-		model_error(errbuf, errlen, "model config: dropout = %g is outside [0, 1)",
+		core_error(err, CORE_ERR_INVALID_INPUT, "model config: dropout = %g is outside [0, 1)",
 					c->dropout);
 		return false;
 	}
@@ -124,15 +112,15 @@ model_config_validate(const ModelConfig *c, char *errbuf, size_t errlen)
 		!(c->norm_eps > 0.0f && c->norm_eps < 1.0f) ||
 		!(c->logit_scale > 0.0f && isfinite(c->logit_scale)))
 	{
-		model_error(errbuf, errlen,
-					"model config: rope_theta, norm_eps and logit_scale must be positive and finite (norm_eps < 1)");
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: rope_theta, norm_eps and logit_scale must be positive and finite (norm_eps < 1)");
 		return false;
 	}
 	if (model_count_params(c) > MODEL_MAX_PARAMS)
 	{
-		model_error(errbuf, errlen,
-					"model config: %zu parameters is more than the %zu supported",
-					model_count_params(c), MODEL_MAX_PARAMS);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: %zu parameters is more than the %zu supported",
+				   model_count_params(c), MODEL_MAX_PARAMS);
 		return false;
 	}
 	return true;
@@ -295,12 +283,12 @@ compute_rope_tables(Model *model)
 }
 
 Model *
-model_create(const ModelConfig *config, char *errbuf, size_t errlen)
+model_create(const ModelConfig *config, CoreError *err)
 {
 	Model	   *model;
 	size_t		rope_size;
 
-	if (!model_config_validate(config, errbuf, errlen))
+	if (!model_config_validate(config, err))
 		return NULL;
 	model = calloc(1, sizeof(Model));
 	if (model == NULL)
@@ -325,20 +313,9 @@ model_create(const ModelConfig *config, char *errbuf, size_t errlen)
 
 oom:
 	model_free(model);
-	model_error(errbuf, errlen, "out of memory for a model of %zu parameters",
-				model_count_params(config));
+	core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a model of %zu parameters",
+			   model_count_params(config));
 	return NULL;
-}
-
-size_t
-model_memory_bytes(const Model *model)
-{
-	size_t		rope_size = (size_t) model->config.max_seq_len * (model->head_dim / 2);
-
-	return sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
-		model->n_params * sizeof(float) +
-		2 * model->config.n_layers * sizeof(LayerWeights) +
-		2 * rope_size * sizeof(float) + model_packed_bytes(model);
 }
 
 void
@@ -346,8 +323,11 @@ model_free(Model *model)
 {
 	if (model == NULL)
 		return;
-	model_free_training(model);
-	model_free_packed(model);
+	if (model->free_training != NULL)
+		model->free_training(model);
+	if (model->free_packed != NULL)
+		model->free_packed(model);
+	free(model->grads);
 	free(model->tensors);
 	free(model->params);
 	free(model->w.layers);
@@ -358,15 +338,15 @@ model_free(Model *model)
 
 /* Gradients, laid out like the parameters, starting at zero. */
 bool
-model_alloc_grads(Model *model, char *errbuf, size_t errlen)
+model_alloc_grads(Model *model, CoreError *err)
 {
 	if (model->grads != NULL)
 		return true;
 	model->grads = calloc(model->n_params, sizeof(float));
 	if (model->grads == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for the gradients of %zu parameters",
-					model->n_params);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for the gradients of %zu parameters",
+				   model->n_params);
 		return false;
 	}
 	bind_weights(model, &model->g, model->grads);
@@ -380,10 +360,8 @@ next_normal(uint64_t *state)
 	double		u1,
 				u2;
 
-	*state += 0x9E3779B97F4A7C15ull;
-	u1 = ((mix64(*state) >> 11) + 1) * 0x1.0p-53;	/* (0, 1] */
-	*state += 0x9E3779B97F4A7C15ull;
-	u2 = (mix64(*state) >> 11) * 0x1.0p-53;
+	u1 = ((splitmix64_next(state) >> 11) + 1) * 0x1.0p-53;	/* (0, 1] */
+	u2 = (splitmix64_next(state) >> 11) * 0x1.0p-53;
 	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
@@ -434,6 +412,6 @@ model_init_weights(Model *model, uint64_t seed)
 void
 model_seed_dropout(Model *model, uint64_t seed)
 {
-	model->dropout_seed = mix64(seed ^ 0xD15711D15711ull);
+	model->dropout_seed = splitmix64_mix(seed ^ 0xD15711D15711ull);
 	model->dropout_step = 0;
 }

@@ -23,9 +23,9 @@
  *
  * Training:
  *
- *     model = model_create(&config, errbuf, errlen);
+ *     model = model_create(&config, err);
  *     model_init_weights(model, seed);
- *     model_alloc_training(model, max_batch, max_seq, errbuf, errlen);
+ *     model_alloc_training(model, max_batch, max_seq, err);
  *     per step: model_zero_grad(model);
  *               loss = model_forward(model, &batch, true);
  *               model_backward(model);
@@ -46,6 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/error.h"
 #include "core/stop.h"
 
 /* Limits checked by model_config_validate(). */
@@ -153,6 +154,14 @@ typedef struct Model
 	uint64_t	dropout_step;	/* training forwards so far */
 	ModelActivations *acts;		/* NULL until model_alloc_training() */
 	PackedWeights *packed;		/* NULL until model_pack_for_prediction() */
+
+	/*
+	 * How model_free() releases acts and packed: set by the files that
+	 * allocate them (model_train.c, model_infer.c), which alone know their
+	 * layout.  NULL while there is nothing to release.
+	 */
+	void		(*free_training) (struct Model *model);
+	void		(*free_packed) (struct Model *model);
 } Model;
 
 /*
@@ -185,7 +194,7 @@ typedef struct ModelBatch
 extern void model_config_default(ModelConfig *config, int vocab_size,
 								 int d_model, int n_layers, int n_heads);
 extern bool model_config_validate(const ModelConfig *config,
-								  char *errbuf, size_t errlen);
+								  CoreError *err);
 extern size_t model_count_params(const ModelConfig *config);
 
 /*
@@ -196,16 +205,16 @@ extern size_t model_count_params(const ModelConfig *config);
 extern int	model_tensor_table(const ModelConfig *config, ModelTensor *tensors,
 							   size_t *n_params);
 
-/* Life cycle; the creators return NULL with a message in errbuf. */
+/* Life cycle; the creators return NULL with the error in err. */
 extern Model *model_create(const ModelConfig *config,
-						   char *errbuf, size_t errlen);
+						   CoreError *err);
 extern void model_init_weights(Model *model, uint64_t seed);
 extern void model_seed_dropout(Model *model, uint64_t seed);
 extern void model_free(Model *model);
 extern const ModelTensor *model_find_tensor(const Model *model,
 											const char *name);
 /* Gradients, laid out like params (model_alloc_training() calls it). */
-extern bool model_alloc_grads(Model *model, char *errbuf, size_t errlen);
+extern bool model_alloc_grads(Model *model, CoreError *err);
 
 /*
  * Training (model_train.c).  model_alloc_training() allocates the
@@ -216,7 +225,7 @@ extern bool model_alloc_grads(Model *model, char *errbuf, size_t errlen);
  * weights.
  */
 extern bool model_alloc_training(Model *model, int max_batch_size,
-								 int max_seq_len, char *errbuf, size_t errlen);
+								 int max_seq_len, CoreError *err);
 extern size_t model_training_bytes(const ModelConfig *config,
 								   int max_batch_size, int max_seq_len);
 extern void model_free_training(Model *model);
@@ -232,17 +241,19 @@ extern void model_zero_grad(Model *model);
  * model->grads; prediction calls in between do not disturb it.
  */
 extern bool model_check_batch(const Model *model, const ModelBatch *batch,
-							  char *errbuf, size_t errlen);
+							  CoreError *err);
 extern float model_forward(Model *model, const ModelBatch *batch,
 						   bool training);
 extern void model_backward(Model *model);
 
 /*
  * Prediction (model_infer.c).  Both run the prefix once and keep its keys
- * and values (a KV cache); see there.  Both return false / -1 with a
- * message in errbuf on bad arguments, out of memory, or when stop (may be
- * NULL) asks to stop ("interrupted"), which they do between groups of
- * candidates and between generated tokens.
+ * and values (a KV cache); see there.  Both return false / -1 with the
+ * error in err on bad arguments (CORE_ERR_INVALID_INPUT: a prefix or a
+ * candidate too long for max_seq_len, a token outside the vocabulary), out
+ * of memory, or when stop (may be NULL) asks to stop
+ * (CORE_ERR_INTERRUPTED), which they do between groups of candidates and
+ * between generated tokens.
  *
  * A scorer holds a prefix's cache, so that candidates can come a group at
  * a time: model_scorer_score() writes scores[k] = log p(candidate k |
@@ -258,11 +269,11 @@ extern ModelScorer *model_scorer_create(const Model *model,
 										const int32_t *prefix, int prefix_len,
 										int max_candidate_len,
 										const StopCheck *stop,
-										char *errbuf, size_t errlen);
+										CoreError *err);
 extern bool model_scorer_score(ModelScorer *scorer,
 							   const int32_t *const *candidates,
 							   const int *candidate_lens, int n_candidates,
-							   double *scores, char *errbuf, size_t errlen);
+							   double *scores, CoreError *err);
 extern void model_scorer_free(ModelScorer *scorer);
 
 extern bool model_score_candidates(const Model *model,
@@ -270,22 +281,20 @@ extern bool model_score_candidates(const Model *model,
 								   const int32_t *const *candidates,
 								   const int *candidate_lens,
 								   int n_candidates, double *scores,
-								   char *errbuf, size_t errlen);
+								   CoreError *err);
 extern int	model_generate_greedy(const Model *model,
 								  const int32_t *prefix, int prefix_len,
 								  int max_new_tokens, int32_t eos_id,
 								  int32_t *out, const StopCheck *stop,
-								  char *errbuf, size_t errlen);
+								  CoreError *err);
 
 /*
  * Pack the matrices once for faster prediction (packed.h); from then on the
  * weights must not change.  Prediction works without it, only slower.
  * False with a message when out of memory.
  */
-extern bool model_pack_for_prediction(Model *model, char *errbuf,
-									  size_t errlen);
+extern bool model_pack_for_prediction(Model *model, CoreError *err);
 extern void model_free_packed(Model *model);
-extern size_t model_packed_bytes(const Model *model);
 
 /* Bytes of memory model holds for prediction: weights, tables, packing. */
 extern size_t model_memory_bytes(const Model *model);
@@ -301,9 +310,5 @@ extern size_t model_memory_bytes(const Model *model);
  */
 extern void model_set_threads(int n_threads);
 extern void model_single_thread(void);
-
-/* printf into errbuf when it is not NULL; used by the model's files. */
-extern void model_error(char *errbuf, size_t errlen, const char *fmt,...)
-			__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -28,6 +28,7 @@
 
 #include "core/model_ops.h"
 #include "core/packed.h"
+#include "core/util.h"
 
 /*
  * Candidate tokens per forward pass when scoring (or one candidate's, when
@@ -92,7 +93,7 @@ pack_like(PackedMatrix *packed, const PackedMatrix *plain)
 }
 
 bool
-model_pack_for_prediction(Model *model, char *errbuf, size_t errlen)
+model_pack_for_prediction(Model *model, CoreError *err)
 {
 	int			n_layers = model->config.n_layers;
 	PackedMatrix head;
@@ -101,6 +102,7 @@ model_pack_for_prediction(Model *model, char *errbuf, size_t errlen)
 	if (model->packed != NULL)
 		return true;
 	model->packed = calloc(1, sizeof(PackedWeights));
+	model->free_packed = model_free_packed;
 	ok = model->packed != NULL &&
 		(model->packed->layers = calloc(n_layers, sizeof(LayerMatrices))) != NULL;
 	for (int l = 0; ok && l < n_layers; l++)
@@ -120,15 +122,15 @@ model_pack_for_prediction(Model *model, char *errbuf, size_t errlen)
 	if (!ok)
 	{
 		model_free_packed(model);
-		model_error(errbuf, errlen, "out of memory for the packed weights of %zu parameters",
-					model->n_params);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for the packed weights of %zu parameters",
+				   model->n_params);
 	}
 	return ok;
 }
 
 /* Bytes of the packed matrices; 0 when the model has none. */
-size_t
-model_packed_bytes(const Model *model)
+static size_t
+packed_bytes(const Model *model)
 {
 	const PackedWeights *packed = model->packed;
 	size_t		bytes;
@@ -163,6 +165,18 @@ model_free_packed(Model *model)
 	free(packed->layers);
 	free(packed);
 	model->packed = NULL;
+	model->free_packed = NULL;
+}
+
+size_t
+model_memory_bytes(const Model *model)
+{
+	size_t		rope_size = (size_t) model->config.max_seq_len * (model->head_dim / 2);
+
+	return sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
+		model->n_params * sizeof(float) +
+		2 * model->config.n_layers * sizeof(LayerWeights) +
+		2 * rope_size * sizeof(float) + packed_bytes(model);
 }
 
 typedef struct KVCache
@@ -232,7 +246,7 @@ layout_workspace(const Model *model, Workspace *ws, int max_rows,
  */
 static bool
 workspace_alloc(const Model *model, Workspace *ws, int max_rows,
-				int logit_rows, int cache_capacity, char *errbuf, size_t errlen)
+				int logit_rows, int cache_capacity, CoreError *err)
 {
 	Carver		f = {NULL, 0, sizeof(float)};
 	Carver		i = {NULL, 0, sizeof(int32_t)};
@@ -247,8 +261,8 @@ workspace_alloc(const Model *model, Workspace *ws, int max_rows,
 	{
 		free(ws->float_block);
 		free(ws->int_block);
-		model_error(errbuf, errlen, "out of memory for prediction buffers (%zu MB)",
-					f.used * sizeof(float) >> 20);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for prediction buffers (%zu MB)",
+				   f.used * sizeof(float) >> 20);
 		return false;
 	}
 	f.used = i.used = 0;
@@ -336,14 +350,14 @@ forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
 
 static bool
 check_tokens(const Model *model, const char *what, const int32_t *tokens,
-			 int n, char *errbuf, size_t errlen)
+			 int n, CoreError *err)
 {
 	for (int j = 0; j < n; j++)
 		if (tokens[j] < 0 || tokens[j] >= model->config.vocab_size)
 		{
-			model_error(errbuf, errlen,
-						"%s: token id %d is outside the vocabulary of %d",
-						what, tokens[j], model->config.vocab_size);
+			core_error(err, CORE_ERR_INVALID_INPUT,
+					   "%s: token id %d is outside the vocabulary of %d",
+					   what, tokens[j], model->config.vocab_size);
 			return false;
 		}
 	return true;
@@ -351,15 +365,15 @@ check_tokens(const Model *model, const char *what, const int32_t *tokens,
 
 static bool
 check_prefix(const Model *model, const int32_t *prefix, int prefix_len,
-			 char *errbuf, size_t errlen)
+			 CoreError *err)
 {
 	if (prefix_len < 1 || prefix_len > model->config.max_seq_len)
 	{
-		model_error(errbuf, errlen, "prefix of %d tokens is outside 1..%d",
-					prefix_len, model->config.max_seq_len);
+		core_error(err, CORE_ERR_INVALID_INPUT, "prefix of %d tokens is outside 1..%d",
+				   prefix_len, model->config.max_seq_len);
 		return false;
 	}
-	return check_tokens(model, "prefix", prefix, prefix_len, errbuf, errlen);
+	return check_tokens(model, "prefix", prefix, prefix_len, err);
 }
 
 /* Positions below this see each other both ways. */
@@ -393,26 +407,26 @@ model_scorer_free(ModelScorer *scorer)
 ModelScorer *
 model_scorer_create(const Model *model, const int32_t *prefix, int prefix_len,
 					int max_candidate_len, const StopCheck *stop,
-					char *errbuf, size_t errlen)
+					CoreError *err)
 {
 	const ModelConfig *c = &model->config;
 	ModelScorer *scorer;
 	int			group_rows = max_candidate_len > SCORE_GROUP_TOKENS
 		? max_candidate_len : SCORE_GROUP_TOKENS;
 
-	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
+	if (!check_prefix(model, prefix, prefix_len, err))
 		return NULL;
 	if (max_candidate_len < 1 || max_candidate_len > c->max_seq_len - prefix_len)
 	{
-		model_error(errbuf, errlen,
-					"candidates of up to %d tokens; 1..%d fit after a prefix of %d",
-					max_candidate_len, c->max_seq_len - prefix_len, prefix_len);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "candidates of up to %d tokens; 1..%d fit after a prefix of %d",
+				   max_candidate_len, c->max_seq_len - prefix_len, prefix_len);
 		return NULL;
 	}
 	scorer = calloc(1, sizeof(ModelScorer));
 	if (scorer == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for a scorer");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a scorer");
 		return NULL;
 	}
 	scorer->model = model;
@@ -425,10 +439,10 @@ model_scorer_create(const Model *model, const int32_t *prefix, int prefix_len,
 		!workspace_alloc(model, &scorer->ws,
 						 prefix_len > group_rows ? prefix_len : group_rows,
 						 group_rows, prefix_len + max_candidate_len,
-						 errbuf, errlen))
+						 err))
 	{
 		if (scorer->tokens == NULL)
-			model_error(errbuf, errlen, "out of memory for candidate tokens");
+			core_error(err, CORE_ERR_NO_MEMORY, "out of memory for candidate tokens");
 		free(scorer->tokens);
 		free(scorer);
 		return NULL;
@@ -494,7 +508,7 @@ score_group(ModelScorer *scorer, const int32_t *const *candidates,
 bool
 model_scorer_score(ModelScorer *scorer, const int32_t *const *candidates,
 				   const int *candidate_lens, int n_candidates, double *scores,
-				   char *errbuf, size_t errlen)
+				   CoreError *err)
 {
 	for (int k = 0; k < n_candidates; k++)
 	{
@@ -502,12 +516,12 @@ model_scorer_score(ModelScorer *scorer, const int32_t *const *candidates,
 
 		if (len < 1 || len > scorer->max_candidate_len)
 		{
-			model_error(errbuf, errlen,
-						"candidate %d has %d tokens; 1..%d fit after a prefix of %d",
-						k + 1, len, scorer->max_candidate_len, scorer->prefix_len);
+			core_error(err, CORE_ERR_INVALID_INPUT,
+					   "candidate %d has %d tokens; 1..%d fit after a prefix of %d",
+					   k + 1, len, scorer->max_candidate_len, scorer->prefix_len);
 			return false;
 		}
-		if (!check_tokens(scorer->model, "candidate", candidates[k], len, errbuf, errlen))
+		if (!check_tokens(scorer->model, "candidate", candidates[k], len, err))
 			return false;
 	}
 	for (int first = 0; first < n_candidates;)
@@ -519,7 +533,7 @@ model_scorer_score(ModelScorer *scorer, const int32_t *const *candidates,
 			rows += candidate_lens[end++];
 		if (stop_requested(scorer->stop))
 		{
-			model_error(errbuf, errlen, "interrupted");
+			core_error(err, CORE_ERR_INTERRUPTED, "interrupted");
 			return false;
 		}
 		score_group(scorer, candidates + first, candidate_lens + first,
@@ -533,7 +547,7 @@ bool
 model_score_candidates(const Model *model, const int32_t *prefix,
 					   int prefix_len, const int32_t *const *candidates,
 					   const int *candidate_lens, int n_candidates,
-					   double *scores, char *errbuf, size_t errlen)
+					   double *scores, CoreError *err)
 {
 	int			room = model->config.max_seq_len - prefix_len;
 	int			longest = 1;
@@ -542,7 +556,7 @@ model_score_candidates(const Model *model, const int32_t *prefix,
 
 	if (n_candidates < 1)
 	{
-		model_error(errbuf, errlen, "no candidates to score");
+		core_error(err, CORE_ERR_INVALID_INPUT, "no candidates to score");
 		return false;
 	}
 	/* room for the longest; model_scorer_score() names one that is too long */
@@ -550,11 +564,11 @@ model_score_candidates(const Model *model, const int32_t *prefix,
 		longest = candidate_lens[k] > longest ? candidate_lens[k] : longest;
 	scorer = model_scorer_create(model, prefix, prefix_len,
 								 longest < room ? longest : room, NULL,
-								 errbuf, errlen);
+								 err);
 	if (scorer == NULL)
 		return false;
 	ok = model_scorer_score(scorer, candidates, candidate_lens, n_candidates, scores,
-							errbuf, errlen);
+							err);
 	model_scorer_free(scorer);
 	return ok;
 }
@@ -580,7 +594,7 @@ int
 model_generate_greedy(const Model *model, const int32_t *prefix,
 					  int prefix_len, int max_new_tokens, int32_t eos_id,
 					  int32_t *out, const StopCheck *stop,
-					  char *errbuf, size_t errlen)
+					  CoreError *err)
 {
 	const ModelConfig *c = &model->config;
 	int			n_bidir = bidirectional_part(model, prefix_len);
@@ -592,18 +606,18 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 	PackedMatrix head_plain;
 	const PackedMatrix *head = head_matrix(model, &head_plain);
 
-	if (!check_prefix(model, prefix, prefix_len, errbuf, errlen))
+	if (!check_prefix(model, prefix, prefix_len, err))
 		return -1;
 	if (max_new_tokens < 0)
 	{
-		model_error(errbuf, errlen, "max_new_tokens is negative");
+		core_error(err, CORE_ERR_INVALID_INPUT, "max_new_tokens is negative");
 		return -1;
 	}
 	/* a generated token is at position prefix_len + n < max_seq_len */
 	limit = c->max_seq_len - prefix_len;
 	limit = max_new_tokens < limit ? max_new_tokens : limit;
 	if (!workspace_alloc(model, &ws, prefix_len, 1, prefix_len + limit,
-						 errbuf, errlen))
+						 err))
 		return -1;
 
 	forward_cached(model, &ws, prefix, &prefix_len, 1, n_bidir);
@@ -622,7 +636,7 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 			break;
 		if (stop_requested(stop))
 		{
-			model_error(errbuf, errlen, "interrupted");
+			core_error(err, CORE_ERR_INTERRUPTED, "interrupted");
 			n = -1;
 			break;
 		}

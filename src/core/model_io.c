@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/crc32c.h"
+#include "core/util.h"
 
 #define DTYPE_FLOAT32 1
 
@@ -36,8 +37,8 @@ put_bytes(Writer *w, const void *data, size_t n)
 static void
 put_le(Writer *w, uint64_t value, int n_bytes)
 {
-	for (int i = 0; i < n_bytes; i++)
-		w->buf[w->pos++] = (uint8_t) (value >> (8 * i));
+	le_put(w->buf + w->pos, value, n_bytes);
+	w->pos += n_bytes;
 }
 
 static void
@@ -165,11 +166,8 @@ static uint64_t
 get_le(Reader *r, int n_bytes)
 {
 	const uint8_t *p = get_bytes(r, n_bytes);
-	uint64_t	value = 0;
 
-	for (int i = 0; p != NULL && i < n_bytes; i++)
-		value |= (uint64_t) p[i] << (8 * i);
-	return value;
+	return p != NULL ? le_get(p, n_bytes) : 0;
 }
 
 /* A u32 config field, as an int (out of int range becomes -1: invalid). */
@@ -203,20 +201,20 @@ get_floats(Reader *r, float *x, size_t n)
 }
 
 static bool
-truncated(const Reader *r, char *errbuf, size_t errlen)
+truncated(const Reader *r, CoreError *err)
 {
 	if (!r->overrun)
 		return false;
-	model_error(errbuf, errlen,
-				"truncated model: %zu bytes end inside the header", r->len);
+	core_error(err, CORE_ERR_CORRUPT,
+			   "truncated model: %zu bytes end inside the header", r->len);
 	return true;
 }
 
 static bool
-read_config(Reader *r, ModelConfig *c, char *errbuf, size_t errlen)
+read_config(Reader *r, ModelConfig *c, CoreError *err)
 {
 	uint32_t	flags;
-	char		why[200];
+	CoreError	why;
 
 	memset(c, 0, sizeof(*c));
 	c->vocab_size = get_int(r);
@@ -231,19 +229,19 @@ read_config(Reader *r, ModelConfig *c, char *errbuf, size_t errlen)
 	c->rope_theta = get_f32(r);
 	c->norm_eps = get_f32(r);
 	c->logit_scale = get_f32(r);
-	if (truncated(r, errbuf, errlen))
+	if (truncated(r, err))
 		return false;
 	if (flags & ~FLAGS_KNOWN)
 	{
-		model_error(errbuf, errlen, "corrupt model: unknown flags 0x%x", flags);
+		core_error(err, CORE_ERR_CORRUPT, "corrupt model: unknown flags 0x%x", flags);
 		return false;
 	}
 	c->tied_embeddings = (flags & FLAG_TIED) != 0;
 	c->prefix_lm = (flags & FLAG_PREFIX_LM) != 0;
 	c->qkv_bias = (flags & FLAG_QKV_BIAS) != 0;
-	if (!model_config_validate(c, why, sizeof(why)))
+	if (!model_config_validate(c, &why))
 	{
-		model_error(errbuf, errlen, "corrupt model: %s", why);
+		core_error(err, CORE_ERR_CORRUPT, "corrupt model: %s", why.message);
 		return false;
 	}
 	return true;
@@ -251,17 +249,17 @@ read_config(Reader *r, ModelConfig *c, char *errbuf, size_t errlen)
 
 /* Check the stored tensor table against the one the config implies. */
 static bool
-read_tensor_table(Reader *r, const Model *model, char *errbuf, size_t errlen)
+read_tensor_table(Reader *r, const Model *model, CoreError *err)
 {
 	int			n_tensors = get_int(r);
 
-	if (truncated(r, errbuf, errlen))
+	if (truncated(r, err))
 		return false;
 	if (n_tensors != model->n_tensors)
 	{
-		model_error(errbuf, errlen,
-					"corrupt model: %d tensors, the config implies %d",
-					n_tensors, model->n_tensors);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "corrupt model: %d tensors, the config implies %d",
+				   n_tensors, model->n_tensors);
 		return false;
 	}
 	for (int i = 0; i < n_tensors; i++)
@@ -279,13 +277,13 @@ read_tensor_table(Reader *r, const Model *model, char *errbuf, size_t errlen)
 		for (int k = 0; same && k < ndim; k++)
 			same = get_le(r, 4) == (uint64_t) t->shape[k];
 		same = same && get_le(r, 8) == t->offset * sizeof(float);
-		if (truncated(r, errbuf, errlen))
+		if (truncated(r, err))
 			return false;
 		if (!same)
 		{
-			model_error(errbuf, errlen,
-						"corrupt model: tensor %d does not match \"%s\" of the config",
-						i, t->name);
+			core_error(err, CORE_ERR_CORRUPT,
+					   "corrupt model: tensor %d does not match \"%s\" of the config",
+					   i, t->name);
 			return false;
 		}
 	}
@@ -298,7 +296,7 @@ read_tensor_table(Reader *r, const Model *model, char *errbuf, size_t errlen)
  * first tensor that holds one.
  */
 static bool
-check_finite(const Model *model, char *errbuf, size_t errlen)
+check_finite(const Model *model, CoreError *err)
 {
 	for (int i = 0; i < model->n_tensors; i++)
 	{
@@ -308,9 +306,9 @@ check_finite(const Model *model, char *errbuf, size_t errlen)
 		for (size_t j = 0; j < t->numel; j++)
 			if (!isfinite(p[j]))
 			{
-				model_error(errbuf, errlen,
-							"corrupt model: parameter %zu of \"%s\" is not a finite number (%g)",
-							j, t->name, p[j]);
+				core_error(err, CORE_ERR_CORRUPT,
+						   "corrupt model: parameter %zu of \"%s\" is not a finite number (%g)",
+						   j, t->name, p[j]);
 				return false;
 			}
 	}
@@ -318,7 +316,7 @@ check_finite(const Model *model, char *errbuf, size_t errlen)
 }
 
 Model *
-model_deserialize(const void *data, size_t len, char *errbuf, size_t errlen)
+model_deserialize(const void *data, size_t len, CoreError *err)
 {
 	Reader		r = {data, len, 0, false};
 	ModelConfig config;
@@ -330,60 +328,60 @@ model_deserialize(const void *data, size_t len, char *errbuf, size_t errlen)
 
 	if (len < 8 || memcmp(data, MODEL_IO_MAGIC, 4) != 0)
 	{
-		model_error(errbuf, errlen, "not a distill model (no \"%s\" header)",
-					MODEL_IO_MAGIC);
+		core_error(err, CORE_ERR_CORRUPT, "not a distill model (no \"%s\" header)",
+				   MODEL_IO_MAGIC);
 		return NULL;
 	}
 	r.pos = 4;
 	version = (uint32_t) get_le(&r, 4);
 	if (version != MODEL_IO_VERSION)
 	{
-		model_error(errbuf, errlen,
-					"unsupported model format version %u (this build reads %d)",
-					version, MODEL_IO_VERSION);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "unsupported model format version %u (this build reads %d)",
+				   version, MODEL_IO_VERSION);
 		return NULL;
 	}
-	if (!read_config(&r, &config, errbuf, errlen))
+	if (!read_config(&r, &config, err))
 		return NULL;
 	if (model_count_params(&config) * sizeof(float) > len - r.pos)
 	{
-		model_error(errbuf, errlen,
-					"truncated model: %zu bytes cannot hold the %zu parameters of its header",
-					len, model_count_params(&config));
+		core_error(err, CORE_ERR_CORRUPT,
+				   "truncated model: %zu bytes cannot hold the %zu parameters of its header",
+				   len, model_count_params(&config));
 		return NULL;
 	}
 
 	/* builds the expected tensor table; params stay unread until checked */
-	model = model_create(&config, errbuf, errlen);
+	model = model_create(&config, err);
 	if (model == NULL)
 		return NULL;
-	if (!read_tensor_table(&r, model, errbuf, errlen))
+	if (!read_tensor_table(&r, model, err))
 		goto fail;
 	data_bytes = get_le(&r, 8);
-	if (truncated(&r, errbuf, errlen))
+	if (truncated(&r, err))
 		goto fail;
 	if (data_bytes != model->n_params * sizeof(float))
 	{
-		model_error(errbuf, errlen,
-					"corrupt model: %llu bytes of parameters, the config implies %zu",
-					(unsigned long long) data_bytes, model->n_params * sizeof(float));
+		core_error(err, CORE_ERR_CORRUPT,
+				   "corrupt model: %llu bytes of parameters, the config implies %zu",
+				   (unsigned long long) data_bytes, model->n_params * sizeof(float));
 		goto fail;
 	}
 	expected = r.pos + data_bytes + 4;
 	if (len != expected)
 	{
-		model_error(errbuf, errlen, "%s model: %zu bytes, expected %zu",
-					len < expected ? "truncated" : "corrupt", len, expected);
+		core_error(err, CORE_ERR_CORRUPT, "%s model: %zu bytes, expected %zu",
+				   len < expected ? "truncated" : "corrupt", len, expected);
 		goto fail;
 	}
 	get_floats(&r, model->params, model->n_params);
 	stored_crc = (uint32_t) get_le(&r, 4);
 	if (stored_crc != crc32c(0, data, len - 4))
 	{
-		model_error(errbuf, errlen, "corrupt model: checksum mismatch");
+		core_error(err, CORE_ERR_CORRUPT, "corrupt model: checksum mismatch");
 		goto fail;
 	}
-	if (!check_finite(model, errbuf, errlen))
+	if (!check_finite(model, err))
 		goto fail;
 	return model;
 

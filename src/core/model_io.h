@@ -45,8 +45,8 @@ extern size_t model_serialized_size_bound(const ModelConfig *config);
 /* Write exactly model_serialized_size(model) bytes to buf. */
 extern void model_serialize(const Model *model, void *buf);
 
-/* A new model from bytes, or NULL with a message in errbuf. */
+/* A new model from bytes, or NULL with the error in err. */
 extern Model *model_deserialize(const void *data, size_t len,
-								char *errbuf, size_t errlen);
+								CoreError *err);
 
 #endif

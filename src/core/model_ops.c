@@ -11,6 +11,7 @@
  * gradients.
  */
 #include "core/model_ops.h"
+#include "core/util.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -480,7 +481,7 @@ swiglu_backward(float *dgate_up, const float *dout, const float *gate_up,
 /* Dropout */
 
 /*
- * Element i is dropped when the top 32 bits of mix64(seed + i * golden
+ * Element i is dropped when the top 32 bits of splitmix64_mix(seed + i * golden
  * ratio), the SplitMix64 sequence, fall below p * 2^32; kept elements are
  * scaled by 1 / (1 - p).
  */
@@ -492,7 +493,7 @@ dropout_apply(float *x, size_t n, float p, uint64_t seed)
 
 	for (size_t i = 0; i < n; i++)
 	{
-		uint64_t	bits = mix64(seed + (i + 1) * 0x9E3779B97F4A7C15ull) >> 32;
+		uint64_t	bits = splitmix64_mix(seed + (i + 1) * 0x9E3779B97F4A7C15ull) >> 32;
 
 		x[i] = bits < threshold ? 0.0f : x[i] * keep_scale;
 	}

@@ -144,12 +144,5 @@ carve(Carver *c, size_t n)
 }
 
 /* The 64-bit mixing function of SplitMix64 (a good hash of a counter). */
-static inline uint64_t
-mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/model_ops.h"
+#include "core/util.h"
 
 /*
  * What the training forward keeps for backward, per layer.  Arrays have
@@ -103,6 +104,7 @@ model_free_training(Model *model)
 	model->acts = NULL;
 	free(model->grads);
 	model->grads = NULL;
+	model->free_training = NULL;
 }
 
 /*
@@ -182,7 +184,7 @@ layout_activations(const ModelConfig *c, ModelActivations *a, Carver *f,
  */
 bool
 model_alloc_training(Model *model, int max_batch_size, int max_seq_len,
-					 char *errbuf, size_t errlen)
+					 CoreError *err)
 {
 	ModelActivations *a;
 	Carver		f = {NULL, 0, sizeof(float)};
@@ -191,14 +193,15 @@ model_alloc_training(Model *model, int max_batch_size, int max_seq_len,
 	if (max_batch_size < 1 || max_seq_len < 1 ||
 		max_seq_len > model->config.max_seq_len)
 	{
-		model_error(errbuf, errlen,
-					"training buffers: batch size %d or sequence length %d outside 1..%d",
-					max_batch_size, max_seq_len, model->config.max_seq_len);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "training buffers: batch size %d or sequence length %d outside 1..%d",
+				   max_batch_size, max_seq_len, model->config.max_seq_len);
 		return false;
 	}
 	free_activations(model->acts);
 	model->acts = NULL;
-	if (!model_alloc_grads(model, errbuf, errlen))
+	model->free_training = model_free_training;
+	if (!model_alloc_grads(model, err))
 		return false;
 
 	a = calloc(1, sizeof(ModelActivations));
@@ -222,9 +225,9 @@ model_alloc_training(Model *model, int max_batch_size, int max_seq_len,
 oom:
 	free_activations(model->acts);
 	model->acts = NULL;
-	model_error(errbuf, errlen,
-				"out of memory for training buffers (%zu MB of activations)",
-				f.used * sizeof(float) >> 20);
+	core_error(err, CORE_ERR_NO_MEMORY,
+			   "out of memory for training buffers (%zu MB of activations)",
+			   f.used * sizeof(float) >> 20);
 	return false;
 }
 
@@ -256,7 +259,7 @@ model_zero_grad(Model *model)
 
 bool
 model_check_batch(const Model *model, const ModelBatch *batch,
-				  char *errbuf, size_t errlen)
+				  CoreError *err)
 {
 	const ModelActivations *a = model->acts;
 	int			B = batch->batch_size;
@@ -264,14 +267,14 @@ model_check_batch(const Model *model, const ModelBatch *batch,
 
 	if (a == NULL)
 	{
-		model_error(errbuf, errlen, "batch: model_alloc_training() was not called");
+		core_error(err, CORE_ERR_INTERNAL, "batch: model_alloc_training() was not called");
 		return false;
 	}
 	if (B < 1 || B > a->max_batch || T < 1 || T > a->max_seq)
 	{
-		model_error(errbuf, errlen,
-					"batch: %d x %d tokens is outside the buffers' %d x %d",
-					B, T, a->max_batch, a->max_seq);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "batch: %d x %d tokens is outside the buffers' %d x %d",
+				   B, T, a->max_batch, a->max_seq);
 		return false;
 	}
 	for (int b = 0; b < B; b++)
@@ -283,9 +286,9 @@ model_check_batch(const Model *model, const ModelBatch *batch,
 			prefix = batch->prefix_lengths[b];
 		if (len < 1 || len > T || prefix < 0 || prefix > len)
 		{
-			model_error(errbuf, errlen,
-						"batch: sequence %d has length %d and prefix %d (row length %d)",
-						b, len, prefix, T);
+			core_error(err, CORE_ERR_INVALID_INPUT,
+					   "batch: sequence %d has length %d and prefix %d (row length %d)",
+					   b, len, prefix, T);
 			return false;
 		}
 		for (int t = 0; t < T; t++)
@@ -295,17 +298,17 @@ model_check_batch(const Model *model, const ModelBatch *batch,
 
 			if (token < 0 || token >= model->config.vocab_size)
 			{
-				model_error(errbuf, errlen,
-							"batch: token id %d at [%d, %d] is outside the vocabulary of %d",
-							token, b, t, model->config.vocab_size);
+				core_error(err, CORE_ERR_INVALID_INPUT,
+						   "batch: token id %d at [%d, %d] is outside the vocabulary of %d",
+						   token, b, t, model->config.vocab_size);
 				return false;
 			}
 			if (!(w >= 0.0f && isfinite(w)) ||
 				(w != 0.0f && (t == 0 || t >= len || t < prefix)))
 			{
-				model_error(errbuf, errlen,
-							"batch: weight %g at [%d, %d] is not allowed (length %d, prefix %d)",
-							w, b, t, len, prefix);
+				core_error(err, CORE_ERR_INVALID_INPUT,
+						   "batch: weight %g at [%d, %d] is not allowed (length %d, prefix %d)",
+						   w, b, t, len, prefix);
 				return false;
 			}
 		}
@@ -354,7 +357,7 @@ record_batch(Model *model, const ModelBatch *batch, bool training)
 static uint64_t
 branch_seed(const Model *model, int layer, int site)
 {
-	return mix64(mix64(model->dropout_seed + model->acts->dropout_step) +
+	return splitmix64_mix(splitmix64_mix(model->dropout_seed + model->acts->dropout_step) +
 				 (uint64_t) layer * 2 + site);
 }
 
@@ -455,7 +458,7 @@ model_forward(Model *model, const ModelBatch *batch, bool training)
 	int			d = model->config.d_model;
 	int			L = model->config.n_layers;
 
-	if (!model_check_batch(model, batch, NULL, 0))
+	if (!model_check_batch(model, batch, NULL))
 		return NAN;
 	record_batch(model, batch, training);
 	embedding_forward(a->residual, a->tokens, model->w.embed, N, d);

@@ -2,6 +2,7 @@
  * optim.c - AdamW, learning-rate schedule, gradient clipping.
  */
 #include "core/optim.h"
+#include "core/util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ optim_config_default(OptimConfig *config, float lr, int total_steps)
 
 Optimizer *
 optim_create(const Model *model, const OptimConfig *config,
-			 char *errbuf, size_t errlen)
+			 CoreError *err)
 {
 	Optimizer  *opt = calloc(1, sizeof(Optimizer));
 
@@ -41,9 +42,9 @@ optim_create(const Model *model, const OptimConfig *config,
 	if (opt == NULL || opt->m == NULL)
 	{
 		free(opt);
-		model_error(errbuf, errlen,
-					"out of memory for the optimizer state of %zu parameters",
-					model->n_params);
+		core_error(err, CORE_ERR_NO_MEMORY,
+				   "out of memory for the optimizer state of %zu parameters",
+				   model->n_params);
 		return NULL;
 	}
 	return opt;

@@ -53,7 +53,7 @@ typedef struct Optimizer
 extern void optim_config_default(OptimConfig *config, float lr,
 								 int total_steps);
 extern Optimizer *optim_create(const Model *model, const OptimConfig *config,
-							   char *errbuf, size_t errlen);
+							   CoreError *err);
 extern void optim_free(Optimizer *opt);
 
 /* The learning rate of update number step (0-based). */

@@ -6,7 +6,7 @@
  * of work (a few thousand tokens of a forward pass, a merge of the
  * tokenizer's training, a group of candidates) it calls should_stop(arg),
  * and when the answer is true it frees what it holds and returns an error
- * ("interrupted").  The check must only look, never jump out: the glue
+ * of kind CORE_ERR_INTERRUPTED (error.h).  The check must only look, never jump out: the glue
  * passes a function that reads the backend's pending-interrupt flags, then
  * handles the interrupt itself once the core has returned.
  */

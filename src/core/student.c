@@ -1,6 +1,6 @@
 /*
  * student.c - the student's hyperparameters, its sequences, prediction,
- * and its weights as bytes.  Training is in train.c.
+ * and its weights as bytes.  Training is in train*.c (trainer.h).
  *
  * Weights blob, format version 1 (little-endian):
  *
@@ -26,6 +26,7 @@
 #include "core/equation.h"
 #include "core/model_io.h"
 #include "core/student_internal.h"
+#include "core/util.h"
 
 #define STUDENT_MAGIC "DSTS"
 #define STUDENT_FORMAT_VERSION 1
@@ -70,32 +71,32 @@ student_params_default(StudentParams *params)
 
 static bool
 check_int(const char *name, int value, int min, int max,
-		  char *errbuf, size_t errlen)
+		  CoreError *err)
 {
 	if (value >= min && value <= max)
 		return true;
-	model_error(errbuf, errlen, "%s must be between %d and %d (got %d)",
-				  name, min, max, value);
+	core_error(err, CORE_ERR_INVALID_INPUT, "%s must be between %d and %d (got %d)",
+			   name, min, max, value);
 	return false;
 }
 
 /* value in the interval written as range, e.g. "(0, 1]"; finite. */
 static bool
 check_real(const char *name, double value, double min, bool min_open,
-		   double max, const char *range, char *errbuf, size_t errlen)
+		   double max, const char *range, CoreError *err)
 {
 	bool		above_min = min_open ? value > min : value >= min;
 
 	if (!isfinite(value))
 	{
-		model_error(errbuf, errlen, "%s must be a finite number in %s (got %g)",
-					name, range, value);
+		core_error(err, CORE_ERR_INVALID_INPUT, "%s must be a finite number in %s (got %g)",
+				   name, range, value);
 		return false;
 	}
 	if (above_min && value <= max)
 		return true;
-	model_error(errbuf, errlen, "%s must be in %s (got %g)",
-				  name, range, value);
+	core_error(err, CORE_ERR_INVALID_INPUT, "%s must be in %s (got %g)",
+			   name, range, value);
 	return false;
 }
 
@@ -104,7 +105,7 @@ check_real(const char *name, double value, double min, bool min_open,
  * the most a trained tokenizer can have; max_seq_len holds no weights.
  */
 static bool
-check_weights_size(const StudentParams *p, char *errbuf, size_t errlen)
+check_weights_size(const StudentParams *p, CoreError *err)
 {
 	ModelConfig config;
 	size_t		bytes;
@@ -116,52 +117,52 @@ check_weights_size(const StudentParams *p, char *errbuf, size_t errlen)
 	bytes = STUDENT_HEADER_SIZE + model_serialized_size_bound(&config);
 	if (bytes <= STUDENT_MAX_WEIGHTS_BYTES)
 		return true;
-	model_error(errbuf, errlen,
-				"a model of %zu parameters takes %zu MB of weights, more than the %zu MB a stored model holds (a bytea stops at 1 GB): use a smaller d_model, layers, d_ff or vocab_size",
-				model_count_params(&config), (bytes + (1 << 20) - 1) >> 20,
-				STUDENT_MAX_WEIGHTS_BYTES >> 20);
+	core_error(err, CORE_ERR_LIMIT,
+			   "a model of %zu parameters takes %zu MB of weights, more than the %zu MB a stored model holds (a bytea stops at 1 GB): use a smaller d_model, layers, d_ff or vocab_size",
+			   model_count_params(&config), (bytes + (1 << 20) - 1) >> 20,
+			   STUDENT_MAX_WEIGHTS_BYTES >> 20);
 	return false;
 }
 
 bool
-student_params_validate(const StudentParams *p, char *errbuf, size_t errlen)
+student_params_validate(const StudentParams *p, CoreError *err)
 {
-	if (!check_int("heads", p->n_heads, 1, 64, errbuf, errlen) ||
-		!check_int("layers", p->n_layers, 1, 64, errbuf, errlen))
+	if (!check_int("heads", p->n_heads, 1, 64, err) ||
+		!check_int("layers", p->n_layers, 1, 64, err))
 		return false;
 	if (p->d_model < 16 || p->d_model > 4096 || p->d_model % p->n_heads != 0)
 	{
-		model_error(errbuf, errlen,
-					  "d_model must be between 16 and 4096 and a multiple of heads (got d_model %d, heads %d)",
-					  p->d_model, p->n_heads);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "d_model must be between 16 and 4096 and a multiple of heads (got d_model %d, heads %d)",
+				   p->d_model, p->n_heads);
 		return false;
 	}
 	if ((p->d_model / p->n_heads) % 2 != 0)
 	{
-		model_error(errbuf, errlen,
-					  "d_model / heads must be even, for rotary positions (got d_model %d, heads %d)",
-					  p->d_model, p->n_heads);
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "d_model / heads must be even, for rotary positions (got d_model %d, heads %d)",
+				   p->d_model, p->n_heads);
 		return false;
 	}
-	if (p->d_ff != 0 && !check_int("d_ff (0 = automatic)", p->d_ff, 16, 65536, errbuf, errlen))
+	if (p->d_ff != 0 && !check_int("d_ff (0 = automatic)", p->d_ff, 16, 65536, err))
 		return false;
-	return check_int("vocab_size", p->vocab_size, TOK_MIN_VOCAB, 65536, errbuf, errlen) &&
-		check_int("epochs", p->epochs, 1, 1000, errbuf, errlen) &&
-		check_int("batch_size", p->batch_size, 1, 4096, errbuf, errlen) &&
+	return check_int("vocab_size", p->vocab_size, TOK_MIN_VOCAB, 65536, err) &&
+		check_int("epochs", p->epochs, 1, 1000, err) &&
+		check_int("batch_size", p->batch_size, 1, 4096, err) &&
 		check_int("max_input_tokens", p->max_input_tokens,
-				  MIN_INPUT_TOKENS, MAX_INPUT_TOKENS, errbuf, errlen) &&
+				  MIN_INPUT_TOKENS, MAX_INPUT_TOKENS, err) &&
 		check_int("max_target_tokens", p->max_target_tokens,
-				  MIN_TARGET_TOKENS, MAX_TARGET_TOKENS, errbuf, errlen) &&
-		check_int("log_every", p->log_every, 1, 1000000, errbuf, errlen) &&
-		check_int("memory_mb", p->memory_mb, 16, 1048576, errbuf, errlen) &&
-		check_real("lr", p->lr, 0.0, true, 1.0, "(0, 1]", errbuf, errlen) &&
-		check_real("weight_decay", p->weight_decay, 0.0, false, 1.0, "[0, 1]", errbuf, errlen) &&
-		check_real("warmup_fraction", p->warmup_fraction, 0.0, false, 1.0, "[0, 1]", errbuf, errlen) &&
-		check_real("grad_clip", p->grad_clip, 0.0, false, 1e6, "[0, 1e6] (0 = no clipping)", errbuf, errlen) &&
-		check_real("dropout", p->dropout, 0.0, false, 0.9, "[0, 0.9]", errbuf, errlen) &&
-		check_real("validation_fraction", p->validation_fraction, 0.0, false, 0.5, "[0, 0.5]", errbuf, errlen) &&
-		check_real("rationale_weight", p->rationale_weight, 0.0, false, 100.0, "[0, 100]", errbuf, errlen) &&
-		check_weights_size(p, errbuf, errlen);
+				  MIN_TARGET_TOKENS, MAX_TARGET_TOKENS, err) &&
+		check_int("log_every", p->log_every, 1, 1000000, err) &&
+		check_int("memory_mb", p->memory_mb, 16, 1048576, err) &&
+		check_real("lr", p->lr, 0.0, true, 1.0, "(0, 1]", err) &&
+		check_real("weight_decay", p->weight_decay, 0.0, false, 1.0, "[0, 1]", err) &&
+		check_real("warmup_fraction", p->warmup_fraction, 0.0, false, 1.0, "[0, 1]", err) &&
+		check_real("grad_clip", p->grad_clip, 0.0, false, 1e6, "[0, 1e6] (0 = no clipping)", err) &&
+		check_real("dropout", p->dropout, 0.0, false, 0.9, "[0, 0.9]", err) &&
+		check_real("validation_fraction", p->validation_fraction, 0.0, false, 0.5, "[0, 0.5]", err) &&
+		check_real("rationale_weight", p->rationale_weight, 0.0, false, 100.0, "[0, 100]", err) &&
+		check_weights_size(p, err);
 }
 
 /* ---------------------------------------------------------------- */
@@ -265,7 +266,7 @@ encode_prefix(const Student *student, const char *tag, const char *input,
  */
 static int
 best_of_scores(const double *scores, int n, double *probs,
-			   char *errbuf, size_t errlen)
+			   CoreError *err)
 {
 	int			best = 0;
 	double		sum = 0.0;
@@ -274,9 +275,9 @@ best_of_scores(const double *scores, int n, double *probs,
 	{
 		if (!isfinite(scores[k]))
 		{
-			model_error(errbuf, errlen,
-						"the score of candidate %d is not a finite number: the model's weights overflow",
-						k + 1);
+			core_error(err, CORE_ERR_CORRUPT,
+					   "the score of candidate %d is not a finite number: the model's weights overflow",
+					   k + 1);
 			return -1;
 		}
 		if (scores[k] > scores[best])
@@ -297,36 +298,36 @@ best_of_scores(const double *scores, int n, double *probs,
 }
 
 bool
-student_too_many_candidates(int n, const char *what, char *errbuf, size_t errlen)
+student_too_many_candidates(int n, const char *what, CoreError *err)
 {
 	if (n <= STUDENT_MAX_CANDIDATES)
 		return false;
-	model_error(errbuf, errlen, "%s has %d candidates, more than the %d a prediction scores",
-				what, n, STUDENT_MAX_CANDIDATES);
+	core_error(err, CORE_ERR_LIMIT, "%s has %d candidates, more than the %d a prediction scores",
+			   what, n, STUDENT_MAX_CANDIDATES);
 	return true;
 }
 
 int
 student_choose_ids(const Model *model, const int32_t *prefix, int prefix_len,
 				   const int32_t *const *candidates, const int *candidate_lens,
-				   int n_candidates, double *probs, char *errbuf, size_t errlen)
+				   int n_candidates, double *probs, CoreError *err)
 {
 	double	   *scores;
 	int			best = -1;
 
-	if (student_too_many_candidates(n_candidates, "the prediction", errbuf, errlen))
+	if (student_too_many_candidates(n_candidates, "the prediction", err))
 		return -1;
 	scores = malloc((n_candidates > 0 ? n_candidates : 1) * sizeof(double));
 	if (scores == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for %d candidate scores",
-					n_candidates);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for %d candidate scores",
+				   n_candidates);
 		return -1;
 	}
 	if (model_score_candidates(model, prefix, prefix_len, candidates,
 							   candidate_lens, n_candidates, scores,
-							   errbuf, errlen))
-		best = best_of_scores(scores, n_candidates, probs, errbuf, errlen);
+							   err))
+		best = best_of_scores(scores, n_candidates, probs, err);
 	free(scores);
 	return best;
 }
@@ -366,7 +367,7 @@ encode_candidates(const Student *student, const char *const *candidates,
 static bool
 score_texts(const Student *student, ModelScorer *scorer,
 			const char *const *candidates, int n_candidates, double *scores,
-			char *errbuf, size_t errlen)
+			CoreError *err)
 {
 	int32_t    *ids[CHOOSE_GROUP];
 	int			lens[CHOOSE_GROUP];
@@ -381,13 +382,14 @@ score_texts(const Student *student, ModelScorer *scorer,
 
 		if (encoded < n)
 		{
-			model_error(errbuf, errlen, oom ? "out of memory encoding candidate %d"
-						: "candidate %d is NULL", first + encoded + 1);
+			core_error(err, oom ? CORE_ERR_NO_MEMORY : CORE_ERR_INVALID_INPUT,
+					   oom ? "out of memory encoding candidate %d"
+					   : "candidate %d is NULL", first + encoded + 1);
 			ok = false;
 		}
 		else
 			ok = model_scorer_score(scorer, (const int32_t *const *) ids, lens, n,
-									scores + first, errbuf, errlen);
+									scores + first, err);
 		for (int k = 0; k < encoded; k++)
 			free(ids[k]);
 	}
@@ -397,7 +399,7 @@ score_texts(const Student *student, ModelScorer *scorer,
 int
 student_choose(const Student *student, const char *input,
 			   const char *const *candidates, int n_candidates,
-			   double *probs, char *errbuf, size_t errlen)
+			   double *probs, CoreError *err)
 {
 	int32_t    *prefix = NULL;
 	int			prefix_len;
@@ -407,21 +409,21 @@ student_choose(const Student *student, const char *input,
 
 	if (input == NULL || candidates == NULL || n_candidates < 1)
 	{
-		model_error(errbuf, errlen, "student_choose needs an input and at least one candidate");
+		core_error(err, CORE_ERR_INVALID_INPUT, "student_choose needs an input and at least one candidate");
 		return -1;
 	}
-	if (student_too_many_candidates(n_candidates, "the prediction", errbuf, errlen))
+	if (student_too_many_candidates(n_candidates, "the prediction", err))
 		return -1;
 	prefix_len = encode_prefix(student, STUDENT_PREDICT_TAG, input, &prefix);
 	scores = malloc(n_candidates * sizeof(double));
 	if (prefix_len < 0 || scores == NULL)
-		model_error(errbuf, errlen, "out of memory encoding the input");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory encoding the input");
 	else if ((scorer = model_scorer_create(student->model, prefix, prefix_len,
 										   student->max_target_tokens + 1,
-										   &student->stop, errbuf, errlen)) != NULL &&
+										   &student->stop, err)) != NULL &&
 			 score_texts(student, scorer, candidates, n_candidates, scores,
-						 errbuf, errlen))
-		best = best_of_scores(scores, n_candidates, probs, errbuf, errlen);
+						 err))
+		best = best_of_scores(scores, n_candidates, probs, err);
 	model_scorer_free(scorer);
 	free(scores);
 	free(prefix);
@@ -429,52 +431,22 @@ student_choose(const Student *student, const char *input,
 }
 
 /*
- * Length of the well-formed UTF-8 character (RFC 3629: no overlong forms,
- * no surrogates, nothing above U+10FFFF) at s, of avail bytes; 0 when
- * there is none, and for NUL.
+ * Length of the character at s, of avail bytes, that PostgreSQL text can
+ * hold: well-formed UTF-8 and not NUL; 0 when there is none.
  */
-static int
-utf8_char_len(const uint8_t *s, size_t avail)
+static size_t
+text_char_len(const uint8_t *s, size_t avail)
 {
-	uint8_t		lo = 0x80;
-	uint8_t		hi = 0xBF;
-	int			n;
-
-	if (s[0] == 0)
-		return 0;
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		n = 2;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-	{
-		n = 3;
-		lo = s[0] == 0xE0 ? 0xA0 : lo;
-		hi = s[0] == 0xED ? 0x9F : hi;
-	}
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-	{
-		n = 4;
-		lo = s[0] == 0xF0 ? 0x90 : lo;
-		hi = s[0] == 0xF4 ? 0x8F : hi;
-	}
-	else
-		return 0;
-	if (avail < (size_t) n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (int i = 2; i < n; i++)
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-	return n;
+	return s[0] == '\0' ? 0 : utf8_char_len(s, avail);
 }
 
-/* Is s[0, len) whole, valid UTF-8 characters? */
+/* Is s[0, len) whole, valid UTF-8 characters, none of them NUL? */
 static bool
 utf8_valid(const uint8_t *s, size_t len)
 {
 	for (size_t i = 0; i < len;)
 	{
-		int			n = utf8_char_len(s + i, len - i);
+		size_t		n = text_char_len(s + i, len - i);
 
 		if (n == 0)
 			return false;
@@ -496,7 +468,7 @@ student_keep_valid_utf8(char *text, size_t len)
 
 	while (in < len)
 	{
-		int			n = utf8_char_len(s + in, len - in);
+		size_t		n = text_char_len(s + in, len - in);
 
 		if (n == 0)
 		{
@@ -513,7 +485,7 @@ student_keep_valid_utf8(char *text, size_t len)
 char *
 student_generate_ids(const Model *model, const Tokenizer *tok,
 					 const int32_t *prefix, int prefix_len, int max_new_tokens,
-					 const StopCheck *stop, char *errbuf, size_t errlen)
+					 const StopCheck *stop, CoreError *err)
 {
 	int32_t    *out = malloc((max_new_tokens > 0 ? max_new_tokens : 1) * sizeof(int32_t));
 	char	   *text = NULL;
@@ -522,17 +494,17 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 
 	if (out == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for %d generated tokens",
-					  max_new_tokens);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for %d generated tokens",
+				   max_new_tokens);
 		return NULL;
 	}
 	n = model_generate_greedy(model, prefix, prefix_len, max_new_tokens,
-							  tok_eos(tok), out, stop, errbuf, errlen);
+							  tok_eos(tok), out, stop, err);
 	if (n >= 0)
 	{
 		text = tok_decode(tok, out, n, &len);
 		if (text == NULL)
-			model_error(errbuf, errlen, "out of memory decoding %d tokens", n);
+			core_error(err, CORE_ERR_NO_MEMORY, "out of memory decoding %d tokens", n);
 		else
 			student_keep_valid_utf8(text, len);
 	}
@@ -542,22 +514,21 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 
 /* The tag of task "predict" or "explain"; NULL (with a message) otherwise. */
 static const char *
-task_tag(const char *task, char *errbuf, size_t errlen)
+task_tag(const char *task, CoreError *err)
 {
 	if (task != NULL && strcmp(task, "predict") == 0)
 		return STUDENT_PREDICT_TAG;
 	if (task != NULL && strcmp(task, "explain") == 0)
 		return STUDENT_EXPLAIN_TAG;
-	model_error(errbuf, errlen, "task must be \"predict\" or \"explain\"");
+	core_error(err, CORE_ERR_INVALID_INPUT, "task must be \"predict\" or \"explain\"");
 	return NULL;
 }
 
 int
 student_prefix_tokens(const Student *student, const char *task,
-					  const char *input, int32_t **ids, char *errbuf,
-					  size_t errlen)
+					  const char *input, int32_t **ids, CoreError *err)
 {
-	const char *tag = task_tag(task, errbuf, errlen);
+	const char *tag = task_tag(task, err);
 	int			len;
 
 	*ids = NULL;
@@ -565,7 +536,7 @@ student_prefix_tokens(const Student *student, const char *task,
 		return -1;
 	len = encode_prefix(student, tag, input, ids);
 	if (len < 0)
-		model_error(errbuf, errlen, "out of memory encoding the input");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory encoding the input");
 	return len;
 }
 
@@ -603,9 +574,9 @@ student_token_text(const Student *student, int32_t id)
 
 char *
 student_generate(const Student *student, const char *task, const char *input,
-				 char *errbuf, size_t errlen)
+				 CoreError *err)
 {
-	const char *tag = task_tag(task, errbuf, errlen);
+	const char *tag = task_tag(task, err);
 	int32_t    *prefix;
 	int			prefix_len;
 	char	   *text;
@@ -614,38 +585,24 @@ student_generate(const Student *student, const char *task, const char *input,
 		return NULL;
 	if (input == NULL)
 	{
-		model_error(errbuf, errlen, "student_generate needs an input");
+		core_error(err, CORE_ERR_INVALID_INPUT, "student_generate needs an input");
 		return NULL;
 	}
 	prefix_len = encode_prefix(student, tag, input, &prefix);
 	if (prefix_len < 0)
 	{
-		model_error(errbuf, errlen, "out of memory encoding the input");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory encoding the input");
 		return NULL;
 	}
 	text = student_generate_ids(student->model, student->tokenizer, prefix,
 								prefix_len, student->max_target_tokens,
-								&student->stop, errbuf, errlen);
+								&student->stop, err);
 	free(prefix);
 	return text;
 }
 
 /* ---------------------------------------------------------------- */
 /* Serialization */
-
-static void
-put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t
-get_u32(const uint8_t *p)
-{
-	return (uint32_t) p[0] | (uint32_t) p[1] << 8 |
-		(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
 
 void *
 student_save_tokenizer(const Student *student, size_t *len)
@@ -662,10 +619,10 @@ student_save_weights(const Student *student, size_t *len)
 	if (blob == NULL)
 		return NULL;
 	memcpy(blob, STUDENT_MAGIC, 4);
-	put_u32(blob + 4, STUDENT_FORMAT_VERSION);
-	put_u32(blob + 8, (uint32_t) student->max_input_tokens);
-	put_u32(blob + 12, (uint32_t) student->max_target_tokens);
-	put_u32(blob + 16, crc32c(0, blob, 16));
+	le_put_u32(blob + 4, STUDENT_FORMAT_VERSION);
+	le_put_u32(blob + 8, (uint32_t) student->max_input_tokens);
+	le_put_u32(blob + 12, (uint32_t) student->max_target_tokens);
+	le_put_u32(blob + 16, crc32c(0, blob, 16));
 	model_serialize(student->model, blob + STUDENT_HEADER_SIZE);
 	*len = STUDENT_HEADER_SIZE + model_len;
 	return blob;
@@ -674,7 +631,7 @@ student_save_weights(const Student *student, size_t *len)
 /* Read and check the student header into s; false with a message. */
 static bool
 read_header(Student *s, const uint8_t *blob, size_t len,
-			char *errbuf, size_t errlen)
+			CoreError *err)
 {
 	uint32_t	version;
 	uint32_t	max_input;
@@ -682,36 +639,36 @@ read_header(Student *s, const uint8_t *blob, size_t len,
 
 	if (len < 4 || memcmp(blob, STUDENT_MAGIC, 4) != 0)
 	{
-		model_error(errbuf, errlen, "not distill student weights (no \"%s\" header)",
-					  STUDENT_MAGIC);
+		core_error(err, CORE_ERR_CORRUPT, "not distill student weights (no \"%s\" header)",
+				   STUDENT_MAGIC);
 		return false;
 	}
 	if (len < STUDENT_HEADER_SIZE)
 	{
-		model_error(errbuf, errlen, "truncated student weights: %zu bytes", len);
+		core_error(err, CORE_ERR_CORRUPT, "truncated student weights: %zu bytes", len);
 		return false;
 	}
-	version = get_u32(blob + 4);
+	version = le_get_u32(blob + 4);
 	if (version != STUDENT_FORMAT_VERSION)
 	{
-		model_error(errbuf, errlen,
-					  "unsupported student weights format version %u (this build reads %d)",
-					  version, STUDENT_FORMAT_VERSION);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "unsupported student weights format version %u (this build reads %d)",
+				   version, STUDENT_FORMAT_VERSION);
 		return false;
 	}
-	if (get_u32(blob + 16) != crc32c(0, blob, 16))
+	if (le_get_u32(blob + 16) != crc32c(0, blob, 16))
 	{
-		model_error(errbuf, errlen, "corrupt student weights: header checksum mismatch");
+		core_error(err, CORE_ERR_CORRUPT, "corrupt student weights: header checksum mismatch");
 		return false;
 	}
-	max_input = get_u32(blob + 8);
-	max_target = get_u32(blob + 12);
+	max_input = le_get_u32(blob + 8);
+	max_target = le_get_u32(blob + 12);
 	if (max_input < MIN_INPUT_TOKENS || max_input > MAX_INPUT_TOKENS ||
 		max_target < MIN_TARGET_TOKENS || max_target > MAX_TARGET_TOKENS)
 	{
-		model_error(errbuf, errlen,
-					  "corrupt student weights: max_input_tokens %u or max_target_tokens %u out of range",
-					  max_input, max_target);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "corrupt student weights: max_input_tokens %u or max_target_tokens %u out of range",
+				   max_input, max_target);
 		return false;
 	}
 	s->max_input_tokens = (int) max_input;
@@ -721,30 +678,30 @@ read_header(Student *s, const uint8_t *blob, size_t len,
 
 /* Do the tokenizer and the model of s belong together? */
 static bool
-check_consistent(const Student *s, char *errbuf, size_t errlen)
+check_consistent(const Student *s, CoreError *err)
 {
 	int			vocab = tok_vocab_size(s->tokenizer);
 	int			needed;
 
 	if (s->model->config.vocab_size != vocab)
 	{
-		model_error(errbuf, errlen,
-					  "the weights (vocabulary of %d) do not belong to this tokenizer (%d tokens)",
-					  s->model->config.vocab_size, vocab);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "the weights (vocabulary of %d) do not belong to this tokenizer (%d tokens)",
+				   s->model->config.vocab_size, vocab);
 		return false;
 	}
 	needed = student_sequence_limit(s->tokenizer, s->max_input_tokens,
 									s->max_target_tokens);
 	if (needed < 0)
 	{
-		model_error(errbuf, errlen, "out of memory checking the student");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory checking the student");
 		return false;
 	}
 	if (needed > s->model->config.max_seq_len)
 	{
-		model_error(errbuf, errlen,
-					  "the weights hold sequences of %d tokens, these limits need %d",
-					  s->model->config.max_seq_len, needed);
+		core_error(err, CORE_ERR_CORRUPT,
+				   "the weights hold sequences of %d tokens, these limits need %d",
+				   s->model->config.max_seq_len, needed);
 		return false;
 	}
 	return true;
@@ -753,38 +710,38 @@ check_consistent(const Student *s, char *errbuf, size_t errlen)
 Student *
 student_load(const void *tokenizer, size_t tokenizer_len,
 			 const void *weights, size_t weights_len,
-			 char *errbuf, size_t errlen)
+			 CoreError *err)
 {
 	Student    *s = calloc(1, sizeof(Student));
-	char		why[256];
+	CoreError	why;
 
 	if (s == NULL)
 	{
-		model_error(errbuf, errlen, "out of memory for a student");
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a student");
 		return NULL;
 	}
 	if (tokenizer == NULL || weights == NULL)
 	{
-		model_error(errbuf, errlen, "student_load needs a tokenizer and weights");
+		core_error(err, CORE_ERR_INVALID_INPUT, "student_load needs a tokenizer and weights");
 		goto fail;
 	}
-	s->tokenizer = tok_deserialize(tokenizer, tokenizer_len, why, sizeof(why));
+	s->tokenizer = tok_deserialize(tokenizer, tokenizer_len, &why);
 	if (s->tokenizer == NULL)
 	{
-		model_error(errbuf, errlen, "tokenizer: %s", why);
+		core_error(err, why.kind, "tokenizer: %s", why.message);
 		goto fail;
 	}
-	if (!read_header(s, weights, weights_len, errbuf, errlen))
+	if (!read_header(s, weights, weights_len, err))
 		goto fail;
 	s->model = model_deserialize((const uint8_t *) weights + STUDENT_HEADER_SIZE,
-								 weights_len - STUDENT_HEADER_SIZE, why, sizeof(why));
+								 weights_len - STUDENT_HEADER_SIZE, &why);
 	if (s->model == NULL)
 	{
-		model_error(errbuf, errlen, "student weights: %s", why);
+		core_error(err, why.kind, "student weights: %s", why.message);
 		goto fail;
 	}
-	if (!check_consistent(s, errbuf, errlen) ||
-		!model_pack_for_prediction(s->model, errbuf, errlen))
+	if (!check_consistent(s, err) ||
+		!model_pack_for_prediction(s->model, err))
 		goto fail;
 	return s;
 

@@ -3,27 +3,16 @@
  * model, trained from text and answering in text.
  *
  * Every training example becomes one or two sequences of the same stack
- * (DESIGN.md: "predict: <input>" -> label, "explain: <input>" -> rationale):
+ * (docs/training.md: "predict: <input>" -> label, "explain: <input>" ->
+ * rationale):
  *
  *     <bos> "predict: " input <sep> label <eos>
  *     <bos> "explain: " input <sep> rationale <eos>
  *
  * The part up to and including <sep> is the prefix (bidirectional under the
  * prefix-LM mask); the loss is on the target after it.  With per-batch
- * means per task, L = L_label + rationale_weight * L_rationale.
- *
- * Training is driven by the caller, one bounded unit of work at a time, so
- * that a PostgreSQL backend can check for interrupts and write progress
- * between units without any callback into the database:
- *
- *     StopCheck stop = {should_stop, arg};
- *     StudentTrainer *t = trainer_create(&params, examples, n, labels, n_labels,
- *                                        &stop, err, len);
- *     TrainProgress p;
- *     while (trainer_advance(t, &p) != TRAIN_DONE)
- *         { check for interrupts; log p; }
- *     Student *s = trainer_take_best(t);
- *     trainer_free(t);
+ * means per task, L = L_label + rationale_weight * L_rationale.  Training
+ * is in trainer.h.
  *
  * Plain C, no PostgreSQL headers; everything malloc'd is reachable from the
  * handle and released by its *_free(), which may be called at any point.
@@ -98,16 +87,6 @@ typedef struct StudentParams
 								 * (16 bytes a parameter) come on top. */
 } StudentParams;
 
-/* One training row.  rationale and choices may be NULL. */
-typedef struct StudentExample
-{
-	const char *input;
-	const char *label;
-	const char *rationale;
-	const char *const *choices; /* per-row candidates for validation */
-	int			n_choices;
-} StudentExample;
-
 typedef struct Student
 {
 	Tokenizer  *tokenizer;
@@ -119,33 +98,6 @@ typedef struct Student
 								 * student_load(): the caller sets it */
 } Student;
 
-typedef enum TrainEvent
-{
-	TRAIN_STEP,					/* a logging step: losses, lr, tokens/s */
-	TRAIN_EPOCH,				/* an epoch ended: val_accuracy too */
-	TRAIN_WORKING,				/* work done, nothing to log */
-	TRAIN_DONE
-} TrainEvent;
-
-typedef struct TrainProgress
-{
-	int			step;			/* optimizer steps so far */
-	int			total_steps;
-	int			epoch;			/* 1-based epoch the step belongs to */
-	double		label_loss;		/* TRAIN_STEP: mean over the steps since the
-								 * last log; TRAIN_EPOCH: over the epoch */
-	double		rationale_loss; /* likewise; NaN when no rationales */
-	double		lr;
-	double		tokens_per_second;	/* target + prefix tokens processed (no
-									 * padding) per second inside the steps */
-	double		val_accuracy;	/* at TRAIN_EPOCH; NaN without validation */
-	bool		best;			/* at TRAIN_EPOCH: the best epoch so far */
-	int			skipped_steps;	/* so far: steps not applied because the
-								 * gradient was not finite */
-} TrainProgress;
-
-typedef struct StudentTrainer StudentTrainer;
-
 extern void student_params_default(StudentParams *params);
 
 /*
@@ -154,106 +106,34 @@ extern void student_params_default(StudentParams *params);
  * serialize within STUDENT_MAX_WEIGHTS_BYTES.
  */
 extern bool student_params_validate(const StudentParams *params,
-									char *errbuf, size_t errlen);
+									CoreError *err);
 
-/*
- * Split off validation_fraction of the examples (by seed; at least one
- * when the fraction is not 0), train the tokenizer on the training rows'
- * inputs, labels and rationales (those trained on: rationale_weight > 0)
- * and the label set, tokenize, build the model.
- * labels (may be NULL) is the task's closed label set, used for validation
- * by scoring; otherwise an example's choices, else greedy decoding and an
- * exact match.  A label set or a row's choices hold at most
- * STUDENT_MAX_CANDIDATES.
- *
- * All of this is bounded: the tokenizer's training and the tokenized
- * examples stay within memory_mb (else NULL with the figure needed), and
- * stop (may be NULL; see stop.h) is asked all along, as it is later
- * between micro-batches and validation rows.  Returns NULL with a message
- * on bad input, too little memory_mb, no memory or a stop ("training was
- * interrupted").  Nothing in examples, labels or stop is referenced after
- * return, except stop->should_stop and stop->arg.
- */
-extern StudentTrainer *trainer_create(const StudentParams *params,
-									  const StudentExample *examples,
-									  int n_examples,
-									  const char *const *labels, int n_labels,
-									  const StopCheck *stop,
-									  char *errbuf, size_t errlen);
-
-/*
- * Do one bounded unit of work (a step, or part of a validation pass).
- * Every event fills progress (step, total_steps, epoch, lr,
- * skipped_steps); TRAIN_STEP and TRAIN_EPOCH add the losses and speed,
- * TRAIN_EPOCH the accuracy.
- */
-extern TrainEvent trainer_advance(StudentTrainer *trainer,
-								  TrainProgress *progress);
-
-/*
- * After TRAIN_DONE: NULL when all epochs ran, else why training stopped
- * early (out of memory during validation, a stop: "training was
- * interrupted"); the best epoch so far can still be taken.  A step can
- * take seconds at large sizes, so the trainer asks the stop check between
- * micro-batches (at most a few thousand tokens) and between validation
- * rows; the next trainer_advance() then returns TRAIN_DONE.
- */
-extern const char *trainer_error(const StudentTrainer *trainer);
-
-/*
- * Counts for the caller's logs and the models table (rationale examples:
- * training rows trained on with a rationale).  The best accuracy is NaN
- * without validation; the best epoch is 0 until an epoch has ended.
- */
-extern int	trainer_train_examples(const StudentTrainer *trainer);
-extern int	trainer_validation_examples(const StudentTrainer *trainer);
-extern int	trainer_rationale_examples(const StudentTrainer *trainer);
-extern double trainer_best_accuracy(const StudentTrainer *trainer);
-extern int	trainer_best_epoch(const StudentTrainer *trainer);
-
-/* The model in training (its config, n_params); NULL once taken. */
-extern const Model *trainer_model(const StudentTrainer *trainer);
-
-/* Sequences per forward pass (a batch beyond memory_mb runs as several). */
-extern int	trainer_micro_batch_size(const StudentTrainer *trainer);
-
-/* Indices into examples of the validation rows, ascending. */
-extern const int *trainer_validation_index(const StudentTrainer *trainer);
-
-/*
- * The best epoch's student (the last without validation; the current
- * weights if no epoch has ended); caller owns it.  It ends the training:
- * the trainer gives its model and tokenizer away, later trainer_advance()
- * calls return TRAIN_DONE and a second call returns NULL (as does running
- * out of memory for the Student struct).
- */
-extern Student *trainer_take_best(StudentTrainer *trainer);
-extern void trainer_free(StudentTrainer *trainer);
 
 /*
  * Prediction.  student_choose() scores each candidate (sum of token
  * log-probabilities of candidate + <eos> after "predict: <input>"), writes
  * softmax probabilities to probs (may be NULL; finite, summing to 1) and
- * returns the index of the best, or -1 with a message: more than
- * STUDENT_MAX_CANDIDATES candidates, scores that are not finite numbers
- * (weights that overflow), a stop, no memory.  It encodes and scores the
+ * returns the index of the best, or -1 with err: more than
+ * STUDENT_MAX_CANDIDATES candidates (CORE_ERR_LIMIT), scores that are not
+ * finite numbers (weights that overflow: CORE_ERR_CORRUPT), a stop, no
+ * memory.  It encodes and scores the
  * candidates a group at a time, so its memory does not grow with their
  * number.  student_generate() decodes greedily after "<task>: <input>"
  * ("predict" or "explain"), at most max_target_tokens, and returns a
- * malloc'd string, or NULL with a message; the string is valid UTF-8
+ * malloc'd string, or NULL with err; the string is valid UTF-8
  * without NUL (bytes that form no character are dropped: a byte-level
  * model can emit them, or stop inside a character).  Inputs and
  * candidates are cut like the training sequences: the first
  * max_input_tokens, the first max_target_tokens; only the bytes those
  * tokens need are encoded (tok_encode_prefix()), so a long input costs no
  * more than a short one.  Both ask student->stop as they go and fail with
- * "interrupted" when it says so.
+ * CORE_ERR_INTERRUPTED when it says so.
  */
 extern int	student_choose(const Student *student, const char *input,
 						   const char *const *candidates, int n_candidates,
-						   double *probs, char *errbuf, size_t errlen);
+						   double *probs, CoreError *err);
 extern char *student_generate(const Student *student, const char *task,
-							  const char *input, char *errbuf, size_t errlen);
+							  const char *input, CoreError *err);
 
 /*
  * The tokens the model reads for input under task "predict" or "explain":
@@ -262,7 +142,7 @@ extern char *student_generate(const Student *student, const char *task,
  */
 extern int	student_prefix_tokens(const Student *student, const char *task,
 								  const char *input, int32_t **ids,
-								  char *errbuf, size_t errlen);
+								  CoreError *err);
 
 /*
  * A token as readable text (malloc'd; NULL when out of memory): its bytes
@@ -275,14 +155,14 @@ extern char *student_token_text(const Student *student, int32_t id);
  * Serialization: the tokenizer and the weights are separate blobs (two
  * bytea columns); max_input_tokens and max_target_tokens travel in the
  * weights blob's header.  student_load() validates both and returns NULL
- * with a message for truncated, corrupt or foreign bytes, weights that are
- * not finite numbers among them.
+ * with CORE_ERR_CORRUPT for truncated, corrupt or foreign bytes, weights
+ * that are not finite numbers among them.
  */
 extern void *student_save_tokenizer(const Student *student, size_t *len);
 extern void *student_save_weights(const Student *student, size_t *len);
 extern Student *student_load(const void *tokenizer, size_t tokenizer_len,
 							 const void *weights, size_t weights_len,
-							 char *errbuf, size_t errlen);
+							 CoreError *err);
 extern void student_free(Student *student);
 
 /* Bytes of memory a loaded student holds (tokenizer, weights, packing). */

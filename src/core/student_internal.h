@@ -1,9 +1,9 @@
 /*
- * student_internal.h - what student.c (prediction, save/load) and train.c
- * (the trainer) share: how text becomes the token sequences of student.h,
- * and the token-level prediction both run, so that validation during
- * training measures exactly what student_choose() and student_generate()
- * will answer.  Not for the glue.
+ * student_internal.h - what student.c (prediction, save/load) and the
+ * trainer (train*.c) share: how text becomes the token sequences of
+ * student.h, and the token-level prediction both run, so that validation
+ * during training measures exactly what student_choose() and
+ * student_generate() will answer.  Not for the glue.
  */
 #ifndef DISTILL_CORE_STUDENT_INTERNAL_H
 #define DISTILL_CORE_STUDENT_INTERNAL_H
@@ -54,7 +54,7 @@ extern void student_keep_valid_utf8(char *text, size_t len);
  * true with a message.
  */
 extern bool student_too_many_candidates(int n, const char *what,
-										char *errbuf, size_t errlen);
+										CoreError *err);
 
 /*
  * student_choose() and student_generate() on token ids.  Candidates end in
@@ -65,10 +65,10 @@ extern int	student_choose_ids(const Model *model,
 							   const int32_t *prefix, int prefix_len,
 							   const int32_t *const *candidates,
 							   const int *candidate_lens, int n_candidates,
-							   double *probs, char *errbuf, size_t errlen);
+							   double *probs, CoreError *err);
 extern char *student_generate_ids(const Model *model, const Tokenizer *tok,
 								  const int32_t *prefix, int prefix_len,
 								  int max_new_tokens, const StopCheck *stop,
-								  char *errbuf, size_t errlen);
+								  CoreError *err);
 
 #endif

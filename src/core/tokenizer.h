@@ -41,8 +41,8 @@
  * tokens) and decode to nothing.
  *
  * Plain C, malloc/free, no PostgreSQL headers.  Errors are reported by
- * return value and, where there is an err argument, a message in err; the
- * code never aborts.  A Tokenizer is immutable after tok_train() or
+ * return value and, where there is an err argument, a kind and a message
+ * in err (error.h); the code never aborts.  A Tokenizer is immutable after tok_train() or
  * tok_deserialize() returns, so concurrent encode/decode calls are safe.
  */
 #ifndef DISTILL_CORE_TOKENIZER_H
@@ -51,6 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/error.h"
 #include "core/stop.h"
 
 typedef struct Tokenizer Tokenizer;
@@ -79,13 +80,14 @@ typedef struct Tokenizer Tokenizer;
  * not counted): past it, training stops with a message that gives the
  * figure.  stop (may be NULL) is asked between bounded units of work.
  *
- * NULL and a message in err (errlen bytes) when vocab_size is outside
- * [TOK_MIN_VOCAB, TOK_MAX_VOCAB], the work needs more than max_bytes,
- * stop asked to stop ("interrupted") or memory runs out.
+ * NULL and err when vocab_size is outside [TOK_MIN_VOCAB, TOK_MAX_VOCAB]
+ * or the corpus holds 2 GB of distinct chunks (CORE_ERR_INVALID_INPUT),
+ * the work needs more than max_bytes (CORE_ERR_LIMIT), stop asked to stop
+ * (CORE_ERR_INTERRUPTED) or memory runs out (CORE_ERR_NO_MEMORY).
  */
 extern Tokenizer *tok_train(const char *const *texts, const size_t *lens,
 							size_t n_texts, int vocab_size, size_t max_bytes,
-							const StopCheck *stop, char *err, size_t errlen);
+							const StopCheck *stop, CoreError *err);
 
 /*
  * Encode len bytes of text into *ids_out, a malloc'd array (at least one
@@ -135,19 +137,19 @@ extern const char *tok_token(const Tokenizer *t, int32_t id, size_t *len_out);
 
 /*
  * Serialize into a self-contained, malloc'd little-endian blob of *len_out
- * bytes (layout in tokenizer.c), ending in a CRC-32C of all bytes before
+ * bytes (layout in tokenizer_io.c), ending in a CRC-32C of all bytes before
  * it.  NULL when memory runs out.
  */
 extern void *tok_serialize(const Tokenizer *t, size_t *len_out);
 
 /*
  * Rebuild a tokenizer from tok_serialize() output.  Any input is safe: a
- * truncated, corrupt or foreign blob gives NULL and a message in err (bad
+ * truncated, corrupt or foreign blob gives NULL and CORE_ERR_CORRUPT (bad
  * magic, unsupported version, truncated, checksum mismatch, inconsistent
  * tables, out of memory); nothing is read outside data[0 .. len).
  */
 extern Tokenizer *tok_deserialize(const void *data, size_t len,
-								  char *err, size_t errlen);
+								  CoreError *err);
 
 /* Bytes of memory t holds. */
 extern size_t tok_memory_bytes(const Tokenizer *t);

@@ -10,6 +10,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "core/error.h"
 #include "teacher/client.h"
 #include "teacher/prompt.h"
 
@@ -175,7 +176,10 @@ typedef struct CoreGuard
 
 extern CoreGuard *core_guard_new(void *object, CoreRelease release);
 extern void core_guard_release(CoreGuard *guard);
-extern void *core_guard_detach(CoreGuard *guard);
+extern void core_guard_detach(CoreGuard *guard);
+
+/* guard.c: the SQLSTATE for a core error's kind (core/error.h) */
+extern int	core_error_code(const CoreError *err);
 
 /* A teacher pool under a guard. */
 typedef struct GuardedPool

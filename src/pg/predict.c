@@ -180,7 +180,7 @@ load_model(const char *name, int64 id)
 	bytea	   *weights;
 	bool		labels_null;
 	Datum		labels;
-	char		errbuf[256];
+	CoreError	err;
 	CachedModel loaded = {.id = id};
 	CoreGuard  *guard;
 	MemoryContext caller = CurrentMemoryContext;
@@ -199,13 +199,14 @@ load_model(const char *name, int64 id)
 
 	loaded.student = student_load(VARDATA_ANY(tokenizer), VARSIZE_ANY_EXHDR(tokenizer),
 								  VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
-								  errbuf, sizeof(errbuf));
+								  &err);
 	if (loaded.student == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
+				(errcode(core_error_code(&err)),
 				 errmsg("model \"%s\" version %d cannot be loaded: %s", name,
-						loaded.version, errbuf),
-				 errhint("Its row in distill.models is damaged or was not written by distill; train the model again.")));
+						loaded.version, err.message),
+				 err.kind == CORE_ERR_CORRUPT ?
+				 errhint("Its row in distill.models is damaged or was not written by distill; train the model again.") : 0));
 	guard = core_guard_new(loaded.student, student_release);
 	loaded.student->stop.should_stop = interrupt_pending;
 
@@ -271,12 +272,14 @@ call_site_model(FunctionCallInfo fcinfo)
 
 /* The core failed; when it stopped for an interrupt, that is the error. */
 static void
-core_failure(const char *what, const char *errbuf)
+core_failure(const char *what, const CoreError *err)
 {
 	CHECK_FOR_INTERRUPTS();
 	ereport(ERROR,
-			(errcode(ERRCODE_INTERNAL_ERROR),
-			 errmsg("%s failed: %s", what, errbuf)));
+			(errcode(core_error_code(err)),
+			 errmsg("%s failed: %s", what, err->message),
+			 err->kind == CORE_ERR_CORRUPT ?
+			 errhint("The model's weights cannot be used; train the model again.") : 0));
 }
 
 /*
@@ -391,30 +394,30 @@ static int
 choose(const CachedModel *model, const char *input, char **candidates, int n,
 	   double *probs)
 {
-	char		errbuf[256];
+	CoreError	err;
 	char	  **utf8 = palloc(n * sizeof(char *));
 	int			best;
 
 	for (int i = 0; i < n; i++)
 		utf8[i] = to_utf8(candidates[i]);
 	best = student_choose(model->student, to_utf8(input), (const char *const *) utf8,
-						  n, probs, errbuf, sizeof(errbuf));
+						  n, probs, &err);
 
 	if (best < 0)
-		core_failure("scoring the candidates", errbuf);
+		core_failure("scoring the candidates", &err);
 	return best;
 }
 
 static text *
 generate(const CachedModel *model, const char *task, const char *input)
 {
-	char		errbuf[256];
+	CoreError	err;
 	char	   *output = student_generate(model->student, task, to_utf8(input),
-										  errbuf, sizeof(errbuf));
+										  &err);
 	text	   *result;
 
 	if (output == NULL)
-		core_failure("decoding", errbuf);
+		core_failure("decoding", &err);
 	PG_TRY();
 	{
 		result = cstring_to_text(from_utf8(output));
@@ -545,7 +548,7 @@ distill_tokenize(PG_FUNCTION_ARGS)
 	CachedModel *model = call_site_model(fcinfo);
 	char	   *input = to_utf8(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	char	   *task = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	char		errbuf[256];
+	CoreError	err;
 	int32_t    *ids;
 	int			n;
 	Datum	   *tokens;
@@ -555,9 +558,9 @@ distill_tokenize(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown task \"%s\"", task),
 				 errhint("Use 'predict' (the prefix that answers) or 'explain' (the one that writes a rationale).")));
-	n = student_prefix_tokens(model->student, task, input, &ids, errbuf, sizeof(errbuf));
+	n = student_prefix_tokens(model->student, task, input, &ids, &err);
 	if (n < 0)
-		core_failure("tokenizing", errbuf);
+		core_failure("tokenizing", &err);
 	tokens = palloc(n * sizeof(Datum));
 	PG_TRY();
 	{

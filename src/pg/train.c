@@ -15,7 +15,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
-#include "core/student.h"
+#include "core/trainer.h"
 #include "teacher/parse.h"
 #include "pg/glue.h"
 
@@ -468,7 +468,8 @@ static CoreGuard *
 train_student(JobRun *run, const NewVersion *version, const StudentParams *params,
 			  const TrainingSet *set, const TaskDef *task, char **metrics)
 {
-	char		errbuf[256];
+	CoreError	err;
+	const CoreError *failure;
 	char		message[128];
 	StopCheck	stop = {interrupt_pending, NULL};
 	StudentTrainer *trainer;
@@ -482,13 +483,13 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 	model_set_threads(distill_threads);
 	trainer = trainer_create(params, set->examples, set->n_examples,
 							 (const char *const *) utf8_labels(task), task->n_labels,
-							 &stop, errbuf, sizeof(errbuf));
+							 &stop, &err);
 	if (trainer == NULL)
 	{
 		CHECK_FOR_INTERRUPTS();
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cannot train: %s", errbuf)));
+				(errcode(core_error_code(&err)),
+				 errmsg("cannot train: %s", err.message)));
 	}
 	trainer_guard = core_guard_new(trainer, trainer_release);
 
@@ -505,11 +506,12 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 		job_progress(run, (double) progress.step / Max(progress.total_steps, 1), message);
 	}
 	CHECK_FOR_INTERRUPTS();
-	if (trainer_error(trainer) != NULL)
+	if ((failure = trainer_error(trainer)) != NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("training stopped early: %s", trainer_error(trainer)),
-				 errhint("Give training more memory (params memory_mb, or maintenance_work_mem), or a smaller model.")));
+				(errcode(core_error_code(failure)),
+				 errmsg("training stopped early: %s", failure->message),
+				 failure->kind == CORE_ERR_NO_MEMORY || failure->kind == CORE_ERR_LIMIT ?
+				 errhint("Give training more memory (params memory_mb, or maintenance_work_mem), or a smaller model.") : 0));
 	config = &trainer_model(trainer)->config;
 	*metrics = psprintf("{\"val_accuracy\": %s, \"best_epoch\": %d, \"steps\": %d,"
 						" \"train_examples\": %d, \"validation_examples\": %d,"
@@ -654,7 +656,7 @@ checked_params(const char *name, TrainMethod method, double rationale_weight,
 			   Jsonb *json)
 {
 	StudentParams params;
-	char		errbuf[256];
+	CoreError	err;
 
 	if (name[0] == '\0')
 		ereport(ERROR,
@@ -668,10 +670,10 @@ checked_params(const char *name, TrainMethod method, double rationale_weight,
 				 errhint("It is the weight of the rationale loss, between 0 and 100.")));
 	params = parse_params(json);
 	params.rationale_weight = method == METHOD_STEP_BY_STEP ? rationale_weight : 0.0;
-	if (!student_params_validate(&params, errbuf, sizeof(errbuf)))
+	if (!student_params_validate(&params, &err))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid training parameters: %s", errbuf)));
+				(errcode(core_error_code(&err)),
+				 errmsg("invalid training parameters: %s", err.message)));
 	return params;
 }
 

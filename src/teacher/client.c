@@ -27,6 +27,7 @@
 
 #include <curl/curl.h>
 
+#include "core/util.h"
 #include "teacher/protocol.h"
 
 #define CONNECT_TIMEOUT_MAX_MS 10000
@@ -53,9 +54,7 @@ typedef struct Slot
 	CURL	   *easy;			/* created on first use, then reused */
 	Item	   *item;			/* in flight here, or NULL when free */
 	double		started;		/* monotonic ms when the attempt began */
-	char	   *reply;			/* reply body of the current attempt */
-	size_t		reply_len;
-	size_t		reply_cap;
+	TextBuffer	reply;			/* reply body of the current attempt */
 	size_t		reply_max;		/* the pool's cap on a reply body */
 	bool		reply_too_large;
 	char		curl_error[CURL_ERROR_SIZE];
@@ -100,22 +99,14 @@ now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
-/* splitmix64: a per-pool generator, so we never touch rand()'s state. */
-static uint64_t
-next_random(TeacherPool *pool)
-{
-	uint64_t	z = (pool->rng_state += UINT64_C(0x9E3779B97F4A7C15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1]. */
+/*
+ * Uniform in [0, 1], from the pool's own SplitMix64 stream, so we never
+ * touch rand()'s state.
+ */
 static double
 random_unit(TeacherPool *pool)
 {
-	return (next_random(pool) >> 11) / (double) ((UINT64_C(1) << 53) - 1);
+	return (splitmix64_next(&pool->rng_state) >> 11) / (double) ((UINT64_C(1) << 53) - 1);
 }
 
 static void
@@ -354,7 +345,7 @@ judge_http_reply(TeacherPool *pool, Slot *slot, long status)
 		char		what[REASON_MAX];
 
 		/* Server text in `what` is already cleaned of the key. */
-		if (teacher_parse_reply(pool->api, slot->reply, slot->reply_len,
+		if (teacher_parse_reply(pool->api, slot->reply.data, slot->reply.len,
 								pool->api_key, &reply, what, sizeof(what)))
 		{
 			set_success(item, status, &reply);
@@ -363,7 +354,7 @@ judge_http_reply(TeacherPool *pool, Slot *slot, long status)
 		set_failure(item, status, "malformed reply: %s", what);
 		return true;
 	}
-	teacher_error_text(slot->reply, slot->reply_len, pool->api_key,
+	teacher_error_text(slot->reply.data, slot->reply.len, pool->api_key,
 					   text, sizeof(text));
 	if (text[0] != '\0')
 		set_failure(item, status, "HTTP %ld: %s", status, text);
@@ -453,28 +444,12 @@ collect_reply(char *data, size_t size, size_t nmemb, void *arg)
 	Slot	   *slot = arg;
 	size_t		n = size * nmemb;
 
-	if (slot->reply_len + n > slot->reply_max)
+	if (slot->reply.len + n > slot->reply_max)
 	{
 		slot->reply_too_large = true;
 		return 0;
 	}
-	if (slot->reply_len + n + 1 > slot->reply_cap)
-	{
-		size_t		cap = slot->reply_cap ? slot->reply_cap : 4096;
-		char	   *grown;
-
-		while (cap < slot->reply_len + n + 1)
-			cap *= 2;
-		grown = realloc(slot->reply, cap);
-		if (grown == NULL)
-			return 0;
-		slot->reply = grown;
-		slot->reply_cap = cap;
-	}
-	memcpy(slot->reply + slot->reply_len, data, n);
-	slot->reply_len += n;
-	slot->reply[slot->reply_len] = '\0';
-	return n;
+	return text_buffer_append(&slot->reply, data, n) ? n : 0;
 }
 
 /* Create the slot's easy handle with everything that never changes. */
@@ -528,7 +503,7 @@ start_attempt(TeacherPool *pool, Item *item)
 		queue_push(&pool->finished, item);
 		return;
 	}
-	slot->reply_len = 0;
+	slot->reply.len = 0;
 	slot->reply_too_large = false;
 	slot->curl_error[0] = '\0';
 	curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -825,7 +800,7 @@ teacher_pool_destroy(TeacherPool *pool)
 		}
 		if (slot->easy != NULL)
 			curl_easy_cleanup(slot->easy);
-		free(slot->reply);
+		free(slot->reply.data);
 	}
 	if (pool->multi != NULL)
 		curl_multi_cleanup(pool->multi);

@@ -25,18 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
+
 typedef struct Span
 {
 	const char *start;
 	const char *end;			/* one past the last byte */
 } Span;
-
-static bool
-is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
-		c == '\f' || c == '\v';
-}
 
 static bool
 is_letter(char c)
@@ -53,10 +48,10 @@ ascii_lower(char c)
 static Span
 trim(Span s)
 {
-	while (s.start < s.end && is_space(*s.start))
-		s.start++;
-	while (s.end > s.start && is_space(s.end[-1]))
-		s.end--;
+	size_t		len = s.end - s.start;
+
+	s.start = trim_space(s.start, &len);
+	s.end = s.start + len;
 	return s;
 }
 

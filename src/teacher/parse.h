@@ -2,7 +2,7 @@
  * parse.h - split a teacher's chain-of-thought reply into rationale and
  * answer, and match the answer to a label set.
  *
- * The rules (DESIGN.md, create_task):
+ * The rules (docs/tasks.md, answer_prefix):
  *
  * 1. Keep the text before the first invented follow-up example, which
  *    starts with "\nQ:" (or with a "\nQ" that ends the reply: the marker

@@ -12,61 +12,19 @@
 
 #include <json-c/json.h>
 
+#include "core/util.h"
 #include "teacher/utf8.h"
-
-/* A growable string, for concatenating streamed pieces. */
-typedef struct TextBuffer
-{
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-} TextBuffer;
 
 /* What parsing one reply body works on. */
 typedef struct ReplyParse
 {
 	TeacherApi	api;
 	const char *secret;			/* scrubbed from server text in errbuf */
-	TextBuffer	content;
+	TextBuffer	content;		/* streamed pieces, concatenated */
 	TeacherReply *reply;
 	char	   *errbuf;
 	size_t		errlen;
 } ReplyParse;
-
-static void set_error(char *errbuf, size_t errlen, const char *fmt,...)
-			__attribute__((format(printf, 3, 4)));
-
-static void
-set_error(char *errbuf, size_t errlen, const char *fmt,...)
-{
-	va_list		args;
-
-	va_start(args, fmt);
-	vsnprintf(errbuf, errlen, fmt, args);
-	va_end(args);
-}
-
-static bool
-text_append(TextBuffer *text, const char *data, size_t len)
-{
-	if (text->len + len + 1 > text->cap)
-	{
-		size_t		cap = text->cap ? text->cap * 2 : 256;
-		char	   *grown;
-
-		while (cap < text->len + len + 1)
-			cap *= 2;
-		grown = realloc(text->data, cap);
-		if (grown == NULL)
-			return false;
-		text->data = grown;
-		text->cap = cap;
-	}
-	memcpy(text->data + text->len, data, len);
-	text->len += len;
-	text->data[text->len] = '\0';
-	return true;
-}
 
 char *
 teacher_request_url(TeacherApi api, const char *endpoint)
@@ -256,11 +214,11 @@ next_value(json_tokener *tok, const char *body, size_t len, size_t *pos,
 		return 1;
 	}
 	if (status == json_tokener_continue)
-		set_error(errbuf, errlen, "truncated JSON (%zu bytes)", len);
+		format_message(errbuf, errlen, "truncated JSON (%zu bytes)", len);
 	else
-		set_error(errbuf, errlen, "invalid JSON at byte %zu: %s",
-				  *pos + json_tokener_get_parse_end(tok),
-				  json_tokener_error_desc(status));
+		format_message(errbuf, errlen, "invalid JSON at byte %zu: %s",
+					   *pos + json_tokener_get_parse_end(tok),
+					   json_tokener_error_desc(status));
 	return -1;
 }
 
@@ -277,7 +235,7 @@ check_reply_object(ReplyParse *parse, json_object *root)
 
 	if (!json_object_is_type(root, json_type_object))
 	{
-		set_error(parse->errbuf, parse->errlen, "not a JSON object");
+		format_message(parse->errbuf, parse->errlen, "not a JSON object");
 		return false;
 	}
 	/* json-c gives NULL for a JSON null, which is no error. */
@@ -290,7 +248,7 @@ check_reply_object(ReplyParse *parse, json_object *root)
 							   parse->secret, clean, sizeof(clean));
 		else
 			strcpy(clean, "?");
-		set_error(parse->errbuf, parse->errlen, "error: %s", clean);
+		format_message(parse->errbuf, parse->errlen, "error: %s", clean);
 		return false;
 	}
 	return true;
@@ -300,10 +258,10 @@ check_reply_object(ReplyParse *parse, json_object *root)
 static bool
 append_content(ReplyParse *parse, json_object *text)
 {
-	if (text_append(&parse->content, json_object_get_string(text),
+	if (text_buffer_append(&parse->content, json_object_get_string(text),
 					json_object_get_string_len(text)))
 		return true;
-	set_error(parse->errbuf, parse->errlen, "out of memory");
+	format_message(parse->errbuf, parse->errlen, "out of memory");
 	return false;
 }
 
@@ -320,7 +278,7 @@ take_openai(ReplyParse *parse, json_object *root)
 		return false;
 	if (text == NULL)
 	{
-		set_error(parse->errbuf, parse->errlen, "no choices[0].message.content");
+		format_message(parse->errbuf, parse->errlen, "no choices[0].message.content");
 		return false;
 	}
 	parse->reply->prompt_tokens = count_member(usage, "prompt_tokens");
@@ -339,7 +297,7 @@ take_ollama(ReplyParse *parse, json_object *root)
 		return false;
 	if (text == NULL)
 	{
-		set_error(parse->errbuf, parse->errlen, "no message.content");
+		format_message(parse->errbuf, parse->errlen, "no message.content");
 		return false;
 	}
 	/* Only the final line of a stream carries the counts. */
@@ -370,7 +328,7 @@ take_values(ReplyParse *parse, json_tokener *tok, const char *body, size_t len)
 		if (parse->api == TEACHER_API_OPENAI && count > 0)
 		{
 			json_object_put(value);
-			set_error(parse->errbuf, parse->errlen, "more than one JSON value");
+			format_message(parse->errbuf, parse->errlen, "more than one JSON value");
 			return false;
 		}
 		taken = parse->api == TEACHER_API_OLLAMA
@@ -382,7 +340,7 @@ take_values(ReplyParse *parse, json_tokener *tok, const char *body, size_t len)
 		count++;
 	}
 	if (status == 0 && count == 0)
-		set_error(parse->errbuf, parse->errlen, "empty body");
+		format_message(parse->errbuf, parse->errlen, "empty body");
 	return status == 0 && count > 0;
 }
 
@@ -401,7 +359,7 @@ teacher_parse_reply(TeacherApi api, const char *body, size_t len,
 	reply->completion_tokens = -1;
 	if (tok == NULL)
 	{
-		set_error(errbuf, errlen, "out of memory");
+		format_message(errbuf, errlen, "out of memory");
 		return false;
 	}
 
@@ -414,9 +372,9 @@ teacher_parse_reply(TeacherApi api, const char *body, size_t len,
 	ok = take_values(&parse, tok, body, len);
 	json_tokener_free(tok);
 	/* An empty content is still an answer: make it a string. */
-	if (ok && parse.content.data == NULL && !text_append(&parse.content, "", 0))
+	if (ok && parse.content.data == NULL && !text_buffer_append(&parse.content, "", 0))
 	{
-		set_error(errbuf, errlen, "out of memory");
+		format_message(errbuf, errlen, "out of memory");
 		ok = false;
 	}
 	if (ok)

@@ -10,37 +10,6 @@
 /* Most bytes an input byte escapes into: a NUL becomes \u0000. */
 #define ESCAPE_GROWTH 6
 
-size_t
-utf8_char_len(const unsigned char *s, size_t avail)
-{
-	size_t		n;
-	unsigned int cp;
-	unsigned int min_cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xE0) == 0xC0)
-		n = 2, cp = s[0] & 0x1F, min_cp = 0x80;
-	else if ((s[0] & 0xF0) == 0xE0)
-		n = 3, cp = s[0] & 0x0F, min_cp = 0x800;
-	else if ((s[0] & 0xF8) == 0xF0)
-		n = 4, cp = s[0] & 0x07, min_cp = 0x10000;
-	else
-		return 0;
-	if (avail < n)
-		return 0;
-	for (size_t k = 1; k < n; k++)
-	{
-		if ((s[k] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[k] & 0x3F);
-	}
-	/* overlong forms, surrogates, beyond Unicode */
-	if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
 unsigned int
 utf8_code_point(const unsigned char *s, size_t n)
 {

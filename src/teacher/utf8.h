@@ -14,11 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/*
- * Length of the well-formed UTF-8 character at s, of avail > 0 bytes, or 0
- * when s starts with no such character.  NUL is a character of length 1.
- */
-extern size_t utf8_char_len(const unsigned char *s, size_t avail);
+#include "core/util.h"			/* utf8_char_len() */
 
 /* The code point of the character of n bytes at s, as utf8_char_len found it. */
 extern unsigned int utf8_code_point(const unsigned char *s, size_t n);

@@ -47,17 +47,17 @@ run(const Model *model)
 	int			lens[2] = {1, CANDIDATE_TOKENS};
 	double		scores[2];
 	int32_t		out[NEW_TOKENS];
-	char		err[256];
+	CoreError	err = {0};
 	int			n;
 
 	if (model->config.max_seq_len - prefix_len < CANDIDATE_TOKENS)
 		lens[1] = 1;
 	FUZZ_CHECK(model_score_candidates(model, prefix, prefix_len, candidates, lens,
-									  2, scores, err, sizeof(err)),
-			   "scoring failed: %s", err);
+									  2, scores, &err),
+			   "scoring failed: %s", err.message);
 	n = model_generate_greedy(model, prefix, prefix_len, NEW_TOKENS, 0, out, NULL,
-							  err, sizeof(err));
-	FUZZ_CHECK(n >= 0 && n <= NEW_TOKENS, "generating failed (%d): %s", n, err);
+							  &err);
+	FUZZ_CHECK(n >= 0 && n <= NEW_TOKENS, "generating failed (%d): %s", n, err.message);
 	for (int i = 0; i < n; i++)
 		FUZZ_CHECK(out[i] > 0 && out[i] < vocab, "generated id %d", out[i]);
 }
@@ -73,20 +73,20 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t    *blob = (uint8_t *) fuzz_copy(data, size, false);
-	char		err[256] = "";
+	CoreError	err = {0};
 	Model	   *model;
 
 	if (size >= 8)
 		fuzz_reseal(blob, size - 4);
-	model = model_deserialize(blob, size, err, sizeof(err));
+	model = model_deserialize(blob, size, &err);
 	if (model == NULL)
-		FUZZ_CHECK(err[0] != '\0', "rejected without a reason");
+		FUZZ_CHECK(err.message[0] != '\0', "rejected without a reason");
 	else
 	{
 		check_reserialize(model, blob, size);
 		run(model);
-		FUZZ_CHECK(model_pack_for_prediction(model, err, sizeof(err)),
-				   "packing failed: %s", err);
+		FUZZ_CHECK(model_pack_for_prediction(model, &err),
+				   "packing failed: %s", err.message);
 		run(model);
 		model_free(model);
 	}

@@ -13,7 +13,7 @@
  */
 #include "fuzz.h"
 
-#include "core/student.h"
+#include "core/trainer.h"
 
 /* student.c's weights header: magic, version, two limits, CRC-32C. */
 #define STUDENT_HEADER_SIZE 20
@@ -59,7 +59,7 @@ use(Student *s)
 {
 	static const char *const candidates[] = {"fruit", "animal"};
 	double		probs[2];
-	char		err[256];
+	CoreError	err = {0};
 	int			choice;
 	int			vocab = tok_vocab_size(s->tokenizer);
 
@@ -70,13 +70,13 @@ use(Student *s)
 		s->max_target_tokens = FUZZ_TARGET_TOKENS;
 
 	/* weights large enough to overflow are refused when scoring, with a reason */
-	err[0] = '\0';
-	choice = student_choose(s, "red apple 42", candidates, 2, probs, err, sizeof(err));
-	FUZZ_CHECK(choice == 0 || choice == 1 || (choice == -1 && strstr(err, "not a finite") != NULL),
-			   "chose %d: %s", choice, err);
-	check_text(student_generate(s, "predict", "red apple", err, sizeof(err)),
+	err.message[0] = '\0';
+	choice = student_choose(s, "red apple 42", candidates, 2, probs, &err);
+	FUZZ_CHECK(choice == 0 || choice == 1 || (choice == -1 && strstr(err.message, "not a finite") != NULL),
+			   "chose %d: %s", choice, err.message);
+	check_text(student_generate(s, "predict", "red apple", &err),
 			   "generate predict");
-	check_text(student_generate(s, "explain", "caf\xc3\xa9 \xff", err, sizeof(err)),
+	check_text(student_generate(s, "explain", "caf\xc3\xa9 \xff", &err),
 			   "generate explain");
 	for (int32_t id = -1; id <= vocab && id < FUZZ_TOKEN_TEXTS; id++)
 		check_text(student_token_text(s, id), "token text");
@@ -96,7 +96,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t    *tok;
 	uint8_t    *weights;
 	size_t		weights_len;
-	char		err[256] = "";
+	CoreError	err = {0};
 	Student    *s;
 
 	if (size < 4)
@@ -112,9 +112,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_reseal(tok, tok_len - 4);
 	reseal_weights(weights, weights_len);
 
-	s = student_load(tok, tok_len, weights, weights_len, err, sizeof(err));
+	s = student_load(tok, tok_len, weights, weights_len, &err);
 	if (s == NULL)
-		FUZZ_CHECK(err[0] != '\0', "rejected without a reason");
+		FUZZ_CHECK(err.message[0] != '\0', "rejected without a reason");
 	else
 	{
 		check_saved_weights(s, weights, weights_len);

@@ -89,11 +89,11 @@ check_reserialize(const Tokenizer *t)
 	void	   *blob1 = tok_serialize(t, &len1);
 	Tokenizer  *again;
 	void	   *blob2;
-	char		err[256];
+	CoreError	err = {0};
 
 	FUZZ_CHECK(blob1 != NULL, "serializing failed");
-	again = tok_deserialize(blob1, len1, err, sizeof(err));
-	FUZZ_CHECK(again != NULL, "its own blob does not load: %s", err);
+	again = tok_deserialize(blob1, len1, &err);
+	FUZZ_CHECK(again != NULL, "its own blob does not load: %s", err.message);
 	blob2 = tok_serialize(again, &len2);
 	FUZZ_CHECK(blob2 != NULL && len1 == len2 && memcmp(blob1, blob2, len1) == 0,
 			   "serialized again, %zu bytes become %zu other bytes", len1, len2);
@@ -106,14 +106,14 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t    *blob = (uint8_t *) fuzz_copy(data, size, false);
-	char		err[256] = "";
+	CoreError	err = {0};
 	Tokenizer  *t;
 
 	if (size >= 8)
 		fuzz_reseal(blob, size - 4);
-	t = tok_deserialize(blob, size, err, sizeof(err));
+	t = tok_deserialize(blob, size, &err);
 	if (t == NULL)
-		FUZZ_CHECK(err[0] != '\0', "rejected without a reason");
+		FUZZ_CHECK(err.message[0] != '\0', "rejected without a reason");
 	else
 	{
 		check_tokens(t);

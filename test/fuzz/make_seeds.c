@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "core/model_io.h"
-#include "core/student.h"
+#include "core/trainer.h"
 #include "core/student_internal.h"
 
 static const char *seeds_dir;
@@ -59,7 +59,7 @@ train_tokenizer(int vocab_size)
 {
 	const char *texts[3 * N_ROWS];
 	size_t		lens[3 * N_ROWS];
-	char		err[256];
+	CoreError	err = {0};
 	Tokenizer  *t;
 
 	for (int i = 0; i < N_ROWS; i++)
@@ -70,9 +70,10 @@ train_tokenizer(int vocab_size)
 	}
 	for (int i = 0; i < 3 * N_ROWS; i++)
 		lens[i] = strlen(texts[i]);
-	t = tok_train(texts, lens, 3 * N_ROWS, vocab_size, err, sizeof(err));
+	t = tok_train(texts, lens, 3 * N_ROWS, vocab_size, SIZE_MAX, NULL,
+				  &err);
 	if (t == NULL)
-		die("tok_train", err);
+		die("tok_train", err.message);
 	return t;
 }
 
@@ -91,11 +92,11 @@ write_tokenizer(const char *name, const Tokenizer *t)
 static Model *
 tiny_model(const ModelConfig *config)
 {
-	char		err[256];
-	Model	   *m = model_create(config, err, sizeof(err));
+	CoreError	err = {0};
+	Model	   *m = model_create(config, &err);
 
 	if (m == NULL)
-		die("model_create", err);
+		die("model_create", err.message);
 	model_init_weights(m, 1);
 	return m;
 }
@@ -144,7 +145,7 @@ trained_student(void)
 	StudentTrainer *trainer;
 	TrainProgress progress;
 	Student    *s;
-	char		err[256];
+	CoreError	err = {0};
 
 	student_params_default(&p);
 	p.d_model = 16;
@@ -158,9 +159,9 @@ trained_student(void)
 	p.max_target_tokens = 4;
 	p.validation_fraction = 0.0;
 	p.dropout = 0.0;
-	trainer = trainer_create(&p, rows, N_ROWS, NULL, 0, err, sizeof(err));
+	trainer = trainer_create(&p, rows, N_ROWS, NULL, 0, NULL, &err);
 	if (trainer == NULL)
-		die("trainer_create", err);
+		die("trainer_create", err.message);
 	while (trainer_advance(trainer, &progress) != TRAIN_DONE)
 		;
 	s = trainer_take_best(trainer);

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "core/crc32c.h"
-#include "core/student.h"
+#include "core/trainer.h"
 #include "core/student_internal.h"
 #include "unit.h"
 
@@ -166,16 +166,16 @@ static Student *
 train(const StudentParams *params, const StudentExample *rows, int n,
 	  const char *const *labels, int n_labels)
 {
-	char		err[256] = "";
+	CoreError	err = {0};
 	StudentTrainer *t = trainer_create(params, rows, n, labels, n_labels, NULL,
-									   err, sizeof(err));
+									   &err);
 	Student    *s;
 	int			steps,
 				epochs;
 	double		label_loss,
 				rationale_loss;
 
-	CHECKF(t != NULL, "%s", err);
+	CHECKF(t != NULL, "%s", err.message);
 	if (t == NULL)
 		return NULL;
 	run_trainer(t, &steps, &epochs, &label_loss, &rationale_loss);
@@ -245,23 +245,24 @@ static void
 test_params_storable(void)
 {
 	StudentParams p;
-	char		err[256] = "";
+	CoreError	err = {0};
 
 	student_params_default(&p);
 	p.d_model = 2048;
 	p.n_layers = 16;
 	p.n_heads = 16;
 	p.vocab_size = 65536;
-	CHECKF(!student_params_validate(&p, err, sizeof(err)) &&
-		   strstr(err, "a model of 940640256 parameters takes 3589 MB of weights, "
-				  "more than the 1000 MB a stored model holds") != NULL, "%s", err);
+	CHECKF(!student_params_validate(&p, &err) &&
+		   err.kind == CORE_ERR_LIMIT &&
+		   strstr(err.message, "a model of 940640256 parameters takes 3589 MB of weights, "
+				  "more than the 1000 MB a stored model holds") != NULL, "%s", err.message);
 	p.d_ff = 4096;
 	p.vocab_size = 4096;
 	p.n_layers = 6;				/* 260 million parameters: 992 MB */
-	CHECKF(student_params_validate(&p, err, sizeof(err)), "%s", err);
+	CHECKF(student_params_validate(&p, &err), "%s", err.message);
 	p.n_layers = 7;				/* 302 million: 1153 MB */
-	CHECKF(!student_params_validate(&p, err, sizeof(err)) &&
-		   strstr(err, "302020608 parameters takes 1153 MB") != NULL, "%s", err);
+	CHECKF(!student_params_validate(&p, &err) &&
+		   strstr(err.message, "302020608 parameters takes 1153 MB") != NULL, "%s", err.message);
 }
 
 static void
@@ -298,7 +299,7 @@ test_params(void)
 		{"memory_mb", spoil_memory},
 	};
 	StudentParams p;
-	char		err[256];
+	CoreError	err = {0};
 
 	student_params_default(&p);
 	CHECK(p.d_model == 256 && p.n_layers == 4 && p.n_heads == 4 && p.d_ff == 0);
@@ -308,16 +309,16 @@ test_params(void)
 	CHECK(p.grad_clip == 1.0 && p.dropout == 0.1 && p.validation_fraction == 0.1);
 	CHECK(p.rationale_weight == 1.0 && p.prefix_lm && p.tied_embeddings);
 	CHECK(p.seed == 1 && p.log_every == 10);
-	CHECKF(student_params_validate(&p, err, sizeof(err)), "%s", err);
+	CHECKF(student_params_validate(&p, &err), "%s", err.message);
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 	{
 		student_params_default(&p);
 		bad[i].spoil(&p);
-		err[0] = '\0';
-		CHECKF(!student_params_validate(&p, err, sizeof(err)) &&
-			   strstr(err, bad[i].name) != NULL,
-			   "case %zu (%s): \"%s\"", i, bad[i].name, err);
+		err.message[0] = '\0';
+		CHECKF(!student_params_validate(&p, &err) &&
+			   strstr(err.message, bad[i].name) != NULL,
+			   "case %zu (%s): \"%s\"", i, bad[i].name, err.message);
 	}
 	test_params_storable();
 }
@@ -327,24 +328,25 @@ test_bad_examples(void)
 {
 	StudentParams p;
 	StudentExample rows[3] = {tiny_rows[0], tiny_rows[1], tiny_rows[2]};
-	char		err[256] = "";
+	CoreError	err = {0};
 
 	tiny_params(&p);
-	CHECK(trainer_create(&p, rows, 1, NULL, 0, NULL, err, sizeof(err)) == NULL &&
-		  strstr(err, "at least 2") != NULL);
+	CHECK(trainer_create(&p, rows, 1, NULL, 0, NULL, &err) == NULL &&
+		  strstr(err.message, "at least 2") != NULL);
 	p.validation_fraction = 0.1;	/* 2 rows: 1 held out, 1 left */
-	err[0] = '\0';
-	CHECK(trainer_create(&p, rows, 2, NULL, 0, NULL, err, sizeof(err)) == NULL &&
-		  strstr(err, "validation_fraction") != NULL);
+	err.message[0] = '\0';
+	CHECK(trainer_create(&p, rows, 2, NULL, 0, NULL, &err) == NULL &&
+		  strstr(err.message, "validation_fraction") != NULL);
 	p.validation_fraction = 0.0;
 	rows[1].label = NULL;
-	err[0] = '\0';
-	CHECK(trainer_create(&p, rows, 3, NULL, 0, NULL, err, sizeof(err)) == NULL &&
-		  strstr(err, "example 2 has no label") != NULL);
+	err.message[0] = '\0';
+	CHECK(trainer_create(&p, rows, 3, NULL, 0, NULL, &err) == NULL &&
+		  err.kind == CORE_ERR_INVALID_INPUT &&
+		  strstr(err.message, "example 2 has no label") != NULL);
 	p.epochs = 0;
-	err[0] = '\0';
-	CHECK(trainer_create(&p, rows, 3, NULL, 0, NULL, err, sizeof(err)) == NULL &&
-		  strstr(err, "epochs") != NULL);
+	err.message[0] = '\0';
+	CHECK(trainer_create(&p, rows, 3, NULL, 0, NULL, &err) == NULL &&
+		  strstr(err.message, "epochs") != NULL);
 
 	/* a label set or a row's choices a prediction could not score */
 	{
@@ -355,13 +357,14 @@ test_bad_examples(void)
 		tiny_params(&p);
 		rows[1] = tiny_rows[1];
 		CHECKF(trainer_create(&p, rows, 3, many, STUDENT_MAX_CANDIDATES + 1, NULL,
-							  err, sizeof(err)) == NULL &&
-			   strstr(err, "the label set has 1001 candidates, more than the 1000") != NULL,
-			   "%s", err);
+							  &err) == NULL &&
+			   err.kind == CORE_ERR_LIMIT &&
+			   strstr(err.message, "the label set has 1001 candidates, more than the 1000") != NULL,
+			   "%s", err.message);
 		rows[2].choices = many;
 		rows[2].n_choices = STUDENT_MAX_CANDIDATES + 1;
-		CHECKF(trainer_create(&p, rows, 3, NULL, 0, NULL, err, sizeof(err)) == NULL &&
-			   strstr(err, "example 3 has 1001 candidates") != NULL, "%s", err);
+		CHECKF(trainer_create(&p, rows, 3, NULL, 0, NULL, &err) == NULL &&
+			   strstr(err.message, "example 3 has 1001 candidates") != NULL, "%s", err.message);
 	}
 }
 
@@ -375,7 +378,7 @@ test_overfit(void)
 	StudentParams p;
 	Student    *s;
 	int			right = 0;
-	char		err[256] = "";
+	CoreError	err = {0};
 	char	   *text;
 
 	tiny_params(&p);
@@ -387,29 +390,29 @@ test_overfit(void)
 	{
 		double		probs[3];
 		int			k = student_choose(s, tiny_rows[i].input, kinds, 3, probs,
-									   err, sizeof(err));
+									   &err);
 
-		CHECKF(k >= 0, "%s", err);
+		CHECKF(k >= 0, "%s", err.message);
 		CHECK(fabs(probs[0] + probs[1] + probs[2] - 1.0) < 1e-9);
 		right += k >= 0 && strcmp(kinds[k], tiny_rows[i].label) == 0;
 	}
 	CHECKF(right == N_TINY, "%d of %d right", right, N_TINY);
 
-	text = student_generate(s, "explain", "big dog", err, sizeof(err));
+	text = student_generate(s, "explain", "big dog", &err);
 	CHECKF(text != NULL && strcmp(text, "a dog is an animal") == 0,
-		   "explain: \"%s\" %s", text ? text : "(null)", err);
+		   "explain: \"%s\" %s", text ? text : "(null)", err.message);
 	free(text);
-	text = student_generate(s, "predict", "old bus", err, sizeof(err));
+	text = student_generate(s, "predict", "old bus", &err);
 	CHECKF(text != NULL && strcmp(text, "vehicle") == 0,
-		   "predict: \"%s\" %s", text ? text : "(null)", err);
+		   "predict: \"%s\" %s", text ? text : "(null)", err.message);
 	free(text);
 
-	err[0] = '\0';
-	CHECK(student_generate(s, "summarize", "x", err, sizeof(err)) == NULL &&
-		  strstr(err, "task") != NULL);
-	err[0] = '\0';
-	CHECK(student_choose(s, "x", kinds, 0, NULL, err, sizeof(err)) == -1 &&
-		  err[0] != '\0');
+	err.message[0] = '\0';
+	CHECK(student_generate(s, "summarize", "x", &err) == NULL &&
+		  err.kind == CORE_ERR_INVALID_INPUT && strstr(err.message, "task") != NULL);
+	err.message[0] = '\0';
+	CHECK(student_choose(s, "x", kinds, 0, NULL, &err) == -1 &&
+		  err.message[0] != '\0');
 	return s;
 }
 
@@ -428,10 +431,10 @@ test_choose_matches_forward(Student *s)
 			   *in;
 	int			n_tag = student_encode(s->tokenizer, STUDENT_PREDICT_TAG, 1000, &tag);
 	int			n_in = student_encode(s->tokenizer, input, s->max_input_tokens, &in);
-	char		err[256] = "";
+	CoreError	err = {0};
 
-	CHECKF(model_alloc_training(s->model, 1, s->model->config.max_seq_len, err, sizeof(err)),
-		   "%s", err);
+	CHECKF(model_alloc_training(s->model, 1, s->model->config.max_seq_len, &err),
+		   "%s", err.message);
 	for (int k = 0; k < 2; k++)
 	{
 		int32_t    *target;
@@ -453,7 +456,7 @@ test_choose_matches_forward(Student *s)
 		free(target);
 	}
 	model_free_training(s->model);
-	CHECK(student_choose(s, input, cands, 2, probs, err, sizeof(err)) == 0);
+	CHECK(student_choose(s, input, cands, 2, probs, &err) == 0);
 	CHECKF(fabs(log(probs[0] / probs[1]) - (loss[1] - loss[0])) < 1e-3,
 		   "log-ratio %g, loss difference %g", log(probs[0] / probs[1]),
 		   loss[1] - loss[0]);
@@ -466,7 +469,7 @@ static void
 test_rationale_loss(void)
 {
 	StudentParams p;
-	char		err[256] = "";
+	CoreError	err = {0};
 
 	tiny_params(&p);
 	p.epochs = 3;
@@ -480,8 +483,8 @@ test_rationale_loss(void)
 					rationale_loss = NAN;
 
 		p.rationale_weight = with ? 1.0 : 0.0;
-		t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, err, sizeof(err));
-		CHECKF(t != NULL, "%s", err);
+		t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, &err);
+		CHECKF(t != NULL, "%s", err.message);
 		if (t == NULL)
 			continue;
 		run_trainer(t, &steps, &epochs, &label_loss, &rationale_loss);
@@ -539,7 +542,7 @@ student_accuracy(const Student *s, const StudentTrainer *t,
 	const int  *index = trainer_validation_index(t);
 	int			n = trainer_validation_examples(t);
 	int			right = 0;
-	char		err[256];
+	CoreError	err = {0};
 
 	for (int i = 0; i < n; i++)
 	{
@@ -550,13 +553,13 @@ student_accuracy(const Student *s, const StudentTrainer *t,
 		if (n_cands > 0)
 		{
 			int			k = student_choose(s, e->input, cands, n_cands, NULL,
-										   err, sizeof(err));
+										   &err);
 
 			right += k >= 0 && strcmp(cands[k], e->label) == 0;
 		}
 		else
 		{
-			char	   *text = student_generate(s, "predict", e->input, err, sizeof(err));
+			char	   *text = student_generate(s, "predict", e->input, &err);
 
 			right += text != NULL && answer_matches(metric, text, e->label);
 			free(text);
@@ -580,7 +583,7 @@ test_validation(const char *what, const StudentExample *rows, int n,
 	TrainProgress prog;
 	TrainEvent	e;
 	Student    *s;
-	char		err[256] = "";
+	CoreError	err = {0};
 	int			n_epochs = 0;
 	int			best_seen = 0;
 	double		best_seen_acc = -1.0;
@@ -591,8 +594,8 @@ test_validation(const char *what, const StudentExample *rows, int n,
 	p.validation_fraction = 0.25;
 	p.log_every = 5;
 	p.validation_metric = metric;
-	t = trainer_create(&p, rows, n, labels, n_labels, NULL, err, sizeof(err));
-	CHECKF(t != NULL, "%s: %s", what, err);
+	t = trainer_create(&p, rows, n, labels, n_labels, NULL, &err);
+	CHECKF(t != NULL, "%s: %s", what, err.message);
 	if (t == NULL)
 		return;
 	CHECK(trainer_validation_examples(t) == n / 4);
@@ -645,15 +648,15 @@ test_skipped_steps(void)
 	TrainEvent	e;
 	Student    *s;
 	Model	   *model;
-	char		err[256] = "";
+	CoreError	err = {0};
 	int			epochs = 0;
 
 	tiny_params(&p);
 	p.epochs = 2;
 	p.batch_size = 3;
 	p.validation_fraction = 0.25;
-	t = trainer_create(&p, tiny_rows, N_TINY, NULL, 0, NULL, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = trainer_create(&p, tiny_rows, N_TINY, NULL, 0, NULL, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	if (t == NULL)
 		return;
 	model = (Model *) trainer_model(t);	/* the test's licence to poison it */
@@ -668,9 +671,9 @@ test_skipped_steps(void)
 	CHECK(s != NULL && trainer_model(t) == NULL);
 	if (s != NULL)
 	{
-		char	   *text = student_generate(s, "explain", "big dog", err, sizeof(err));
+		char	   *text = student_generate(s, "explain", "big dog", &err);
 
-		CHECKF(text != NULL, "%s", err);	/* whatever a NaN model says */
+		CHECKF(text != NULL, "%s", err.message);	/* whatever a NaN model says */
 		free(text);
 	}
 	student_free(s);
@@ -715,11 +718,11 @@ static char *
 joined_prefix(const Student *s, const char *task, const char *input, int *n)
 {
 	int32_t    *ids;
-	char		err[256] = "";
+	CoreError	err = {0};
 	char	   *joined = calloc(4096, 1);
 
-	*n = student_prefix_tokens(s, task, input, &ids, err, sizeof(err));
-	CHECKF(*n > 0, "%s", err);
+	*n = student_prefix_tokens(s, task, input, &ids, &err);
+	CHECKF(*n > 0, "%s", err.message);
 	for (int i = 0; i < *n; i++)
 	{
 		char	   *piece = student_token_text(s, ids[i]);
@@ -734,7 +737,7 @@ joined_prefix(const Student *s, const char *task, const char *input, int *n)
 static void
 test_prefix_tokens(const Student *s)
 {
-	char		err[256] = "";
+	CoreError	err = {0};
 	int32_t    *ids;
 	int			n;
 	char	   *text;
@@ -754,12 +757,12 @@ test_prefix_tokens(const Student *s)
 	long_input[sizeof(long_input) - 1] = '\0';
 	text = joined_prefix(s, "predict", "", &n);
 	free(text);
-	CHECK(student_prefix_tokens(s, "predict", long_input, &ids, err, sizeof(err)) ==
+	CHECK(student_prefix_tokens(s, "predict", long_input, &ids, &err) ==
 		  n + s->max_input_tokens);
 	free(ids);
 
-	CHECK(student_prefix_tokens(s, "summarize", "x", &ids, err, sizeof(err)) == -1 &&
-		  ids == NULL && strstr(err, "predict") != NULL);
+	CHECK(student_prefix_tokens(s, "summarize", "x", &ids, &err) == -1 &&
+		  ids == NULL && strstr(err.message, "predict") != NULL);
 
 	/* a byte of a multibyte character that is a token by itself */
 	piece = student_token_text(s, (uint8_t) euro[0]);
@@ -777,7 +780,7 @@ test_save_load(Student *s, bool every_truncation)
 				w_len;
 	void	   *tok = student_save_tokenizer(s, &tok_len);
 	uint8_t    *w = student_save_weights(s, &w_len);
-	char		err[256] = "";
+	CoreError	err = {0};
 	Student    *copy;
 	double		p1[3],
 				p2[3];
@@ -785,14 +788,14 @@ test_save_load(Student *s, bool every_truncation)
 				tries = 0;
 
 	CHECK(tok != NULL && w != NULL);
-	copy = student_load(tok, tok_len, w, w_len, err, sizeof(err));
-	CHECKF(copy != NULL, "%s", err);
+	copy = student_load(tok, tok_len, w, w_len, &err);
+	CHECKF(copy != NULL, "%s", err.message);
 	if (copy != NULL)
 	{
 		CHECK(copy->max_input_tokens == s->max_input_tokens);
 		CHECK(copy->max_target_tokens == s->max_target_tokens);
-		CHECK(student_choose(s, "green pear", kinds, 3, p1, err, sizeof(err)) ==
-			  student_choose(copy, "green pear", kinds, 3, p2, err, sizeof(err)));
+		CHECK(student_choose(s, "green pear", kinds, 3, p1, &err) ==
+			  student_choose(copy, "green pear", kinds, 3, p2, &err));
 		/* the copy is packed for prediction (packed.h), the original is not */
 		CHECK(copy->model->packed != NULL && s->model->packed == NULL);
 		for (int k = 0; k < 3; k++)
@@ -803,15 +806,15 @@ test_save_load(Student *s, bool every_truncation)
 	/* truncations, every length or a spread of them */
 	for (size_t cut = 0; cut < w_len; cut += every_truncation ? 1 : 1 + w_len / 50)
 	{
-		copy = student_load(tok, tok_len, w, cut, err, sizeof(err));
-		rejected += copy == NULL && err[0] != '\0';
+		copy = student_load(tok, tok_len, w, cut, &err);
+		rejected += copy == NULL && err.message[0] != '\0';
 		tries++;
 		student_free(copy);
 	}
 	for (size_t cut = 0; cut < tok_len; cut += every_truncation ? 1 : 1 + tok_len / 50)
 	{
-		copy = student_load(tok, cut, w, w_len, err, sizeof(err));
-		rejected += copy == NULL && err[0] != '\0';
+		copy = student_load(tok, cut, w, w_len, &err);
+		rejected += copy == NULL && err.message[0] != '\0';
 		tries++;
 		student_free(copy);
 	}
@@ -821,16 +824,16 @@ test_save_load(Student *s, bool every_truncation)
 	for (size_t pos = 0; pos < w_len; pos += every_truncation ? 7 : 1 + w_len / 20)
 	{
 		w[pos] ^= 0x10;
-		err[0] = '\0';
-		copy = student_load(tok, tok_len, w, w_len, err, sizeof(err));
-		CHECKF(copy == NULL && err[0] != '\0', "bit flip at %zu accepted", pos);
+		err.message[0] = '\0';
+		copy = student_load(tok, tok_len, w, w_len, &err);
+		CHECKF(copy == NULL && err.message[0] != '\0', "bit flip at %zu accepted", pos);
 		student_free(copy);
 		w[pos] ^= 0x10;
 	}
 
 	/* foreign bytes: the blobs swapped, NULL */
-	CHECK(student_load(w, w_len, tok, tok_len, err, sizeof(err)) == NULL);
-	CHECK(student_load(NULL, 0, w, w_len, err, sizeof(err)) == NULL);
+	CHECK(student_load(w, w_len, tok, tok_len, &err) == NULL);
+	CHECK(student_load(NULL, 0, w, w_len, &err) == NULL);
 	free(tok);
 	free(w);
 }
@@ -845,7 +848,7 @@ test_mismatched_blobs(Student *s)
 				w_len;
 	void	   *tok,
 			   *w;
-	char		err[256] = "";
+	CoreError	err = {0};
 
 	tiny_params(&p);
 	p.epochs = 1;
@@ -855,8 +858,9 @@ test_mismatched_blobs(Student *s)
 		return;
 	tok = student_save_tokenizer(other, &tok_len);
 	w = student_save_weights(s, &w_len);
-	CHECKF(student_load(tok, tok_len, w, w_len, err, sizeof(err)) == NULL &&
-		   strstr(err, "tokenizer") != NULL, "%s", err);
+	CHECKF(student_load(tok, tok_len, w, w_len, &err) == NULL &&
+		   err.kind == CORE_ERR_CORRUPT && strstr(err.message, "tokenizer") != NULL,
+		   "%s", err.message);
 	free(tok);
 	free(w);
 	student_free(other);
@@ -875,7 +879,7 @@ test_micro_batches(void)
 	double		loss[2] = {0, 0};
 	int			micro[2] = {0, 0};
 	StudentParams p;
-	char		err[256] = "";
+	CoreError	err = {0};
 
 	tiny_params(&p);
 	p.d_model = 128;
@@ -887,8 +891,8 @@ test_micro_batches(void)
 		TrainProgress prog;
 
 		p.memory_mb = i == 0 ? 1024 : 24;
-		t = trainer_create(&p, data.rows, 32, kinds, 3, NULL, err, sizeof(err));
-		CHECKF(t != NULL, "%s", err);
+		t = trainer_create(&p, data.rows, 32, kinds, 3, NULL, &err);
+		CHECKF(t != NULL, "%s", err.message);
 		if (t == NULL)
 			break;
 		micro[i] = trainer_micro_batch_size(t);
@@ -922,7 +926,7 @@ test_free_midway(void)
 {
 	StudentParams p;
 	TrainProgress prog;
-	char		err[256] = "";
+	CoreError	err = {0};
 	Synthetic	data = make_synthetic(40, 6, false);
 
 	tiny_params(&p);
@@ -931,9 +935,9 @@ test_free_midway(void)
 	for (int advances = 0; advances <= 12; advances += 4)
 	{
 		StudentTrainer *t = trainer_create(&p, data.rows, 40, kinds, 3, NULL,
-										   err, sizeof(err));
+										   &err);
 
-		CHECKF(t != NULL, "%s", err);
+		CHECKF(t != NULL, "%s", err.message);
 		for (int i = 0; t != NULL && i < advances; i++)
 			trainer_advance(t, &prog);
 		trainer_free(t);
@@ -959,7 +963,7 @@ test_stop_check(void)
 {
 	StudentParams p;
 	TrainProgress prog;
-	char		err[256] = "";
+	CoreError	err = {0};
 	Synthetic	data = make_synthetic(40, 6, false);
 
 	tiny_params(&p);
@@ -970,18 +974,20 @@ test_stop_check(void)
 		int			calls_left = INT_MAX;	/* none while setting up */
 		StopCheck	stop = {stop_after, &calls_left};
 		StudentTrainer *t = trainer_create(&p, data.rows, 40, kinds, 3, &stop,
-										   err, sizeof(err));
+										   &err);
 		int			advances = 0;
 
-		CHECKF(t != NULL, "%s", err);
+		CHECKF(t != NULL, "%s", err.message);
 		if (t == NULL)
 			continue;
 		calls_left = allowed;
 		while (trainer_advance(t, &prog) != TRAIN_DONE && advances < 1000)
 			advances++;
 		CHECKF(trainer_error(t) != NULL &&
-			   strcmp(trainer_error(t), "training was interrupted") == 0,
-			   "allowed %d: %s", allowed, trainer_error(t) ? trainer_error(t) : "(no error)");
+			   trainer_error(t)->kind == CORE_ERR_INTERRUPTED &&
+			   strcmp(trainer_error(t)->message, "training was interrupted") == 0,
+			   "allowed %d: %s", allowed,
+			   trainer_error(t) ? trainer_error(t)->message : "(no error)");
 		CHECKF(advances <= allowed + 1, "allowed %d checks, advanced %d times",
 			   allowed, advances);
 		trainer_free(t);
@@ -998,7 +1004,7 @@ static void
 test_stop_while_setting_up(void)
 {
 	StudentParams p;
-	char		err[256] = "";
+	CoreError	err = {0};
 	Synthetic	data = make_synthetic(3000, 24, false);
 	int			calls_left = INT_MAX;
 	StopCheck	stop = {stop_after, &calls_left};
@@ -1006,8 +1012,8 @@ test_stop_while_setting_up(void)
 	int			calls;
 
 	tiny_params(&p);
-	t = trainer_create(&p, data.rows, 3000, kinds, 3, &stop, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = trainer_create(&p, data.rows, 3000, kinds, 3, &stop, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	trainer_free(t);
 	calls = INT_MAX - calls_left;
 	CHECKF(calls >= 3000 / 256 + (p.vocab_size - TOK_MIN_VOCAB) / 2,
@@ -1015,9 +1021,10 @@ test_stop_while_setting_up(void)
 	for (int allowed = 0; allowed < calls; allowed += calls / 5 + 1)
 	{
 		calls_left = allowed;
-		t = trainer_create(&p, data.rows, 3000, kinds, 3, &stop, err, sizeof(err));
-		CHECKF(t == NULL && strcmp(err, "training was interrupted") == 0,
-			   "allowed %d of %d: %s", allowed, calls, t ? "created" : err);
+		t = trainer_create(&p, data.rows, 3000, kinds, 3, &stop, &err);
+		CHECKF(t == NULL && err.kind == CORE_ERR_INTERRUPTED &&
+			   strcmp(err.message, "training was interrupted") == 0,
+			   "allowed %d of %d: %s", allowed, calls, t ? "created" : err.message);
 		trainer_free(t);
 	}
 	free_synthetic(&data);
@@ -1063,7 +1070,7 @@ test_long_texts(const Student *s)
 		? s->max_input_tokens : s->max_target_tokens;
 	GuardedText g;
 	char	   *copy;
-	char		err[256] = "";
+	CoreError	err = {0};
 	int32_t    *ids;
 	int32_t    *expect;
 	int			n;
@@ -1078,8 +1085,8 @@ test_long_texts(const Student *s)
 	memcpy(copy, g.region, g.readable);
 	copy[g.readable] = '\0';
 
-	n = student_prefix_tokens(s, "predict", g.region, &ids, err, sizeof(err));
-	n_expect = student_prefix_tokens(s, "predict", copy, &expect, err, sizeof(err));
+	n = student_prefix_tokens(s, "predict", g.region, &ids, &err);
+	n_expect = student_prefix_tokens(s, "predict", copy, &expect, &err);
 	CHECK(n > s->max_input_tokens && n == n_expect &&
 		  memcmp(ids, expect, n * sizeof(int32_t)) == 0);
 	free(ids);
@@ -1087,8 +1094,8 @@ test_long_texts(const Student *s)
 
 	with_long[2] = g.region;
 	with_copy[2] = copy;
-	CHECK(student_choose(s, g.region, with_long, 3, p_long, err, sizeof(err)) ==
-		  student_choose(s, copy, with_copy, 3, p_copy, err, sizeof(err)));
+	CHECK(student_choose(s, g.region, with_long, 3, p_long, &err) ==
+		  student_choose(s, copy, with_copy, 3, p_copy, &err));
 	CHECK(memcmp(p_long, p_copy, sizeof(p_long)) == 0);
 	free(copy);
 	munmap(g.region, g.readable + g.page);
@@ -1111,16 +1118,16 @@ test_many_candidates(const Student *s)
 	double	   *probs = malloc((N + 1) * sizeof(double));
 	double		sum = 0.0;
 	double		worst = 0.0;
-	char		err[256] = "";
+	CoreError	err = {0};
 
 	for (int k = 0; k <= N; k++)
 	{
 		snprintf(names[k], sizeof(names[k]), k % 2 ? "w%d" : "%c", k % 2 ? k : 'a' + k % 26);
 		cands[k] = names[k];
 	}
-	CHECKF(student_choose(s, "big dog", cands, N + 1, probs, err, sizeof(err)) == -1 &&
-		   strstr(err, "the prediction has 1001 candidates, more than the 1000") != NULL, "%s", err);
-	CHECKF(student_choose(s, "big dog", cands, N, probs, err, sizeof(err)) >= 0, "%s", err);
+	CHECKF(student_choose(s, "big dog", cands, N + 1, probs, &err) == -1 &&
+		   strstr(err.message, "the prediction has 1001 candidates, more than the 1000") != NULL, "%s", err.message);
+	CHECKF(student_choose(s, "big dog", cands, N, probs, &err) >= 0, "%s", err.message);
 	for (int k = 0; k < N; k++)
 		sum += probs[k];
 	CHECKF(fabs(sum - 1.0) < 1e-9, "probabilities sum to %g", sum);
@@ -1130,7 +1137,7 @@ test_many_candidates(const Student *s)
 		const char *pair[2] = {cands[i], cands[j]};
 		double		p2[2];
 
-		student_choose(s, "big dog", pair, 2, p2, err, sizeof(err));
+		student_choose(s, "big dog", pair, 2, p2, &err);
 		worst = fmax(worst, fabs(log(probs[i] / probs[j]) - log(p2[0] / p2[1])));
 	}
 	CHECKF(worst < 1e-4, "log-ratios differ by %g", worst);
@@ -1148,17 +1155,18 @@ test_overflowing_weights(const Student *s)
 				w_len;
 	void	   *tok = student_save_tokenizer(s, &tok_len);
 	void	   *w = student_save_weights(s, &w_len);
-	char		err[256] = "";
-	Student    *copy = student_load(tok, tok_len, w, w_len, err, sizeof(err));
+	CoreError	err = {0};
+	Student    *copy = student_load(tok, tok_len, w, w_len, &err);
 	double		probs[3];
 
-	CHECKF(copy != NULL, "%s", err);
+	CHECKF(copy != NULL, "%s", err.message);
 	if (copy != NULL)
 	{
 		for (int i = 0; i < copy->model->config.d_model; i++)
 			copy->model->w.final_norm[i] = 3e38f;
-		CHECKF(student_choose(copy, "big dog", kinds, 3, probs, err, sizeof(err)) == -1 &&
-			   strstr(err, "not a finite number") != NULL, "%s", err);
+		CHECKF(student_choose(copy, "big dog", kinds, 3, probs, &err) == -1 &&
+			   err.kind == CORE_ERR_CORRUPT &&
+			   strstr(err.message, "not a finite number") != NULL, "%s", err.message);
 	}
 	student_free(copy);
 	free(tok);
@@ -1177,7 +1185,7 @@ test_nonfinite_weights(const Student *s)
 				w_len;
 	void	   *tok = student_save_tokenizer(s, &tok_len);
 	uint8_t    *w = student_save_weights(s, &w_len);
-	char		err[256] = "";
+	CoreError	err = {0};
 
 	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
 	{
@@ -1190,9 +1198,10 @@ test_nonfinite_weights(const Student *s)
 		memcpy(model_blob + model_len - 8, &bits[i], 4);
 		crc = crc32c(0, model_blob, model_len - 4);
 		memcpy(model_blob + model_len - 4, &crc, 4);
-		copy = student_load(tok, tok_len, w, w_len, err, sizeof(err));
-		CHECKF(copy == NULL && strstr(err, "not a finite number") != NULL &&
-			   strstr(err, "model.norm.weight") != NULL, "%s", err);
+		copy = student_load(tok, tok_len, w, w_len, &err);
+		CHECKF(copy == NULL && err.kind == CORE_ERR_CORRUPT &&
+			   strstr(err.message, "not a finite number") != NULL &&
+			   strstr(err.message, "model.norm.weight") != NULL, "%s", err.message);
 		student_free(copy);
 	}
 	free(tok);
@@ -1207,7 +1216,7 @@ test_prediction_stop(const Student *s)
 	int			calls_left = 0;
 	const char *cands[200];
 	char		names[200][8];
-	char		err[256] = "";
+	CoreError	err = {0};
 	char	   *text;
 
 	stopped.stop.should_stop = stop_after;
@@ -1217,14 +1226,15 @@ test_prediction_stop(const Student *s)
 		snprintf(names[k], sizeof(names[k]), "c%d", k);
 		cands[k] = names[k];
 	}
-	CHECKF(student_choose(&stopped, "big dog", cands, 200, NULL, err, sizeof(err)) == -1 &&
-		   strcmp(err, "interrupted") == 0, "%s", err);
+	CHECKF(student_choose(&stopped, "big dog", cands, 200, NULL, &err) == -1 &&
+		   strcmp(err.message, "interrupted") == 0, "%s", err.message);
 	calls_left = 1;				/* the first group, then a stop */
-	CHECKF(student_choose(&stopped, "big dog", cands, 200, NULL, err, sizeof(err)) == -1 &&
-		   strcmp(err, "interrupted") == 0 && calls_left < 0, "%s", err);
+	CHECKF(student_choose(&stopped, "big dog", cands, 200, NULL, &err) == -1 &&
+		   strcmp(err.message, "interrupted") == 0 && calls_left < 0, "%s", err.message);
 	calls_left = 0;
-	text = student_generate(&stopped, "explain", "big dog", err, sizeof(err));
-	CHECKF(text == NULL && strcmp(err, "interrupted") == 0, "%s", text ? text : err);
+	text = student_generate(&stopped, "explain", "big dog", &err);
+	CHECKF(text == NULL && err.kind == CORE_ERR_INTERRUPTED &&
+		   strcmp(err.message, "interrupted") == 0, "%s", text ? text : err.message);
 	free(text);
 }
 
@@ -1288,31 +1298,32 @@ static void
 test_memory_mb(void)
 {
 	StudentParams p;
-	char		err[256] = "";
+	CoreError	err = {0};
 	StudentExample *rows;
 	StudentTrainer *t;
 
 	tiny_params(&p);
 	p.memory_mb = 16;
 	rows = rows_of(3000, random_words, 200);	/* 540 KB of distinct words */
-	t = trainer_create(&p, rows, 3000, kinds, 3, NULL, err, sizeof(err));
-	CHECKF(t == NULL && strstr(err, "training the tokenizer needs about") != NULL &&
-		   strstr(err, "MB allowed by memory_mb") != NULL, "%s", err);
+	t = trainer_create(&p, rows, 3000, kinds, 3, NULL, &err);
+	CHECKF(t == NULL && err.kind == CORE_ERR_LIMIT &&
+		   strstr(err.message, "training the tokenizer needs about") != NULL &&
+		   strstr(err.message, "MB allowed by memory_mb") != NULL, "%s", err.message);
 	p.memory_mb = 64;
-	t = trainer_create(&p, rows, 3000, kinds, 3, NULL, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = trainer_create(&p, rows, 3000, kinds, 3, NULL, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	trainer_free(t);
 	free_rows(rows, 3000);
 
 	p.memory_mb = 16;
 	p.max_input_tokens = 1024;
 	rows = rows_of(5000, digits, 1100); /* 5000 x 1024 tokens: 20 MB */
-	t = trainer_create(&p, rows, 5000, kinds, 3, NULL, err, sizeof(err));
-	CHECKF(t == NULL && strstr(err, "the tokenized examples need more memory than memory_mb (16 MB) leaves") != NULL,
-		   "%s", err);
+	t = trainer_create(&p, rows, 5000, kinds, 3, NULL, &err);
+	CHECKF(t == NULL && strstr(err.message, "the tokenized examples need more memory than memory_mb (16 MB) leaves") != NULL,
+		   "%s", err.message);
 	p.memory_mb = 128;
-	t = trainer_create(&p, rows, 5000, kinds, 3, NULL, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = trainer_create(&p, rows, 5000, kinds, 3, NULL, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	trainer_free(t);
 	free_rows(rows, 5000);
 
@@ -1321,9 +1332,10 @@ test_memory_mb(void)
 	p.d_model = 512;			/* 12.6 million parameters: 50 MB of gradients */
 	p.n_heads = 4;
 	p.n_layers = 4;
-	t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, err, sizeof(err));
-	CHECKF(t == NULL && strstr(err, "training needs at least") != NULL &&
-		   strstr(err, "of memory_mb, not 16") != NULL, "%s", err);
+	t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, &err);
+	CHECKF(t == NULL && err.kind == CORE_ERR_LIMIT &&
+		   strstr(err.message, "training needs at least") != NULL &&
+		   strstr(err.message, "of memory_mb, not 16") != NULL, "%s", err.message);
 }
 
 static void
@@ -1333,7 +1345,7 @@ report_speed(int threads, double lambda)
 	StudentTrainer *t;
 	TrainProgress prog;
 	Synthetic	data = make_synthetic(200, 24, false);
-	char		err[256] = "";
+	CoreError	err = {0};
 	double		start,
 				seconds;
 
@@ -1344,8 +1356,8 @@ report_speed(int threads, double lambda)
 	p.validation_fraction = 0.0;
 	p.rationale_weight = lambda;
 	model_set_threads(threads);
-	t = trainer_create(&p, data.rows, 200, kinds, 3, NULL, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = trainer_create(&p, data.rows, 200, kinds, 3, NULL, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	if (t != NULL)
 	{
 		start = now();

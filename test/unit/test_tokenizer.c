@@ -188,11 +188,11 @@ lines_for(const Corpus *c, size_t bytes)
 static Tokenizer *
 train(const char *const *texts, const size_t *lens, size_t n, int vocab_size)
 {
-	char		err[256] = "";
+	CoreError	err = {0};
 	Tokenizer  *t = tok_train(texts, lens, n, vocab_size, SIZE_MAX, NULL,
-							  err, sizeof(err));
+							  &err);
 
-	CHECKF(t != NULL, "tok_train: %s", err);
+	CHECKF(t != NULL, "tok_train: %s", err.message);
 	return t;
 }
 
@@ -502,7 +502,7 @@ test_vocab_size(const Corpus *c)
 {
 	const char *tiny[2] = {"ab", " ab"};
 	size_t		tiny_lens[2] = {2, 3};
-	char		err[256] = "";
+	CoreError	err = {0};
 	Tokenizer  *t;
 
 	t = train(c->texts, c->lens, lines_for(c, 1 << 20), 300);
@@ -520,13 +520,14 @@ test_vocab_size(const Corpus *c)
 	tok_free(t);
 
 	t = tok_train(tiny, tiny_lens, 2, TOK_MIN_VOCAB - 1, SIZE_MAX, NULL,
-				  err, sizeof(err));
+				  &err);
 	CHECK(t == NULL);
-	CHECKF(strstr(err, "vocab_size") != NULL, "%s", err);
+	CHECKF(err.kind == CORE_ERR_INVALID_INPUT && strstr(err.message, "vocab_size") != NULL,
+		   "%s", err.message);
 	t = tok_train(tiny, tiny_lens, 2, TOK_MAX_VOCAB + 1, SIZE_MAX, NULL,
-				  err, sizeof(err));
+				  &err);
 	CHECK(t == NULL);
-	CHECK(tok_train(tiny, tiny_lens, 2, 0, SIZE_MAX, NULL, NULL, 0) == NULL);
+	CHECK(tok_train(tiny, tiny_lens, 2, 0, SIZE_MAX, NULL, NULL) == NULL);
 }
 
 static bool
@@ -703,7 +704,7 @@ count_down(void *arg)
 /*
  * Training asks the stop check all along (at least once per 64 KiB of
  * text and once per merge), and stops when told, with nothing leaked
- * (valgrind) and "interrupted" in err.
+ * (valgrind) and "interrupted" in err.message.
  */
 static void
 test_train_stop(const Corpus *c)
@@ -712,13 +713,13 @@ test_train_stop(const Corpus *c)
 	size_t		bytes = 0;
 	Countdown	count = {0, 0};
 	StopCheck	stop = {count_down, &count};
-	char		err[256] = "";
+	CoreError	err = {0};
 	Tokenizer  *t;
 
 	for (size_t i = 0; i < n; i++)
 		bytes += c->lens[i];
-	t = tok_train(c->texts, c->lens, n, 1000, SIZE_MAX, &stop, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = tok_train(c->texts, c->lens, n, 1000, SIZE_MAX, &stop, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	CHECKF(count.calls >= (long) (bytes >> 16) + (1000 - TOK_MIN_VOCAB),
 		   "%ld stop checks for %zu bytes and %d merges", count.calls, bytes,
 		   1000 - TOK_MIN_VOCAB);
@@ -728,9 +729,10 @@ test_train_stop(const Corpus *c)
 	{
 		count.calls = 0;
 		count.stop_at = at;
-		t = tok_train(c->texts, c->lens, n, 1000, SIZE_MAX, &stop, err, sizeof(err));
-		CHECKF(t == NULL && strcmp(err, "interrupted") == 0 && count.calls == at,
-			   "stop at %ld: %s after %ld checks", at, t ? "trained" : err,
+		t = tok_train(c->texts, c->lens, n, 1000, SIZE_MAX, &stop, &err);
+		CHECKF(t == NULL && err.kind == CORE_ERR_INTERRUPTED &&
+			   strcmp(err.message, "interrupted") == 0 && count.calls == at,
+			   "stop at %ld: %s after %ld checks", at, t ? "trained" : err.message,
 			   count.calls);
 		tok_free(t);
 	}
@@ -746,7 +748,7 @@ test_train_budget(const Corpus *c)
 {
 	size_t		n = lines_for(c, 1 << 20);
 	Tokenizer  *free_run = train(c->texts, c->lens, n, 1000);
-	char		err[256] = "";
+	CoreError	err = {0};
 	int			refused = 0;
 	int			same = 0;
 	int			tries = 0;
@@ -754,13 +756,14 @@ test_train_budget(const Corpus *c)
 	for (size_t mb = 1; mb <= 64; mb *= 2, tries++)
 	{
 		Tokenizer  *t = tok_train(c->texts, c->lens, n, 1000, mb << 20, NULL,
-								  err, sizeof(err));
+								  &err);
 
 		if (t == NULL)
 		{
 			refused++;
-			CHECKF(strstr(err, "training the tokenizer needs") != NULL &&
-				   strstr(err, "MB allowed") != NULL, "%zu MB: %s", mb, err);
+			CHECKF(err.kind == CORE_ERR_LIMIT &&
+				   strstr(err.message, "training the tokenizer needs") != NULL &&
+				   strstr(err.message, "MB allowed") != NULL, "%zu MB: %s", mb, err.message);
 		}
 		else
 			same += free_run != NULL && same_blob(t, free_run);
@@ -804,12 +807,12 @@ test_serialization(const Tokenizer *t, const Corpus *c)
 {
 	size_t		len;
 	void	   *blob = tok_serialize(t, &len);
-	char		err[256] = "";
-	Tokenizer  *u = tok_deserialize(blob, len, err, sizeof(err));
+	CoreError	err = {0};
+	Tokenizer  *u = tok_deserialize(blob, len, &err);
 	int			differ = 0;
 	size_t		n = lines_for(c, 1 << 20);
 
-	CHECKF(u != NULL, "%s", err);
+	CHECKF(u != NULL, "%s", err.message);
 	if (u == NULL)
 	{
 		free(blob);
@@ -856,21 +859,21 @@ reseal(uint8_t *blob, size_t len)
 	put32(blob + len - 4, crc32c(0, blob, len - 4));
 }
 
-/* Deserialization fails, with a message containing `expect` if not NULL. */
+/* Deserialization fails as corrupt, with a message containing `expect` if not NULL. */
 static bool
 rejected(const void *blob, size_t len, const char *expect)
 {
-	char		err[256] = "";
-	Tokenizer  *t = tok_deserialize(blob, len, err, sizeof(err));
+	CoreError	err = {0};
+	Tokenizer  *t = tok_deserialize(blob, len, &err);
 
 	if (t != NULL)
 	{
 		tok_free(t);
 		return false;
 	}
-	if (err[0] == '\0' || (expect && strstr(err, expect) == NULL))
+	if (err.kind != CORE_ERR_CORRUPT || (expect && strstr(err.message, expect) == NULL))
 	{
-		fprintf(stderr, "unexpected message: \"%s\"\n", err);
+		fprintf(stderr, "unexpected message: \"%s\"\n", err.message);
 		return false;
 	}
 	return true;
@@ -1014,15 +1017,15 @@ test_fake_blobs(void)
 	FakeBlob	f;
 	size_t		len;
 	uint8_t    *blob;
-	char		err[256] = "";
+	CoreError	err = {0};
 	Tokenizer  *t;
 	char	   *got;
 
 	/* The valid one loads and encodes with its own layout. */
 	fake_init(&f);
 	blob = fake_blob(&f, &len);
-	t = tok_deserialize(blob, len, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = tok_deserialize(blob, len, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	if (t != NULL)
 	{
 		int32_t    *ids;
@@ -1104,8 +1107,8 @@ test_fake_blobs(void)
 	f.n_merges = 8;
 	f.n_tokens = 256 + 8 + 4;
 	blob = fake_blob(&f, &len);
-	t = tok_deserialize(blob, len, err, sizeof(err));
-	CHECKF(t != NULL, "%s", err);
+	t = tok_deserialize(blob, len, &err);
+	CHECKF(t != NULL, "%s", err.message);
 	if (t != NULL)
 	{
 		char		run[600];
@@ -1146,7 +1149,7 @@ test_fuzz(const Tokenizer *t, int rounds)
 			copy[pos] = (uint8_t) (rng() % 2 ? rng() : rng() % 8);
 		}
 		reseal(copy, len);
-		u = tok_deserialize(copy, len, NULL, 0);
+		u = tok_deserialize(copy, len, NULL);
 		if (u == NULL)
 			continue;
 		accepted++;

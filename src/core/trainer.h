@@ -1,0 +1,141 @@
+/*
+ * trainer.h - training a student (student.h) from examples.
+ *
+ * Training is driven by the caller, one bounded unit of work at a time, so
+ * that a PostgreSQL backend can check for interrupts and write progress
+ * between units without any callback into the database:
+ *
+ *     StopCheck stop = {should_stop, arg};
+ *     StudentTrainer *t = trainer_create(&params, examples, n, labels, n_labels,
+ *                                        &stop, &err);
+ *     TrainProgress p;
+ *     while (trainer_advance(t, &p) != TRAIN_DONE)
+ *         { check for interrupts; log p; }
+ *     Student *s = trainer_take_best(t);
+ *     trainer_free(t);
+ *
+ * Plain C, no PostgreSQL headers; everything malloc'd is reachable from the
+ * handle and released by trainer_free(), which may be called at any point.
+ */
+#ifndef DISTILL_CORE_TRAINER_H
+#define DISTILL_CORE_TRAINER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/model.h"
+#include "core/stop.h"
+#include "core/student.h"
+
+/* One training row.  rationale and choices may be NULL. */
+typedef struct StudentExample
+{
+	const char *input;
+	const char *label;
+	const char *rationale;
+	const char *const *choices; /* per-row candidates for validation */
+	int			n_choices;
+} StudentExample;
+
+typedef enum TrainEvent
+{
+	TRAIN_STEP,					/* a logging step: losses, lr, tokens/s */
+	TRAIN_EPOCH,				/* an epoch ended: val_accuracy too */
+	TRAIN_WORKING,				/* work done, nothing to log */
+	TRAIN_DONE
+} TrainEvent;
+
+typedef struct TrainProgress
+{
+	int			step;			/* optimizer steps so far */
+	int			total_steps;
+	int			epoch;			/* 1-based epoch the step belongs to */
+	double		label_loss;		/* TRAIN_STEP: mean over the steps since the
+								 * last log; TRAIN_EPOCH: over the epoch */
+	double		rationale_loss; /* likewise; NaN when no rationales */
+	double		lr;
+	double		tokens_per_second;	/* target + prefix tokens processed (no
+									 * padding) per second inside the steps */
+	double		val_accuracy;	/* at TRAIN_EPOCH; NaN without validation */
+	bool		best;			/* at TRAIN_EPOCH: the best epoch so far */
+	int			skipped_steps;	/* so far: steps not applied because the
+								 * gradient was not finite */
+} TrainProgress;
+
+typedef struct StudentTrainer StudentTrainer;
+
+/*
+ * Split off validation_fraction of the examples (by seed; at least one
+ * when the fraction is not 0), train the tokenizer on the training rows'
+ * inputs, labels and rationales (those trained on: rationale_weight > 0)
+ * and the label set, tokenize, build the model.
+ * labels (may be NULL) is the task's closed label set, used for validation
+ * by scoring; otherwise an example's choices, else greedy decoding and an
+ * exact match.  A label set or a row's choices hold at most
+ * STUDENT_MAX_CANDIDATES.
+ *
+ * All of this is bounded: the tokenizer's training and the tokenized
+ * examples stay within memory_mb (else NULL with the figure needed), and
+ * stop (may be NULL; see stop.h) is asked all along, as it is later
+ * between micro-batches and validation rows.  Returns NULL with err on
+ * bad input (CORE_ERR_INVALID_INPUT), too little memory_mb
+ * (CORE_ERR_LIMIT), no memory or a stop (CORE_ERR_INTERRUPTED, "training
+ * was interrupted").  Nothing in examples, labels or stop is referenced after
+ * return, except stop->should_stop and stop->arg.
+ */
+extern StudentTrainer *trainer_create(const StudentParams *params,
+									  const StudentExample *examples,
+									  int n_examples,
+									  const char *const *labels, int n_labels,
+									  const StopCheck *stop,
+									  CoreError *err);
+
+/*
+ * Do one bounded unit of work (a step, or part of a validation pass).
+ * Every event fills progress (step, total_steps, epoch, lr,
+ * skipped_steps); TRAIN_STEP and TRAIN_EPOCH add the losses and speed,
+ * TRAIN_EPOCH the accuracy.
+ */
+extern TrainEvent trainer_advance(StudentTrainer *trainer,
+								  TrainProgress *progress);
+
+/*
+ * After TRAIN_DONE: NULL when all epochs ran, else why training stopped
+ * early (out of memory during validation, a stop: CORE_ERR_INTERRUPTED); the best epoch so far can still be taken.  A step can
+ * take seconds at large sizes, so the trainer asks the stop check between
+ * micro-batches (at most a few thousand tokens) and between validation
+ * rows; the next trainer_advance() then returns TRAIN_DONE.
+ */
+extern const CoreError *trainer_error(const StudentTrainer *trainer);
+
+/*
+ * Counts for the caller's logs and the models table (rationale examples:
+ * training rows trained on with a rationale).  The best accuracy is NaN
+ * without validation; the best epoch is 0 until an epoch has ended.
+ */
+extern int	trainer_train_examples(const StudentTrainer *trainer);
+extern int	trainer_validation_examples(const StudentTrainer *trainer);
+extern int	trainer_rationale_examples(const StudentTrainer *trainer);
+extern double trainer_best_accuracy(const StudentTrainer *trainer);
+extern int	trainer_best_epoch(const StudentTrainer *trainer);
+
+/* The model in training (its config, n_params); NULL once taken. */
+extern const Model *trainer_model(const StudentTrainer *trainer);
+
+/* Sequences per forward pass (a batch beyond memory_mb runs as several). */
+extern int	trainer_micro_batch_size(const StudentTrainer *trainer);
+
+/* Indices into examples of the validation rows, ascending. */
+extern const int *trainer_validation_index(const StudentTrainer *trainer);
+
+/*
+ * The best epoch's student (the last without validation; the current
+ * weights if no epoch has ended); caller owns it.  It ends the training:
+ * the trainer gives its model and tokenizer away, later trainer_advance()
+ * calls return TRAIN_DONE and a second call returns NULL (as does running
+ * out of memory for the Student struct).
+ */
+extern Student *trainer_take_best(StudentTrainer *trainer);
+extern void trainer_free(StudentTrainer *trainer);
+
+#endif
