@@ -59,8 +59,13 @@ WHERE distill_predict_proba('judge', body) = p;
 SELECT model, version, strategy, previous_version, owner = current_user::regrole AS mine
 FROM distill.deployments ORDER BY id;
 
--- following the newest version, rollback goes to the one trained before it
+-- following the newest version, which a training moves on: rollback goes
+-- to the version trained before the newest
 SELECT distill.deploy('judge', 'most_recent') AS deployed;
+SET client_min_messages = warning;
+SELECT train_version(1e-7, 1) AS trained;
+RESET client_min_messages;
+SELECT distill.deployed_version('judge') AS deployed;
 SELECT distill.deploy('judge', 'rollback') AS deployed;
 
 -- mistakes

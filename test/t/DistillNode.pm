@@ -7,6 +7,7 @@ package DistillNode;
 use strict;
 use warnings;
 
+use FindBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Exporter 'import';
@@ -15,7 +16,7 @@ our @EXPORT = qw(distill_node fill_database table_rows predictions);
 
 # The replay teacher that test/run.sh starts, and the repository's root.
 my $teacher_port = $ENV{DISTILL_TEACHER_PORT} // 8808;
-my $root = $ENV{DISTILL_ROOT} // '.';
+my $root = "$FindBin::Bin/../..";
 
 # A started node whose launcher serves database $jobs_db.
 sub distill_node
