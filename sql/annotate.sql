@@ -77,21 +77,21 @@ SELECT status, error, http_failed, count(*) FROM (
   SELECT status, error, raw_output IS NULL AS http_failed FROM distill.annotations WHERE teacher = 'hung') s
 GROUP BY 1, 2, 3;
 
--- A cancelled annotation stops within a second and, being one statement, rolls back.
-SELECT distill.create_teacher('hung_long', 'http://127.0.0.1:8808/faults/hang=1/v1', 'palm',
-  options => '{"timeout_ms": 60000}');
-CREATE FUNCTION timed_annotate(teacher text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    started timestamptz := clock_timestamp();
+-- A cancel ends a running annotation and, being one statement, it rolls back.
+-- The teacher never answers (its hang lasts a day, the timeout an hour), so
+-- only the cancel can end the statement: a cancel seen late is seen never,
+-- and the run fails on test/run.sh's limit on the whole of pg_regress.
+SELECT distill.create_teacher('hung_long', 'http://127.0.0.1:8808/faults/hang=1,hang_s=86400/v1', 'palm',
+  options => '{"timeout_ms": 3600000, "max_retries": 0}');
+CREATE FUNCTION cancelled_annotate(teacher text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM distill.annotate('cqa', teacher, 'SELECT id, input FROM cqa LIMIT 4', background => false);
     RETURN 'finished';
 EXCEPTION WHEN query_canceled THEN
-    RETURN CASE WHEN clock_timestamp() - started < interval '1.5 s'
-                THEN 'cancelled within a second of the timeout' ELSE 'cancelled late' END;
+    RETURN SQLERRM;
 END $$;
 SET statement_timeout = '500ms';
-SELECT timed_annotate('hung_long');
+SELECT cancelled_annotate('hung_long');
 RESET statement_timeout;
 SELECT count(*) FROM distill.annotations WHERE teacher = 'hung_long';
 
@@ -164,4 +164,4 @@ SELECT distill.drop_task('svamp', cascade => true);
 SELECT distill.drop_teacher(name) FROM distill.teachers;
 SELECT count(*) FROM distill.annotations;
 DROP TABLE raw_rows, cqa, svamp, svamp_cut;
-DROP FUNCTION timed_annotate;
+DROP FUNCTION cancelled_annotate;

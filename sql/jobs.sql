@@ -11,6 +11,9 @@ SELECT distill.create_task('cqa', 'Answer the question.');
 SELECT distill.create_teacher('palm', 'http://127.0.0.1:8808/v1', 'palm');
 SELECT distill.create_teacher('slow', 'http://127.0.0.1:8808/faults/latency_ms=200/v1', 'palm',
                               options => '{"concurrency": 1}');
+-- a teacher that never answers (for 10 minutes): its jobs run until cancelled
+SELECT distill.create_teacher('stuck', 'http://127.0.0.1:8808/faults/hang=1/v1', 'palm',
+                              options => '{"timeout_ms": 3600000, "max_retries": 0}');
 
 -- a background annotation returns its job id at once and finishes by itself
 SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM questions LIMIT 50') AS job \gset
@@ -38,17 +41,46 @@ SELECT status, error FROM distill.jobs WHERE id = :slow_job;
 SELECT count(*) BETWEEN 1 AND 29 AS kept_some FROM distill.annotations WHERE teacher = 'slow';
 
 -- two workers run jobs at the same time (distill.max_workers = 2)
-SELECT distill.annotate('cqa', 'slow', 'SELECT id, body FROM questions ORDER BY id LIMIT 40') AS a \gset
-SELECT distill.annotate('cqa', 'slow', 'SELECT id, body FROM questions ORDER BY id DESC LIMIT 40') AS b \gset
+SELECT distill.annotate('cqa', 'stuck', 'SELECT id, body FROM questions ORDER BY id LIMIT 40') AS a \gset
+SELECT distill.annotate('cqa', 'stuck', 'SELECT id, body FROM questions ORDER BY id DESC LIMIT 40') AS b \gset
 SELECT eventually(format($$SELECT count(*) = 2 FROM distill.jobs WHERE id IN (%s, %s) AND status = 'running'$$,
                          :a, :b)) AS two_at_once;
--- a third waits in the queue, and can be cancelled there
+-- a third waits in the queue (the launcher plans, and starts nothing), and
+-- can be cancelled there
 SELECT distill.annotate('cqa', 'palm', 'SELECT id, body FROM questions') AS c \gset
-SELECT pg_sleep(0.5);
-SELECT status FROM distill.jobs WHERE id = :c;
+SELECT launcher_planned() AS planned;
+SELECT id = :c AS is_c, status FROM distill.jobs WHERE id IN (:a, :b, :c) ORDER BY id;
 SELECT distill.cancel(:c);
 SELECT status, error FROM distill.jobs WHERE id = :c;
 SELECT distill.cancel(:a), distill.cancel(:b);
+
+-- distill.wait holds no memory while it polls (each poll has its own SPI
+-- connection; it used to keep every poll's result, ~8 KiB each): the
+-- backend's memory contexts, read in the same row right after a wait of
+-- about 3 polls and after one of about 30, hold the same number of bytes
+-- (a first wait warms up; the waits are as long as their timeouts because
+-- the job never ends, and the same statement text runs each time)
+-- (the backend's memory contexts but the catalog and plan caches and the
+-- statistics, which other sessions' work grows and shrinks at any time)
+-- (in PL/pgSQL, whose calls keep nothing, less its own executor state for
+-- simple expressions, which lives through the transaction; an SQL
+-- function's calls keep some memory)
+CREATE FUNCTION backend_memory() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN (SELECT sum(total_bytes) FROM pg_backend_memory_contexts
+            WHERE name <> 'CacheMemoryContext' AND parent NOT IN ('CacheMemoryContext', 'CachedPlanSource')
+              AND name NOT LIKE 'PgStat%'
+              AND NOT (name = 'ExecutorState' AND parent = 'TopTransactionContext'));
+END $$;
+SELECT distill.annotate('cqa', 'stuck', 'SELECT id, body FROM questions LIMIT 1') AS w \gset
+\set t '0.1 s'
+SELECT distill.wait(:w, :'t'::interval) AS warm_status, backend_memory() AS warm \gset
+\set t '0.3 s'
+SELECT distill.wait(:w, :'t'::interval) AS short_status, backend_memory() AS after_short \gset
+\set t '3 s'
+SELECT distill.wait(:w, :'t'::interval) AS long_status, backend_memory() AS after_long \gset
+SELECT :'short_status' AS short_wait, :'long_status' AS long_wait, :after_long = :after_short AS held_nothing;
+SELECT distill.cancel(:w);
 
 -- a training job, with its log committed as it goes
 SELECT distill.train('bg_student', 'cqa', 'step_by_step',
@@ -101,23 +133,32 @@ SELECT distill.schedule('every_second', interval '1 second', 'annotate',
 SELECT name, every, kind, args, enabled FROM distill.schedules;
 SELECT eventually($$SELECT count(*) >= 2 FROM distill.jobs j JOIN distill.schedules s ON true
                     WHERE j.args = s.args AND j.status = 'succeeded'$$) AS fired_twice;
+-- (its next run read and the schedule removed at once, so that it cannot fire in between)
+BEGIN;
+SELECT next_run AS every_second_due FROM distill.schedules WHERE name = 'every_second' FOR UPDATE \gset
 SELECT distill.unschedule('every_second');
--- a schedule whose job takes longer than its period never runs two at once
--- (each job takes 2 s: 10 new items at 200 ms, one at a time)
-SELECT distill.create_teacher('slow2', 'http://127.0.0.1:8808/faults/latency_ms=200/v1', 'palm',
-                              options => '{"concurrency": 1}');
+COMMIT;
+SELECT count(*) AS fired_before FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 5' \gset
+-- past the time it would have fired, the launcher plans and queues nothing more
+SELECT eventually(format('SELECT clock_timestamp() > %L::timestamptz', :'every_second_due')) AS past_due;
+SELECT launcher_planned() AS planned;
+SELECT count(*) = :fired_before AS stopped FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 5';
+-- a schedule whose job outlasts its period never runs two at once: while its
+-- job hangs, the launcher plans past the schedule's next run and fires
+-- nothing; once the job ends, the schedule fires again
 SELECT distill.schedule('overlapping', interval '1 second', 'annotate',
-                        '{"task": "cqa", "teacher": "slow2", "source": "SELECT id, body FROM questions ORDER BY id DESC LIMIT 10"}');
-SELECT pg_sleep(3);
-SELECT count(*) FILTER (WHERE status IN ('queued', 'running')) <= 1 AS one_at_a_time, count(*) >= 1 AS fired
-FROM distill.jobs WHERE args->>'teacher' = 'slow2';
+                        '{"task": "cqa", "teacher": "stuck", "source": "SELECT id, body FROM questions ORDER BY id DESC LIMIT 1"}');
+SELECT eventually($$SELECT count(*) = 1 FROM distill.jobs j JOIN distill.schedules s ON j.id = s.last_job
+                    WHERE s.name = 'overlapping' AND j.status = 'running'$$) AS fired;
+SELECT eventually($$SELECT next_run < clock_timestamp() FROM distill.schedules WHERE name = 'overlapping'$$) AS due_again;
+SELECT launcher_planned() AS planned;
+SELECT count(*) AS jobs, count(*) FILTER (WHERE status = 'running') AS running
+FROM distill.jobs WHERE args->>'source' LIKE '%DESC LIMIT 1';
+SELECT distill.cancel(id) FROM distill.jobs WHERE args->>'source' LIKE '%DESC LIMIT 1' AND status = 'running';
+SELECT eventually($$SELECT count(*) = 2 FROM distill.jobs WHERE args->>'source' LIKE '%DESC LIMIT 1'$$) AS fired_again;
 SELECT distill.unschedule('overlapping');
-SELECT bool_and(distill.cancel(id) IN ('cancelled', 'succeeded')) IS NOT FALSE AS stopped_the_last
-FROM distill.jobs WHERE args->>'teacher' = 'slow2' AND status IN ('queued', 'running');
-SELECT pg_sleep(0.5);
-CREATE TEMP TABLE fired AS SELECT count(*) AS n FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 5';
-SELECT pg_sleep(2);
-SELECT count(*) = (SELECT n FROM fired) AS stopped FROM distill.jobs WHERE args->>'source' LIKE '%LIMIT 5';
+SELECT count(*) AS left_running, bool_and(distill.cancel(id) = 'cancelled') AS stopped_the_last
+FROM distill.jobs WHERE args->>'source' LIKE '%DESC LIMIT 1' AND status IN ('queued', 'running');
 
 -- mistakes
 BEGIN;
@@ -143,4 +184,4 @@ DROP TABLE questions, raw_rows, bobs_secrets;
 SELECT distill.drop_task('alice_cqa');
 DELETE FROM distill.jobs WHERE owner = 'distill_alice'::regrole;
 DROP ROLE distill_alice;
-DROP FUNCTION eventually, error_of;
+DROP FUNCTION eventually, error_of, launcher_planned, backend_memory;

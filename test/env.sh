@@ -7,10 +7,12 @@
 
 DISTILL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # clang, libclang-rt-dev (libFuzzer, the sanitizer runtimes) and llvm
-# (llvm-symbolizer, for readable sanitizer reports): test/fuzz/README.md
+# (llvm-symbolizer, for readable sanitizer reports): test/fuzz/README.md.
+# perl (prove) and libipc-run-perl: the TAP tests (test/t), with the
+# PostgreSQL::Test modules of postgresql-server-dev-15.
 APT_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
               libopenblas-dev libjson-c-dev python3 postgresql-15-cron
-              clang libclang-rt-dev llvm"
+              clang libclang-rt-dev llvm perl libipc-run-perl"
 TEACHER_PORT=${DISTILL_TEACHER_PORT:-8808}
 # Debian's interpreter (package python3, which install_packages installs),
 # not a version manager's shim: a shim may not pass our signals on to the

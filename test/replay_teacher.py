@@ -13,10 +13,11 @@ than once, the first file/row wins) and serves them through two APIs:
     POST /api/chat              Ollama chat ("stream" defaults to true: NDJSON)
     GET  /health                "ok"
     GET  /stats                 JSON counters (for tests): requests; per outcome
-                                ok, unknown, echo, error, 400, 401, 404, 429, 500,
+                                ok, unknown, echo, error, 400, 401, 404, 429, 500, 503,
                                 malformed, drop, hang; connections accepted,
                                 in_flight, max_in_flight; items loaded
-    POST /stats/reset           zero the counters and the per-input attempt counts
+    POST /stats/reset           zero the counters, the per-input attempt counts and
+                                the arrivals of gather specs
 
 `--port 0` binds a free port; the startup line
 `replay teacher listening on HOST:PORT (N items)` shows the one chosen.
@@ -43,6 +44,11 @@ where <spec> is a comma-separated list of key=value (values may be %-encoded):
                     (stops early, without answering, when the client goes away
                     or the server shuts down)
     hang_s=S        how long a hang lasts (default 600)
+    gather=N        hold each request until N requests with this spec have
+                    arrived since the start or the last POST /stats/reset, so
+                    that N are in flight at once, then answer them all (later
+                    ones pass at once): a test of concurrency that needs no
+                    clock.  After hang_s seconds a held request gets 503.
     key=SECRET      require "Authorization: Bearer SECRET"; otherwise 401 with
                     an error message that echoes the presented key (on purpose:
                     the client must scrub secrets from errors it stores)
@@ -90,7 +96,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 NO_ANSWER = "I have no recorded answer for this question."
 OUTCOMES = ("ok", "unknown", "echo", "error", "400", "401", "404", "429",
-            "500", "malformed", "drop", "hang")
+            "500", "503", "malformed", "drop", "hang")
 FAULT_BUCKETS = (("p500", "500"), ("p429", "429"), ("malformed", "malformed"),
                  ("drop", "drop"), ("hang", "hang"))
 WAIT_POLL_S = 0.2
@@ -172,6 +178,7 @@ class FaultSpec:
     echo: int = 0
     pad_bytes: int = 0
     error_status: int = 0
+    gather: int = 0
 
 
 SPEC_TYPES = {f.name: f.type for f in dataclasses.fields(FaultSpec)
@@ -201,8 +208,8 @@ def check_spec(spec):
         raise BadRequest(400, "fault probabilities must be between 0 and 1")
     if sum(probabilities) > 1.0 + 1e-9:
         raise BadRequest(400, "fault probabilities must sum to at most 1")
-    if min(spec.latency_ms, spec.retry_after, spec.hang_s, spec.pad_bytes) < 0:
-        raise BadRequest(400, "latency_ms, retry_after, hang_s and pad_bytes must be >= 0")
+    if min(spec.latency_ms, spec.retry_after, spec.hang_s, spec.pad_bytes, spec.gather) < 0:
+        raise BadRequest(400, "latency_ms, retry_after, hang_s, pad_bytes and gather must be >= 0")
     if spec.echo not in (0, 1):
         raise BadRequest(400, "echo must be 0 or 1")
     if spec.error_status and not 200 <= spec.error_status <= 599:
@@ -232,6 +239,7 @@ def choose_fault(spec, u):
 class Stats:
     def __init__(self):
         self.lock = threading.Lock()
+        self.arrivals = threading.Condition(self.lock)
         self.next_id = 0
         self.in_flight = 0
         self.reset()
@@ -243,6 +251,7 @@ class Stats:
             self.connections = 0
             self.max_in_flight = self.in_flight
             self.attempts = {}
+            self.gathered = {}
 
     def record(self, outcome):
         with self.lock:
@@ -255,6 +264,18 @@ class Stats:
             n = self.attempts.get((spec_text, question), 0)
             self.attempts[(spec_text, question)] = n + 1
             return n
+
+    def arrive(self, spec_text):
+        """Count a request of a gather spec."""
+        with self.lock:
+            self.gathered[spec_text] = self.gathered.get(spec_text, 0) + 1
+            self.arrivals.notify_all()
+
+    def gathered_enough(self, spec_text, n, timeout):
+        """Whether n requests of the spec have arrived, waiting up to timeout."""
+        with self.lock:
+            return self.arrivals.wait_for(
+                lambda: self.gathered.get(spec_text, 0) >= n, timeout)
 
     def new_id(self):
         with self.lock:
@@ -508,6 +529,26 @@ class ReplayHandler(BaseHTTPRequestHandler):
                 self.server.stopping.wait(min(left, WAIT_POLL_S))
         return False
 
+    def gather(self, fmt, spec):
+        """Wait for spec.gather requests of the spec; False if answered otherwise."""
+        stats = self.server.stats
+        stats.arrive(spec.text)
+        deadline = time.monotonic() + spec.hang_s
+        while not self.server.stopping.is_set():
+            if stats.gathered_enough(spec.text, spec.gather, WAIT_POLL_S):
+                return True
+            if time.monotonic() >= deadline:
+                stats.record("503")
+                self.send_json(503, fmt.error(
+                    f"gather: fewer than {spec.gather} requests arrived in {spec.hang_s:g} s",
+                    "server_error"))
+                return False
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if readable and self.client_gone():
+                break
+        self.drop_connection()
+        return False
+
     # ---- endpoints
 
     def do_GET(self):
@@ -551,6 +592,8 @@ class ReplayHandler(BaseHTTPRequestHandler):
         spec = parse_spec(spec_text)
         if spec.latency_ms and not self.wait(spec.latency_ms / 1000.0):
             self.drop_connection()
+            return
+        if spec.gather and not self.gather(fmt, spec):
             return
         if spec.key is not None and not self.authorized(fmt, spec.key):
             return

@@ -254,7 +254,7 @@ def test_latency(port):
     start = time.monotonic()
     status, _, body = chat(port, "/faults/latency_ms=300" + OPENAI, row["input"])
     elapsed = time.monotonic() - start
-    check("latency", status == 200 and 0.3 <= elapsed < 0.6, f"{elapsed:.3f}s")
+    check("latency", status == 200 and elapsed >= 0.3, f"{elapsed:.3f}s")
     start = time.monotonic()
     status, _, _ = chat(port, "/faults/latency_ms=300,p500=1" + OLLAMA, row["input"])
     elapsed = time.monotonic() - start
@@ -461,47 +461,66 @@ def test_stats_reset(port):
           and counts["items"] == DEFAULT_ROW_COUNT, counts)
 
 
-def measure_throughput(port, clients, seconds, latency_ms=200):
-    """Requests per second from `clients` keep-alive threads over `seconds`."""
-    path = f"/faults/latency_ms={latency_ms}" + OPENAI
-    done = [0] * clients
-    errors = []
-    deadline = time.monotonic() + seconds
-
-    def worker(i):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            while time.monotonic() < deadline:
-                row = CQA_ROWS[(i * 31 + done[i]) % len(CQA_ROWS)]
-                if chat(port, path, row["input"], conn=conn)[0] == 200:
-                    done[i] += 1
-        except Exception as e:  # reported by the caller
-            errors.append(repr(e))
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(done) / (time.monotonic() - start), errors
+def wait_in_flight(port, n):
+    """Poll /stats until n requests are in flight (the poll itself is not)."""
+    deadline = time.monotonic() + 10
+    while stats(port)["in_flight"] != n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stats(port)["in_flight"] == n
 
 
-def test_throughput(port):
+def test_gather(port):
+    """gather=N holds requests until N are in flight; too few get 503."""
+    question = CQA_ROWS[13]["input"]
+    reset(port)
+    status, _, body = chat(port, "/faults/gather=2,hang_s=0.3" + OPENAI, question)
+    check("gather: too few arrive -> 503", status == 503
+          and "fewer than 2 requests" in json.loads(body)["error"]["message"], body)
+    reset(port)
+    statuses = []
+    first = threading.Thread(target=lambda: statuses.append(
+        chat(port, "/faults/gather=2" + OPENAI, question)[0]))
+    first.start()
+    held = wait_in_flight(port, 1)
+    check("gather: the first is held", held and not statuses, statuses)
+    statuses.append(chat(port, "/faults/gather=2" + OPENAI, question)[0])
+    first.join(10)
+    check("gather: the second releases both", statuses == [200, 200], statuses)
+    statuses = [chat(port, "/faults/gather=2" + OPENAI, question)[0]]
+    check("gather: later ones pass at once", statuses == [200], statuses)
+
+
+def test_many_clients(port):
+    """Clients on keep-alive connections are served at once, each on its own."""
     for clients in (16, 32):
         reset(port)
-        rate, errors = measure_throughput(port, clients, 2.5)
-        bound = clients / 0.2
-        print(f"throughput: {rate:.1f} req/s with {clients} keep-alive clients at "
-              f"latency_ms=200 (bound {bound:.0f})")
+        path = f"/faults/gather={clients}" + OPENAI
+        done = [0] * clients
+        errors = []
+
+        def worker(i):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                for k in range(3):
+                    row = CQA_ROWS[(i * 31 + k) % len(CQA_ROWS)]
+                    if chat(port, path, row["input"], conn=conn)[0] == 200:
+                        done[i] += 1
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         counts = stats(port)  # on one more connection
-        check(f"throughput {clients} clients", rate >= 0.9 * bound and not errors,
-              f"{rate:.1f} req/s {errors[:3]}")
-        check(f"throughput {clients} connections reused",
-              counts["connections"] == clients + 1
-              and counts["max_in_flight"] == clients, counts)
+        check(f"{clients} clients served at once",
+              sum(done) == 3 * clients and not errors
+              and counts["max_in_flight"] == clients, f"{sum(done)} {errors[:3]} {counts}")
+        check(f"{clients} clients' connections reused",
+              counts["connections"] == clients + 1, counts)
 
 
 def test_data_files_and_sigint():
@@ -531,11 +550,12 @@ def check_data_files_and_sigint(server, row):
     hanging = threading.Thread(target=outcome_of, args=(
         server.port, "/faults/hang=1" + OPENAI, row["input"]))
     hanging.start()
-    time.sleep(0.3)
+    check("a hang begins", wait_in_flight(server.port, 1))
+    # a hang lasts 600 s: stop() kills a server still running after 5 s
     rc, took = server.stop(signal.SIGINT)
     hanging.join(5)
     check("SIGINT stops cleanly during a hang",
-          rc == 0 and took < 2 and not hanging.is_alive(), f"rc={rc} {took:.2f}s")
+          rc == 0 and not hanging.is_alive(), f"rc={rc} {took:.2f}s")
     check("verbose logs requests", "POST /v1/chat/completions" in server.error_output())
 
 
@@ -544,7 +564,7 @@ TESTS = [test_health, test_openai_exact, test_substring_fallback,
          test_ollama_non_streaming, test_ollama_streaming, test_latency, test_p500,
          test_p429, test_malformed, test_drop, test_hang, test_api_key,
          test_echo, test_pad_bytes, test_error_status, test_bad_spec, test_deterministic_faults, test_fault_buckets,
-         test_keep_alive, test_stats_reset, test_throughput]
+         test_keep_alive, test_stats_reset, test_gather, test_many_clients]
 
 
 def run(test, *args):
@@ -564,12 +584,13 @@ def main():
         hanging = threading.Thread(target=outcome_of, args=(
             server.port, "/faults/hang=1" + OLLAMA, CQA_ROWS[0]["input"]))
         hanging.start()
-        time.sleep(0.3)
+        check("a hang begins", wait_in_flight(server.port, 1))
     finally:
+        # a hang lasts 600 s: stop() kills a server still running after 5 s
         rc, took = server.stop(signal.SIGTERM)
     hanging.join(5)
     check("SIGTERM stops cleanly during a hang",
-          rc == 0 and took < 2 and not hanging.is_alive(), f"rc={rc} {took:.2f}s")
+          rc == 0 and not hanging.is_alive(), f"rc={rc} {took:.2f}s")
     check("quiet without --verbose", server.error_output() == "", server.error_output())
     run(test_data_files_and_sigint)
     print(f"replay_teacher: {results['passed']} passed, {results['failed']} failed")

@@ -1,8 +1,9 @@
 /*
  * test_model.c - the student transformer: gradients against finite
  * differences, op by op and end to end; overfitting a few examples;
- * prediction against the training forward; determinism; serialization;
- * and a speed figure for information.
+ * prediction against the training forward; determinism; serialization.
+ * Speed figures are benchmarks: bench/train (training) and bench/units
+ * (one row's prediction).
  *
  * Gradient checks compare the analytic gradient a with central differences
  * n = (f(x + eps) - f(x - eps)) / 2 eps of the float forward, and report
@@ -13,7 +14,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/crc32c.h"
 #include "core/model.h"
@@ -55,15 +55,6 @@ random_array(size_t n, float scale)
 	for (size_t i = 0; i < n; i++)
 		x[i] = uniform(-scale, scale);
 	return x;
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /*
@@ -1341,97 +1332,9 @@ test_serialization(void)
 	model_free(m);
 }
 
-/* ---------------------------------------------------------------- */
-/* Speed, for information */
-
-static void
-bench(int threads)
-{
-	enum
-	{
-		B = 32, T = 128, P = 64, V = 4096
-	};
-	ModelConfig c;
-	Model	   *m;
-	int32_t    *tokens = malloc(B * T * sizeof(int32_t));
-	int32_t		lengths[B],
-				prefix[B];
-	float	   *weights = calloc(B * T, sizeof(float));
-	ModelBatch	batch = {B, T, tokens, lengths, prefix, weights, NULL};
-	double		flops,
-				t0,
-				seconds;
-	int			d,
-				ff,
-				hd;
-
-	model_config_default(&c, V, 256, 4, 4);
-	c.max_seq_len = T;
-	d = c.d_model;
-	ff = c.d_ff;
-	hd = d / c.n_heads;
-	m = new_model(&c, 1, B, T);
-	for (int i = 0; i < B * T; i++)
-	{
-		tokens[i] = random_int(V);
-		weights[i] = i % T >= P ? 1.0f / (B * (T - P)) : 0.0f;
-	}
-	for (int b = 0; b < B; b++)
-	{
-		lengths[b] = T;
-		prefix[b] = P;
-	}
-	/* matrix FLOPs: linear layers, attention (both products), head; x3 with backward */
-	flops = 2.0 * B * T * c.n_layers * ((double) d * 3 * d + d * d + 3.0 * d * ff)
-		+ 4.0 * B * c.n_heads * (double) T * T * hd * c.n_layers
-		+ 2.0 * B * (T - P) * (double) d * V;
-	flops *= 3.0;
-
-	model_set_threads(threads);
-	model_zero_grad(m);
-	model_forward(m, &batch, true);		/* warm up */
-	model_backward(m);
-	t0 = now();
-	model_forward(m, &batch, true);
-	model_backward(m);
-	seconds = now() - t0;
-	printf("  speed, %d thread%s: d_model 256, 4 layers, %d x %d tokens: "
-		   "forward+backward %.3f s, %.0f tokens/s, %.1f GFLOP/s\n",
-		   threads, threads > 1 ? "s" : " ", B, T, seconds, B * T / seconds,
-		   flops / seconds * 1e-9);
-
-	/* prediction of one row: 3 labels of 2 tokens, or 16 tokens decoded */
-	{
-		int32_t		labels[3][2] = {{5, 1}, {6, 1}, {7, 1}};
-		const int32_t *cands[3] = {labels[0], labels[1], labels[2]};
-		int			lens[3] = {2, 2, 2};
-		double		scores[3];
-		int32_t		out[16];
-		double		score_ms,
-					decode_ms;
-
-		t0 = now();
-		for (int r = 0; r < 10; r++)
-			model_score_candidates(m, tokens, P, cands, lens, 3, scores, NULL);
-		score_ms = (now() - t0) * 100.0;
-		t0 = now();
-		model_generate_greedy(m, tokens, P, 16, -1, out, NULL, NULL);
-		decode_ms = (now() - t0) * 1000.0;
-		printf("  prediction, %d thread%s: %d-token prefix, 3 labels scored %.2f ms, "
-			   "16 tokens decoded %.2f ms\n", threads, threads > 1 ? "s" : " ",
-			   P, score_ms, decode_ms);
-	}
-	model_set_threads(1);
-	model_free(m);
-	free(tokens);
-	free(weights);
-}
-
 int
-main(int argc, char **argv)
+main(void)
 {
-	bool		quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-
 	model_set_threads(1);
 	test_simple_op_gradients();
 	test_exp_accuracy();
@@ -1447,10 +1350,5 @@ main(int argc, char **argv)
 	test_determinism();
 	test_serialization();
 	test_overfit();
-	if (!quick)
-	{
-		bench(1);
-		bench(2);
-	}
 	return unit_summary("model");
 }

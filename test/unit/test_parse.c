@@ -2,10 +2,11 @@
  * test_parse.c - the teacher prompt and the parsing of teacher replies.
  *
  * Besides the rules one by one, this parses every real PaLM reply in
- * ../shared/data (or, when that is absent, the fixtures in test/data) and
- * checks the results against the paper's reference parse stored with each
- * row: teacher_label for CommonsenseQA, the gold equation's value for SVAMP.
- * Run from the repository root.
+ * ../shared/data and checks the results against the paper's reference parse
+ * stored with each row: teacher_label for CommonsenseQA, the gold equation's
+ * value for SVAMP.  The data must be there (the CI copies it next to the
+ * clone): a missing or shortened file is a failure, not a skip.  Run from
+ * the repository root.
  */
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -434,16 +435,6 @@ pct(int n, int d)
 	return d > 0 ? 100.0 * n / d : 0.0;
 }
 
-static bool
-file_exists(const char *path)
-{
-	FILE	   *fp = fopen(path, "r");
-
-	if (fp != NULL)
-		fclose(fp);
-	return fp != NULL;
-}
-
 static void
 report_cqa(const char *what, const CqaFigures *f)
 {
@@ -486,15 +477,27 @@ add_cqa(CqaFigures *sum, const CqaFigures *f)
 	sum->last.wrong += f->last.wrong;
 }
 
-/* Read the files of ../shared/data; false when one is missing. */
-static bool
-read_shared_data(CqaFigures *cqa_train, CqaFigures *cqa_test,
-				 SvampFigures *svamp_train, SvampFigures *svamp_test)
+/*
+ * The files of ../shared/data and their row counts: every row is checked, so
+ * a file that is missing or holds fewer rows fails here, by name.
+ */
+#define SHARED_DATA "../shared/data/"
+#define CQA_TRAIN_ROWS 9741
+#define CQA_TEST_ROWS 1221
+#define SVAMP_TRAIN_ROWS 800
+#define SVAMP_TEST_ROWS 200
+
+static void
+read_file(const char *name, void (*check) (json_object *, void *), void *figures,
+		  const int *rows, int expected)
 {
-	return for_each_row("../shared/data/cqa_train.jsonl", cqa_check, cqa_train) &&
-		for_each_row("../shared/data/cqa_test.jsonl", cqa_check, cqa_test) &&
-		for_each_row("../shared/data/svamp_train.jsonl", svamp_check, svamp_train) &&
-		for_each_row("../shared/data/svamp_test.jsonl", svamp_check, svamp_test);
+	char		path[256];
+
+	snprintf(path, sizeof(path), SHARED_DATA "%s", name);
+	CHECKF(for_each_row(path, check, figures),
+		   "cannot read %s: the teacher replies of ../shared/data are needed "
+		   "(run from the repository root, with ../shared next to the clone)", path);
+	CHECKF(*rows == expected, "%s: %d rows checked, expected %d", path, *rows, expected);
 }
 
 /*
@@ -505,7 +508,7 @@ read_shared_data(CqaFigures *cqa_train, CqaFigures *cqa_test,
  * is the next step of the pipeline and is reported, not asserted.
  *
  * SVAMP: our answer must evaluate to the gold value at least as often as
- * teacher_label does.
+ * teacher_label does, which is right on some rows of each split.
  */
 static void
 test_real_replies(void)
@@ -515,47 +518,29 @@ test_real_replies(void)
 	CqaFigures	cqa = {0};
 	SvampFigures svamp_train = {0};
 	SvampFigures svamp_test = {0};
-	bool		shared = file_exists("../shared/data/cqa_train.jsonl");
-	bool		read_all;
 
-	if (shared)
-		read_all = read_shared_data(&cqa_train, &cqa_test, &svamp_train, &svamp_test);
-	else
-	{
-		printf("../shared/data is absent: using the fixtures in test/data\n");
-		read_all = for_each_row("test/data/cqa_sample.jsonl", cqa_check, &cqa_test) &&
-			for_each_row("test/data/svamp_sample.jsonl", svamp_check, &svamp_test);
-	}
+	read_file("cqa_train.jsonl", cqa_check, &cqa_train, &cqa_train.rows, CQA_TRAIN_ROWS);
+	read_file("cqa_test.jsonl", cqa_check, &cqa_test, &cqa_test.rows, CQA_TEST_ROWS);
+	read_file("svamp_train.jsonl", svamp_check, &svamp_train, &svamp_train.rows,
+			  SVAMP_TRAIN_ROWS);
+	read_file("svamp_test.jsonl", svamp_check, &svamp_test, &svamp_test.rows,
+			  SVAMP_TEST_ROWS);
 	add_cqa(&cqa, &cqa_train);
 	add_cqa(&cqa, &cqa_test);
-	if (!read_all || cqa.rows == 0 || svamp_test.rows == 0)
-	{
-		CHECKF(false, "cannot read the teacher replies in ../shared/data nor in "
-			   "test/data (run from the repository root)");
-		return;
-	}
 
-	if (shared)
-	{
-		report_cqa("cqa train", &cqa_train);
-		report_cqa("cqa test", &cqa_test);
-		report_cqa("cqa train+test", &cqa);
-		report_run_on("cqa train+test", &cqa);
-		report_svamp("svamp train", &svamp_train);
-		report_svamp("svamp test", &svamp_test);
-	}
-	else
-	{
-		report_cqa("cqa sample", &cqa);
-		report_run_on("cqa sample", &cqa);
-		report_svamp("svamp sample", &svamp_test);
-	}
+	report_cqa("cqa train", &cqa_train);
+	report_cqa("cqa test", &cqa_test);
+	report_cqa("cqa train+test", &cqa);
+	report_run_on("cqa train+test", &cqa);
+	report_svamp("svamp train", &svamp_train);
+	report_svamp("svamp test", &svamp_test);
 
-	CHECKF(cqa.agree >= 0.995 * cqa.rows, "cqa agreement %d/%d", cqa.agree, cqa.rows);
-	CHECKF(svamp_test.ours >= svamp_test.reference, "svamp test: ours %d < reference %d",
-		   svamp_test.ours, svamp_test.reference);
-	CHECKF(svamp_train.ours >= svamp_train.reference, "svamp train: ours %d < reference %d",
-		   svamp_train.ours, svamp_train.reference);
+	CHECKF(cqa.rows > 0 && cqa.agree >= 0.995 * cqa.rows, "cqa agreement %d/%d",
+		   cqa.agree, cqa.rows);
+	CHECKF(svamp_test.reference > 0 && svamp_test.ours >= svamp_test.reference,
+		   "svamp test: ours %d, reference %d", svamp_test.ours, svamp_test.reference);
+	CHECKF(svamp_train.reference > 0 && svamp_train.ours >= svamp_train.reference,
+		   "svamp train: ours %d, reference %d", svamp_train.ours, svamp_train.reference);
 }
 
 int

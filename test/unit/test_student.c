@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/crc32c.h"
@@ -180,6 +179,8 @@ train(const StudentParams *params, const StudentExample *rows, int n,
 		return NULL;
 	run_trainer(t, &steps, &epochs, &label_loss, &rationale_loss);
 	s = trainer_take_best(t);
+	CHECKF(s != NULL, "no student after training: %s",
+		   trainer_error(t) ? trainer_error(t)->message : "(no error)");
 	trainer_free(t);
 	return s;
 }
@@ -190,14 +191,6 @@ same_bytes(const void *a, size_t na, const void *b, size_t nb)
 	return na == nb && memcmp(a, b, na) == 0;
 }
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---------------------------------------------------------------- */
 /* Parameters */
@@ -899,6 +892,7 @@ test_micro_batches(void)
 		CHECK(trainer_advance(t, &prog) == TRAIN_STEP);
 		loss[i] = prog.label_loss + prog.rationale_loss;
 		s[i] = trainer_take_best(t);
+		CHECK(s[i] != NULL);
 		trainer_free(t);
 	}
 	CHECKF(micro[0] == 32 && micro[1] > 1 && micro[1] < 16,
@@ -919,7 +913,7 @@ test_micro_batches(void)
 }
 
 /* ---------------------------------------------------------------- */
-/* Freeing mid-way, speed */
+/* Freeing mid-way */
 
 static void
 test_free_midway(void)
@@ -1338,42 +1332,6 @@ test_memory_mb(void)
 		   strstr(err.message, "of memory_mb, not 16") != NULL, "%s", err.message);
 }
 
-static void
-report_speed(int threads, double lambda)
-{
-	StudentParams p;
-	StudentTrainer *t;
-	TrainProgress prog;
-	Synthetic	data = make_synthetic(200, 24, false);
-	CoreError	err = {0};
-	double		start,
-				seconds;
-
-	student_params_default(&p);
-	p.d_model = 128;
-	p.n_layers = 2;
-	p.epochs = 1;
-	p.validation_fraction = 0.0;
-	p.rationale_weight = lambda;
-	model_set_threads(threads);
-	t = trainer_create(&p, data.rows, 200, kinds, 3, NULL, &err);
-	CHECKF(t != NULL, "%s", err.message);
-	if (t != NULL)
-	{
-		start = now();
-		while (trainer_advance(t, &prog) != TRAIN_EPOCH)
-			;
-		seconds = now() - start;
-		printf("  speed (d_model 128, 2 layers, batch 32, %s, %d thread%s): "
-			   "%.0f examples/s, %.0f tokens/s\n",
-			   lambda > 0 ? "with rationales" : "labels only", threads,
-			   threads > 1 ? "s" : "", 200 / seconds, prog.tokens_per_second);
-	}
-	trainer_free(t);
-	free_synthetic(&data);
-	model_set_threads(1);
-}
-
 /* Validation by the label set, by per-row choices and by decoding. */
 static void
 test_validation_modes(int epochs)
@@ -1467,8 +1425,5 @@ main(int argc, char **argv)
 	test_determinism();
 	test_micro_batches();
 	test_validation_modes(6);
-	report_speed(1, 1.0);
-	report_speed(1, 0.0);
-	report_speed(2, 1.0);
 	return unit_summary("student");
 }

@@ -6,7 +6,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::Bin;
-use DistillNode;
+use DistillTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -14,7 +14,7 @@ my @tables = qw(teachers tasks annotations jobs schedules models training_log
   deployments evaluations);
 my @sequences = qw(jobs_id_seq models_id_seq deployments_id_seq evaluations_id_seq);
 
-my $node = distill_node('backup', 'source');
+my $node = new_node('backup');
 $node->safe_psql('postgres', 'CREATE DATABASE source');
 fill_database($node, 'source');
 

@@ -1,36 +1,64 @@
-# DistillNode - what distill's TAP tests share: a PostgreSQL::Test::Cluster
-# node with distill preloaded, and a database filled with a bit of
-# everything distill keeps (teacher, task, annotations, two model
-# versions and a deployment, a schedule, jobs, an evaluation).
-package DistillNode;
+# DistillTest.pm - what the TAP tests of test/t share (test/t/README.md).
+package DistillTest;
 
 use strict;
 use warnings;
-
+use Exporter 'import';
 use FindBin;
+use HTTP::Tiny;
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
-use Exporter 'import';
+use Test::More;
 
-our @EXPORT = qw(distill_node fill_database table_rows predictions);
+our @EXPORT = qw(new_node teacher_url teacher_stats wait_for_teacher
+  fill_database table_rows predictions);
 
-# The replay teacher that test/run.sh starts, and the repository's root.
-my $teacher_port = $ENV{DISTILL_TEACHER_PORT} // 8808;
-my $root = "$FindBin::Bin/../..";
-
-# A started node whose launcher serves database $jobs_db.
-sub distill_node
+# The replay teacher test/run.sh started (test/env.sh: DISTILL_TEACHER_PORT).
+sub teacher_url
 {
-	my ($name, $jobs_db) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $port = $ENV{DISTILL_TEACHER_PORT} || 8808;
+	return "http://127.0.0.1:$port";
+}
 
-	$node->init;
+# Its GET /stats, decoded.
+sub teacher_stats
+{
+	my $reply = HTTP::Tiny->new(timeout => 10)->get(teacher_url() . '/stats');
+	die "replay teacher: $reply->{status} $reply->{content}" unless $reply->{success};
+	return decode_json($reply->{content});
+}
+
+# Poll /stats until $test->($stats) holds; false after the framework's timeout.
+sub wait_for_teacher
+{
+	my ($test) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		return 1 if $test->(teacher_stats());
+		select(undef, undef, undef, 0.1);
+	}
+	return 0;
+}
+
+# A cluster with distill (and whatever else is asked for) preloaded, started,
+# with the extension created in database postgres, where its jobs run.
+sub new_node
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $preload = $opts{preload} // 'distill';
+
+	$node->init(%{ $opts{init} // {} });
 	$node->append_conf('postgresql.conf', <<"CONF");
-shared_preload_libraries = 'distill'
-distill.database = '$jobs_db'
-fsync = off
+shared_preload_libraries = '$preload'
+distill.database = 'postgres'
+max_worker_processes = 16
 CONF
+	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
 	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION distill');
 	return $node;
 }
 
@@ -45,12 +73,12 @@ sub fill_database
 	$node->safe_psql($db, <<"SQL");
 CREATE EXTENSION IF NOT EXISTS distill;
 CREATE TABLE raw_rows (doc jsonb);
-\\copy raw_rows FROM '$root/test/data/cqa_sample.jsonl' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')
+\\copy raw_rows FROM '$FindBin::Bin/../data/cqa_sample.jsonl' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')
 CREATE TABLE cqa AS
     SELECT doc->>'id' AS id, doc->>'input' AS input,
            ARRAY(SELECT jsonb_array_elements_text(doc->'choices')) AS choices
     FROM raw_rows ORDER BY doc->>'id' LIMIT 40;
-SELECT distill.create_teacher('replay', 'http://127.0.0.1:$teacher_port/v1', 'palm',
+SELECT distill.create_teacher('replay', '@{[ teacher_url() ]}/v1', 'palm',
                               api_key_env => 'DISTILL_TEST_KEY');
 SELECT distill.create_task('cqa', 'Answer the question.');
 SET client_min_messages = warning;

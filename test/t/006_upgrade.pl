@@ -7,7 +7,7 @@ use warnings;
 
 use FindBin;
 use lib $FindBin::Bin;
-use DistillNode;
+use DistillTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -15,7 +15,7 @@ my $oldest = '0.1.0';
 my ($newest) = slurp_file("$FindBin::Bin/../../distill.control") =~ /default_version = '([^']+)'/;
 my @old_tables = qw(teachers tasks annotations jobs schedules models training_log);
 
-my $node = distill_node('upgrade', 'postgres');
+my $node = new_node('upgrade');
 
 # The rows: made by the newest version in a database of its own (the
 # library installed now is the newest), copied into one of the oldest
