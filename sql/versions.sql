@@ -146,3 +146,5 @@ SELECT count(*) AS deployments_left FROM distill.deployments WHERE model = 'judg
 SELECT distill.drop_model('single');
 SELECT distill.drop_model('unvalidated');
 SELECT distill.drop_task('mood', cascade => true);
+DROP TABLE notes, v1_answers;
+DROP FUNCTION train_version, eventually, error_of, launcher_planned;

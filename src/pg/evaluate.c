@@ -210,7 +210,12 @@ evaluate_source(const CachedModel *model, const char *query, bool equation,
 		}
 		SPI_freetuptable(SPI_tuptable);
 		if (run != NULL)
-			job_progress(run, 0.0, psprintf(INT64_FORMAT " rows evaluated", tally->n));
+		{
+			char		message[64];
+
+			snprintf(message, sizeof(message), INT64_FORMAT " rows evaluated", tally->n);
+			job_progress(run, 0.0, message);
+		}
 	}
 	close_source(cursor);
 	MemoryContextDelete(row_memory);
