@@ -8,26 +8,10 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define N 1536
 #define RUNS 7
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int
-compare(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
 
 int
 main(void)
@@ -50,8 +34,7 @@ main(void)
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1, a, N, b, N, 0, c, N);
 		gflops[r] = 2.0 * N * N * N / (now() - t0) / 1e9;
 	}
-	qsort(gflops, RUNS, sizeof(double), compare);
-	printf("%.1f\n", gflops[RUNS / 2]);
+	printf("%.1f\n", median(gflops, RUNS));
 	free(a);
 	free(b);
 	free(c);

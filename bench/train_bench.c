@@ -29,6 +29,8 @@
 #include "core/optim.h"
 #include "core/util.h"
 
+#include "bench.h"
+
 /* Shape of the benchmark: the model besides d_model, the batch, repetitions. */
 typedef struct BenchParams
 {
@@ -91,32 +93,6 @@ read_params(void)
 	if (p.steps < 1 || p.peak_reps < 1 || p.seq_len < 2 || p.batch_size < 1)
 		die("STEPS, PEAK_REPS and BENCH_BATCH must be >= 1, BENCH_SEQ >= 2");
 	return p;
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int
-compare_doubles(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* Median of x[0..n-1], which it sorts. */
-static double
-median(double *x, int n)
-{
-	qsort(x, n, sizeof(double), compare_doubles);
-	return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 static void *

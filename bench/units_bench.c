@@ -23,34 +23,11 @@
 #include "core/model.h"
 #include "core/tokenizer.h"
 
+#include "bench.h"
+
 #define CQA_PATH "../shared/data/cqa_train.jsonl"
 #define TRAIN_BYTES (5 << 20)
 #define MAX_REPEAT 64
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* The lines of the corpus, in one buffer. */
 typedef struct Corpus

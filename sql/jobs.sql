@@ -61,18 +61,6 @@ SELECT distill.cancel(:a), distill.cancel(:b);
 -- about 3 polls and after one of about 30, hold the same number of bytes
 -- (a first wait warms up; the waits are as long as their timeouts because
 -- the job never ends, and the same statement text runs each time)
--- (the backend's memory contexts but the catalog and plan caches and the
--- statistics, which other sessions' work grows and shrinks at any time)
--- (in PL/pgSQL, whose calls keep nothing, less its own executor state for
--- simple expressions, which lives through the transaction; an SQL
--- function's calls keep some memory)
-CREATE FUNCTION backend_memory() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    RETURN (SELECT sum(total_bytes) FROM pg_backend_memory_contexts
-            WHERE name <> 'CacheMemoryContext' AND parent NOT IN ('CacheMemoryContext', 'CachedPlanSource')
-              AND name NOT LIKE 'PgStat%'
-              AND NOT (name = 'ExecutorState' AND parent = 'TopTransactionContext'));
-END $$;
 SELECT distill.annotate('cqa', 'stuck', 'SELECT id, body FROM questions LIMIT 1') AS w \gset
 \set t '0.1 s'
 SELECT distill.wait(:w, :'t'::interval) AS warm_status, backend_memory() AS warm \gset

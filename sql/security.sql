@@ -324,4 +324,4 @@ SELECT distill.drop_teacher('palm', cascade => true);
 SELECT distill.drop_teacher('slow', cascade => true);
 DROP TABLE questions, raw_rows;
 DROP ROLE distill_victim, distill_mallory, distill_team, distill_outsider;
-DROP FUNCTION eventually, error_of, launcher_planned;
+DROP FUNCTION eventually, error_of, launcher_planned, backend_memory;

@@ -1,5 +1,6 @@
 -- distill.train, the models table, prediction, the model cache, evaluation
 \set SHOW_CONTEXT never
+\i test/helpers.psql
 
 -- jobs before this test's (other tests share the database)
 SELECT coalesce(max(id), 0) AS jobs_before FROM distill.jobs \gset
@@ -189,18 +190,6 @@ SELECT distill_predict('foreign', 'x');
 -- the model into the cache, compiled backend_memory()), the backend's
 -- memory contexts hold the same number of bytes after each of 12,000 calls
 -- in one query (a few bytes kept a call would take a new block)
--- (the backend's memory contexts but the catalog and plan caches and the
--- statistics, which other sessions' work grows and shrinks at any time)
--- (in PL/pgSQL, whose calls keep nothing, less its own executor state for
--- simple expressions, which lives through the transaction; an SQL
--- function's calls keep some memory)
-CREATE FUNCTION backend_memory() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    RETURN (SELECT sum(total_bytes) FROM pg_backend_memory_contexts
-            WHERE name <> 'CacheMemoryContext' AND parent NOT IN ('CacheMemoryContext', 'CachedPlanSource')
-              AND name NOT LIKE 'PgStat%'
-              AND NOT (name = 'ExecutorState' AND parent = 'TopTransactionContext'));
-END $$;
 SELECT count(*) AS warm_up FROM (SELECT distill_predict('critic', body), backend_memory() FROM reviews) s;
 -- (LATERAL: the rounds one after the other, each over the reviews in order)
 -- (min and max, whose states take no memory, unlike a count(DISTINCT)'s sort)
@@ -248,4 +237,4 @@ SELECT count(*) FROM distill.training_log;
 SELECT distill.drop_task('sentiment');
 SELECT distill.drop_task('sums');
 DROP TABLE reviews, serial_answers, before_retrain;
-DROP FUNCTION backend_memory, cancelled_train;
+DROP FUNCTION backend_memory, cancelled_train, eventually, error_of, launcher_planned;

@@ -147,4 +147,4 @@ SELECT distill.drop_model('single');
 SELECT distill.drop_model('unvalidated');
 SELECT distill.drop_task('mood', cascade => true);
 DROP TABLE notes, v1_answers;
-DROP FUNCTION train_version, eventually, error_of, launcher_planned;
+DROP FUNCTION train_version, eventually, error_of, launcher_planned, backend_memory;

@@ -111,9 +111,23 @@ trim(bool keep_pinned)
 	}
 }
 
+/* After an error, no job holds a model any more (see hold_model). */
+static void
+release_held_models(void)
+{
+	HASH_SEQ_STATUS scan;
+	CachedModel *entry;
+
+	hash_seq_init(&scan, cache());
+	while ((entry = hash_seq_search(&scan)) != NULL)
+		entry->held = false;
+}
+
 static void
 trim_at_transaction_end(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		release_held_models();
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
@@ -364,7 +378,8 @@ cached_model_version(const CachedModel *model)
 
 /*
  * A background job commits as it goes, and the end of each transaction
- * trims the cache: a model held stays, whatever the cache's bound.
+ * trims the cache: a model held stays, whatever the cache's bound, until
+ * it is let go or a transaction aborts.
  */
 void
 hold_model(CachedModel *model, bool held)
