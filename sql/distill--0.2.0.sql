@@ -9,10 +9,10 @@
 --   tables and call its functions.  Nobody but the extension's owner may
 --   write the tables directly: every change goes through a function.
 -- * Each task, annotation, model, training log row, deployment, evaluation,
---   job and schedule has an owner, set by the server to the role calling the function that made it
---   (current_user), which no user can choose or change.  A role sees the
---   rows of the roles whose privileges it has (row-level security), and
---   only those.  A job runs as its owner.
+--   job and schedule has an owner, set by the server to the role calling
+--   the function that made it (current_user), which no user can choose or
+--   change.  A role sees the rows of the roles whose privileges it has
+--   (row-level security), and only those.  A job runs as its owner.
 -- * Teachers hold an endpoint and the name of an environment variable whose
 --   value is sent there: only the extension's owner, and roles it grants
 --   EXECUTE on create_teacher to, may create them.
