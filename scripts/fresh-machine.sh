@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's two commands, each on a bare Debian 12 machine: a fresh
 # `debootstrap --variant=minbase bookworm` chroot per command, as root, with
-# this checkout (its committed files) copied in.  Each command runs first on
-# its machine, as it would for a newcomer who starts with either.
+# this checkout (its committed files) copied into /root, and ../shared
+# beside it.  Each command runs first on its machine, as it would for a
+# newcomer who starts with either.
 #
 #   bash scripts/fresh-machine.sh            # both commands
 #   bash scripts/fresh-machine.sh demo       # bash scripts/demo.sh only
@@ -49,6 +50,9 @@ new_machine() {
 	chmod 755 "$root/usr/sbin/policy-rc.d"
 	mkdir -p "$root/root/distill"
 	git archive HEAD | tar -x -C "$root/root/distill"
+	# the project's data and models, next to the clone as on CI's machine
+	[ -d ../shared ] && cp -r ../shared "$root/root/shared"
+	return 0
 }
 
 # Run one of the commands on a new machine, its output also in $WORK/<name>.log.

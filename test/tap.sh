@@ -17,16 +17,20 @@ chmod 755 "$work"
 [ "$(id -u)" = 0 ] && chown postgres: "$work"
 trap 'rm -rf "$work"' EXIT
 [ $# -gt 0 ] || set -- test/t/*.pl
+# The postgres user may not read the checkout (a clone in /root), so the
+# tests and their data are copied to $work, which it owns.
+mkdir -p "$work/test"
+cp -r "$DISTILL_ROOT/test/t" "$DISTILL_ROOT/test/data" "$work/test/"
+[ "$(id -u)" = 0 ] && chown -R postgres: "$work/test"
 tests=()
 for t in "$@"; do
-	case $t in /*) tests+=("$t") ;; *) tests+=("$DISTILL_ROOT/$t") ;; esac
+	tests+=("$work/test/t/$(basename "$t")")
 done
-# (as_pg runs from /; the postgres user reads the tests here and writes
-# only to $work)
+# (as_pg runs from /, and writes only to $work)
 as_pg env PATH="$(pg_config --bindir):$PATH" TESTDIR="$work" \
 	PG_REGRESS="$src/test/regress/pg_regress" \
 	DISTILL_TEACHER_PORT="$TEACHER_PORT" \
-	prove -v -I "$src/test/perl" -I "$DISTILL_ROOT/test/t" "${tests[@]}"
+	prove -v -I "$src/test/perl" -I "$work/test/t" "${tests[@]}"
 status=$?
 # the servers' logs of failed tests
 if [ "$status" != 0 ]; then

@@ -12,10 +12,11 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $oldest = '0.1.0';
-my ($newest) = slurp_file("$FindBin::Bin/../../distill.control") =~ /default_version = '([^']+)'/;
 my @old_tables = qw(teachers tasks annotations jobs schedules models training_log);
 
 my $node = new_node('upgrade');
+my $newest = $node->safe_psql('postgres',
+	"SELECT default_version FROM pg_available_extensions WHERE name = 'distill'");
 
 # The rows: made by the newest version in a database of its own (the
 # library installed now is the newest), copied into one of the oldest
