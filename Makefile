@@ -61,7 +61,7 @@ build/unit/obj/%.o: src/%.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -c $< -o $@
 
-build/unit/%: test/unit/%.c $(UNIT_OBJS) test/unit/unit.h
+build/unit/%: test/unit/%.c $(UNIT_OBJS) test/unit/unit.h test/unit/corpus.h
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $< $(UNIT_OBJS) $(UNIT_LIBS) -o $@
 
@@ -93,7 +93,7 @@ SAN_UNIT_OBJS  = $(patsubst src/%.c,build/unit-asan/obj/%.o,$(CORE_SRCS) $(TEACH
 build/unit-asan/obj/%.o: src/%.c $(wildcard src/*/*.h)
 	$(call san_compile,)
 
-build/unit-asan/%: test/unit/%.c $(SAN_UNIT_OBJS) test/unit/unit.h
+build/unit-asan/%: test/unit/%.c $(SAN_UNIT_OBJS) test/unit/unit.h test/unit/corpus.h
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(SAN_CFLAGS) $< $(SAN_UNIT_OBJS) $(UNIT_LIBS) -o $@
 

@@ -24,56 +24,11 @@
 #include "core/tokenizer.h"
 
 #include "bench.h"
+#include "../test/unit/corpus.h"
 
 #define CQA_PATH "../shared/data/cqa_train.jsonl"
 #define TRAIN_BYTES (5 << 20)
 #define MAX_REPEAT 64
-
-/* The lines of the corpus, in one buffer. */
-typedef struct Corpus
-{
-	char	   *buf;
-	const char **texts;
-	size_t	   *lens;
-	size_t		n;
-	size_t		bytes;
-} Corpus;
-
-static bool
-load_corpus(Corpus *c)
-{
-	FILE	   *f = fopen(CQA_PATH, "rb");
-	long		size;
-	size_t		cap = 1024;
-
-	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) <= 0)
-		return false;
-	rewind(f);
-	c->buf = malloc(size);
-	if (fread(c->buf, 1, size, f) != (size_t) size)
-		return false;
-	fclose(f);
-	c->texts = malloc(cap * sizeof(char *));
-	c->lens = malloc(cap * sizeof(size_t));
-	c->n = c->bytes = 0;
-	for (size_t i = 0; i < (size_t) size;)
-	{
-		char	   *nl = memchr(c->buf + i, '\n', size - i);
-		size_t		end = nl ? (size_t) (nl - c->buf) : (size_t) size;
-
-		if (c->n == cap)
-		{
-			cap *= 2;
-			c->texts = realloc(c->texts, cap * sizeof(char *));
-			c->lens = realloc(c->lens, cap * sizeof(size_t));
-		}
-		c->texts[c->n] = c->buf + i;
-		c->lens[c->n++] = end - i;
-		c->bytes += end - i;
-		i = end + 1;
-	}
-	return c->n > 0;
-}
 
 static int
 bench_tokenizer(int repeat)
@@ -87,7 +42,7 @@ bench_tokenizer(int repeat)
 	Tokenizer  *t = NULL;
 	CoreError	err = {0};
 
-	if (!load_corpus(&c))
+	if (!corpus_load_file(&c, CQA_PATH) || c.n == 0)
 	{
 		fprintf(stderr, "cannot read %s (run from the repository root)\n", CQA_PATH);
 		return 1;
@@ -131,9 +86,7 @@ bench_tokenizer(int repeat)
 			   c.bytes, tokens, s, tokens / s / 1e6, c.bytes / s / 1e6);
 	}
 	tok_free(t);
-	free(c.buf);
-	free(c.texts);
-	free(c.lens);
+	corpus_free(&c);
 	return 0;
 }
 

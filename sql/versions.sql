@@ -73,6 +73,7 @@ SELECT distill.deploy('judge', 9);
 SELECT distill.deploy('judge', 'newest');
 SELECT distill.deploy('nobody', 'most_recent');
 SELECT distill.deploy('judge', NULL::integer);
+SELECT distill.deploy('judge', NULL::text);
 SELECT distill.deployed_version('nobody') IS NULL AS no_such_model;
 SET client_min_messages = warning;
 SELECT distill.train('single', 'mood', 'finetune', 'SELECT body AS input, label FROM notes',

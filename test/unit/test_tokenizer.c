@@ -20,19 +20,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "corpus.h"
 #include "unit.h"
 
 #define CQA_PATH "../shared/data/cqa_train.jsonl"
 #define TRAIN_BYTES (5 << 20)	/* corpus of the trained tokenizer */
-
-typedef struct Corpus
-{
-	char	   *buf;
-	const char **texts;
-	size_t	   *lens;
-	size_t		n;
-	size_t		bytes;			/* sum of lens */
-} Corpus;
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
@@ -44,57 +36,6 @@ rng(void)
 	rng_state ^= rng_state << 25;
 	rng_state ^= rng_state >> 27;
 	return rng_state * 0x2545F4914F6CDD1Dull;
-}
-
-/* Cut buf (bytes long, owned by c) into lines. */
-static void
-split_lines(Corpus *c, size_t bytes)
-{
-	size_t		cap = 1024;
-
-	c->texts = malloc(cap * sizeof(char *));
-	c->lens = malloc(cap * sizeof(size_t));
-	c->n = 0;
-	c->bytes = 0;
-	for (size_t i = 0; i < bytes;)
-	{
-		char	   *nl = memchr(c->buf + i, '\n', bytes - i);
-		size_t		end = nl ? (size_t) (nl - c->buf) : bytes;
-
-		if (c->n == cap)
-		{
-			cap *= 2;
-			c->texts = realloc(c->texts, cap * sizeof(char *));
-			c->lens = realloc(c->lens, cap * sizeof(size_t));
-		}
-		c->texts[c->n] = c->buf + i;
-		c->lens[c->n++] = end - i;
-		c->bytes += end - i;
-		i = end + 1;
-	}
-}
-
-static bool
-load_file(Corpus *c, const char *path)
-{
-	FILE	   *f = fopen(path, "rb");
-	long		size;
-
-	if (f == NULL)
-		return false;
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	c->buf = malloc(size);
-	if (fread(c->buf, 1, size, f) != (size_t) size)
-	{
-		fclose(f);
-		free(c->buf);
-		return false;
-	}
-	fclose(f);
-	split_lines(c, (size_t) size);
-	return true;
 }
 
 /*
@@ -142,13 +83,13 @@ generate_corpus(Corpus *c, size_t bytes)
 		}
 		len += sprintf(c->buf + len, "%s\n", rng() % 2 ? "." : "?");
 	}
-	split_lines(c, len);
+	corpus_split_lines(c, len);
 }
 
 static void
 load_corpus(Corpus *c)
 {
-	bool		loaded = load_file(c, CQA_PATH);
+	bool		loaded = corpus_load_file(c, CQA_PATH);
 
 	CHECKF(loaded && c->n > 9000, "cannot read %s, or it lacks lines: the corpus of these "
 		   "tests (run from the repository root, with ../shared next to the clone)",
@@ -160,14 +101,6 @@ load_corpus(Corpus *c)
 		generate_corpus(c, 8 << 20);
 		printf("corpus: %zu generated lines, %zu bytes\n", c->n, c->bytes);
 	}
-}
-
-static void
-free_corpus(Corpus *c)
-{
-	free(c->buf);
-	free(c->texts);
-	free(c->lens);
 }
 
 /* Number of leading lines of c holding at least `bytes` bytes (or all). */
@@ -1161,7 +1094,7 @@ main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "serial") == 0)
 	{
 		test_deserialization(&corpus);
-		free_corpus(&corpus);
+		corpus_free(&corpus);
 		return unit_summary("tokenizer (serialization)");
 	}
 
@@ -1187,6 +1120,6 @@ main(int argc, char **argv)
 	test_train_budget(&corpus);
 	test_determinism(&corpus);
 	test_deserialization(&corpus);
-	free_corpus(&corpus);
+	corpus_free(&corpus);
 	return unit_summary("tokenizer");
 }
