@@ -12,7 +12,8 @@ DISTILL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # PostgreSQL::Test modules of postgresql-server-dev-15.
 APT_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
               libopenblas-dev libjson-c-dev python3 postgresql-15-cron
-              clang libclang-rt-dev llvm perl libipc-run-perl"
+              clang libclang-rt-dev llvm perl libipc-run-perl
+              libpcre2-dev libunistring-dev"
 TEACHER_PORT=${DISTILL_TEACHER_PORT:-8808}
 # Debian's interpreter (package python3, which install_packages installs),
 # not a version manager's shim: a shim may not pass our signals on to the
@@ -78,6 +79,21 @@ start_cluster() {
 	echo "== starting PostgreSQL on port $PGPORT in $PGTMP"
 	as_pg env DISTILL_TEST_KEY="$DISTILL_TEST_KEY" DISTILL_WRONG_KEY="$DISTILL_WRONG_KEY" \
 		"$bindir/pg_ctl" -D "$PGTMP/data" -l "$PGTMP/server.log" -w start >/dev/null
+}
+
+# The checkpoints the import tests read (docs/pretrained.md): stories260K's
+# llama2.c files, and the Hugging Face and GGUF files converted from them,
+# in a directory of the cluster's that the server's user can read (a
+# checkout in /root is not).  Exports DISTILL_MODELS.
+prepare_models() {
+	export DISTILL_MODELS=$PGTMP/models
+	mkdir -p "$DISTILL_MODELS" &&
+		cp "$DISTILL_ROOT"/test/data/stories260K/*.bin "$DISTILL_MODELS/" &&
+		"$PYTHON" "$DISTILL_ROOT/scripts/pretrained/convert.py" \
+			"$DISTILL_ROOT/test/data/stories260K" "$DISTILL_MODELS" >/dev/null &&
+		chmod -R a+rX "$DISTILL_MODELS" || return 1
+	[ "$(id -u)" = 0 ] && chown -R postgres: "$DISTILL_MODELS"
+	return 0
 }
 
 stop_cluster() {

@@ -78,6 +78,7 @@ trap 'stop_all; rm -rf "$logs"' EXIT
 # The cluster loads the library now (shared_preload_libraries), so that a
 # concurrent install during the unit tests cannot swap it.
 start_cluster || exit 1
+prepare_models || exit 1
 start_teacher || exit 1
 
 echo "== unit tests"

@@ -1,19 +1,7 @@
 /*
- * student.c - the student's hyperparameters, its sequences, prediction,
- * and its weights as bytes.  Training is in train*.c (trainer.h).
- *
- * Weights blob, format version 1 (little-endian):
- *
- *   "DSTS"                  magic
- *   u32 format_version      1
- *   u32 max_input_tokens
- *   u32 max_target_tokens
- *   u32 crc32c              CRC-32C of the 16 bytes before it
- *   model blob              model_serialize() (model_io.h), with its own
- *                           magic, version and CRC-32C
- *
- * so every byte is covered by a checksum, and the model blob stays the one
- * format a pretrained checkpoint will also be converted to.
+ * student.c - the student's hyperparameters, its sequences and prediction.
+ * Training is in train*.c (trainer.h), the weights as bytes in
+ * student_io.c, prediction with an imported model in student_pretrained.c.
  */
 #include "core/student.h"
 
@@ -22,21 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/crc32c.h"
 #include "core/equation.h"
 #include "core/model_io.h"
 #include "core/student_internal.h"
 #include "core/util.h"
-
-#define STUDENT_MAGIC "DSTS"
-#define STUDENT_FORMAT_VERSION 1
-#define STUDENT_HEADER_SIZE 20
-
-/* Ranges of student_params_validate(), also checked by student_load(). */
-#define MIN_INPUT_TOKENS 8
-#define MAX_INPUT_TOKENS 4096
-#define MIN_TARGET_TOKENS 1
-#define MAX_TARGET_TOKENS 1024
 
 /* ---------------------------------------------------------------- */
 /* Hyperparameters */
@@ -150,9 +127,9 @@ student_params_validate(const StudentParams *p, CoreError *err)
 		check_int("epochs", p->epochs, 1, 1000, err) &&
 		check_int("batch_size", p->batch_size, 1, 4096, err) &&
 		check_int("max_input_tokens", p->max_input_tokens,
-				  MIN_INPUT_TOKENS, MAX_INPUT_TOKENS, err) &&
+				  STUDENT_MIN_INPUT_TOKENS, STUDENT_MAX_INPUT_TOKENS, err) &&
 		check_int("max_target_tokens", p->max_target_tokens,
-				  MIN_TARGET_TOKENS, MAX_TARGET_TOKENS, err) &&
+				  STUDENT_MIN_TARGET_TOKENS, STUDENT_MAX_TARGET_TOKENS, err) &&
 		check_int("log_every", p->log_every, 1, 1000000, err) &&
 		check_int("memory_mb", p->memory_mb, 16, 1048576, err) &&
 		check_real("lr", p->lr, 0.0, true, 1.0, "(0, 1]", err) &&
@@ -264,9 +241,9 @@ encode_prefix(const Student *student, const char *tag, const char *input,
  * (may be NULL); -1 with a message when a score is not finite: weights
  * that are finite can still overflow float arithmetic.
  */
-static int
-best_of_scores(const double *scores, int n, double *probs,
-			   CoreError *err)
+int
+student_best_of_scores(const double *scores, int n, double *probs,
+					   CoreError *err)
 {
 	int			best = 0;
 	double		sum = 0.0;
@@ -327,7 +304,7 @@ student_choose_ids(const Model *model, const int32_t *prefix, int prefix_len,
 	if (model_score_candidates(model, prefix, prefix_len, candidates,
 							   candidate_lens, n_candidates, scores,
 							   err))
-		best = best_of_scores(scores, n_candidates, probs, err);
+		best = student_best_of_scores(scores, n_candidates, probs, err);
 	free(scores);
 	return best;
 }
@@ -412,6 +389,8 @@ student_choose(const Student *student, const char *input,
 		core_error(err, CORE_ERR_INVALID_INPUT, "student_choose needs an input and at least one candidate");
 		return -1;
 	}
+	if (student_is_pretrained(student))
+		return pretrained_choose(student, input, candidates, n_candidates, probs, err);
 	if (student_too_many_candidates(n_candidates, "the prediction", err))
 		return -1;
 	prefix_len = encode_prefix(student, STUDENT_PREDICT_TAG, input, &prefix);
@@ -423,7 +402,7 @@ student_choose(const Student *student, const char *input,
 										   &student->stop, err)) != NULL &&
 			 score_texts(student, scorer, candidates, n_candidates, scores,
 						 err))
-		best = best_of_scores(scores, n_candidates, probs, err);
+		best = student_best_of_scores(scores, n_candidates, probs, err);
 	model_scorer_free(scorer);
 	free(scores);
 	free(prefix);
@@ -534,6 +513,8 @@ student_prefix_tokens(const Student *student, const char *task,
 	*ids = NULL;
 	if (tag == NULL)
 		return -1;
+	if (student_is_pretrained(student))
+		return pretrained_prefix_tokens(student, input, ids, err);
 	len = encode_prefix(student, tag, input, ids);
 	if (len < 0)
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory encoding the input");
@@ -588,6 +569,8 @@ student_generate(const Student *student, const char *task, const char *input,
 		core_error(err, CORE_ERR_INVALID_INPUT, "student_generate needs an input");
 		return NULL;
 	}
+	if (student_is_pretrained(student))
+		return pretrained_answer(student, input, err);
 	prefix_len = encode_prefix(student, tag, input, &prefix);
 	if (prefix_len < 0)
 	{
@@ -599,155 +582,6 @@ student_generate(const Student *student, const char *task, const char *input,
 								&student->stop, err);
 	free(prefix);
 	return text;
-}
-
-/* ---------------------------------------------------------------- */
-/* Serialization */
-
-void *
-student_save_tokenizer(const Student *student, size_t *len)
-{
-	return tok_serialize(student->tokenizer, len);
-}
-
-void *
-student_save_weights(const Student *student, size_t *len)
-{
-	size_t		model_len = model_serialized_size(student->model);
-	uint8_t    *blob = malloc(STUDENT_HEADER_SIZE + model_len);
-
-	if (blob == NULL)
-		return NULL;
-	memcpy(blob, STUDENT_MAGIC, 4);
-	le_put_u32(blob + 4, STUDENT_FORMAT_VERSION);
-	le_put_u32(blob + 8, (uint32_t) student->max_input_tokens);
-	le_put_u32(blob + 12, (uint32_t) student->max_target_tokens);
-	le_put_u32(blob + 16, crc32c(0, blob, 16));
-	model_serialize(student->model, blob + STUDENT_HEADER_SIZE);
-	*len = STUDENT_HEADER_SIZE + model_len;
-	return blob;
-}
-
-/* Read and check the student header into s; false with a message. */
-static bool
-read_header(Student *s, const uint8_t *blob, size_t len,
-			CoreError *err)
-{
-	uint32_t	version;
-	uint32_t	max_input;
-	uint32_t	max_target;
-
-	if (len < 4 || memcmp(blob, STUDENT_MAGIC, 4) != 0)
-	{
-		core_error(err, CORE_ERR_CORRUPT, "not distill student weights (no \"%s\" header)",
-				   STUDENT_MAGIC);
-		return false;
-	}
-	if (len < STUDENT_HEADER_SIZE)
-	{
-		core_error(err, CORE_ERR_CORRUPT, "truncated student weights: %zu bytes", len);
-		return false;
-	}
-	version = le_get_u32(blob + 4);
-	if (version != STUDENT_FORMAT_VERSION)
-	{
-		core_error(err, CORE_ERR_CORRUPT,
-				   "unsupported student weights format version %u (this build reads %d)",
-				   version, STUDENT_FORMAT_VERSION);
-		return false;
-	}
-	if (le_get_u32(blob + 16) != crc32c(0, blob, 16))
-	{
-		core_error(err, CORE_ERR_CORRUPT, "corrupt student weights: header checksum mismatch");
-		return false;
-	}
-	max_input = le_get_u32(blob + 8);
-	max_target = le_get_u32(blob + 12);
-	if (max_input < MIN_INPUT_TOKENS || max_input > MAX_INPUT_TOKENS ||
-		max_target < MIN_TARGET_TOKENS || max_target > MAX_TARGET_TOKENS)
-	{
-		core_error(err, CORE_ERR_CORRUPT,
-				   "corrupt student weights: max_input_tokens %u or max_target_tokens %u out of range",
-				   max_input, max_target);
-		return false;
-	}
-	s->max_input_tokens = (int) max_input;
-	s->max_target_tokens = (int) max_target;
-	return true;
-}
-
-/* Do the tokenizer and the model of s belong together? */
-static bool
-check_consistent(const Student *s, CoreError *err)
-{
-	int			vocab = tok_vocab_size(s->tokenizer);
-	int			needed;
-
-	if (s->model->config.vocab_size != vocab)
-	{
-		core_error(err, CORE_ERR_CORRUPT,
-				   "the weights (vocabulary of %d) do not belong to this tokenizer (%d tokens)",
-				   s->model->config.vocab_size, vocab);
-		return false;
-	}
-	needed = student_sequence_limit(s->tokenizer, s->max_input_tokens,
-									s->max_target_tokens);
-	if (needed < 0)
-	{
-		core_error(err, CORE_ERR_NO_MEMORY, "out of memory checking the student");
-		return false;
-	}
-	if (needed > s->model->config.max_seq_len)
-	{
-		core_error(err, CORE_ERR_CORRUPT,
-				   "the weights hold sequences of %d tokens, these limits need %d",
-				   s->model->config.max_seq_len, needed);
-		return false;
-	}
-	return true;
-}
-
-Student *
-student_load(const void *tokenizer, size_t tokenizer_len,
-			 const void *weights, size_t weights_len,
-			 CoreError *err)
-{
-	Student    *s = calloc(1, sizeof(Student));
-	CoreError	why;
-
-	if (s == NULL)
-	{
-		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a student");
-		return NULL;
-	}
-	if (tokenizer == NULL || weights == NULL)
-	{
-		core_error(err, CORE_ERR_INVALID_INPUT, "student_load needs a tokenizer and weights");
-		goto fail;
-	}
-	s->tokenizer = tok_deserialize(tokenizer, tokenizer_len, &why);
-	if (s->tokenizer == NULL)
-	{
-		core_error(err, why.kind, "tokenizer: %s", why.message);
-		goto fail;
-	}
-	if (!read_header(s, weights, weights_len, err))
-		goto fail;
-	s->model = model_deserialize((const uint8_t *) weights + STUDENT_HEADER_SIZE,
-								 weights_len - STUDENT_HEADER_SIZE, &why);
-	if (s->model == NULL)
-	{
-		core_error(err, why.kind, "student weights: %s", why.message);
-		goto fail;
-	}
-	if (!check_consistent(s, err) ||
-		!model_pack_for_prediction(s->model, err))
-		goto fail;
-	return s;
-
-fail:
-	student_free(s);
-	return NULL;
 }
 
 size_t
@@ -764,6 +598,7 @@ student_free(Student *student)
 		return;
 	tok_free(student->tokenizer);
 	model_free(student->model);
+	free(student->prompt_template);
 	free(student);
 }
 

@@ -93,6 +93,9 @@ typedef struct Student
 	Model	   *model;
 	int			max_input_tokens;
 	int			max_target_tokens;
+	char	   *prompt_template;	/* an imported model's zero-shot prompt,
+									 * "{input}" standing for the input
+									 * (malloc'd; NULL: "{input}") */
 	StopCheck	stop;			/* asked between groups of candidates and
 								 * between generated tokens; empty after
 								 * student_load(): the caller sets it */
@@ -154,16 +157,70 @@ extern char *student_token_text(const Student *student, int32_t id);
 /*
  * Serialization: the tokenizer and the weights are separate blobs (two
  * bytea columns); max_input_tokens and max_target_tokens travel in the
- * weights blob's header.  student_load() validates both and returns NULL
- * with CORE_ERR_CORRUPT for truncated, corrupt or foreign bytes, weights
- * that are not finite numbers among them.
+ * weights' header.  Loading validates everything and fails with
+ * CORE_ERR_CORRUPT for truncated, corrupt or foreign bytes, weights that
+ * are not finite numbers among them.
+ *
+ * Weights are stored as a header and a stream of data bytes, which may be
+ * cut into chunks of any size (student_io.c):
+ *
+ *     header = student_save_header(student, dtypes, crc, &len);
+ *         with the data model_data_bytes() / model_data_read() (model_io.h)
+ *         and crc their CRC-32C;
+ *     loader = student_load_begin(tokenizer, len, header, len, err);
+ *     per chunk: student_load_feed(loader, chunk, len, err);
+ *     student = student_load_finish(loader, err);
+ *
+ * dtypes gives each tensor's stored type (NULL: all float32).  The older
+ * form, the whole model in the weights blob, still loads with
+ * student_load() (student_weights_chunked() tells which it is) and is
+ * still written by student_save_weights() for the tests of that path.
  */
+typedef struct StudentLoader StudentLoader;
+
 extern void *student_save_tokenizer(const Student *student, size_t *len);
+extern void *student_save_header(const Student *student, const uint8_t *dtypes,
+								 uint32_t data_crc, size_t *len);
+extern bool student_weights_chunked(const void *weights, size_t len);
+extern StudentLoader *student_load_begin(const void *tokenizer,
+										 size_t tokenizer_len,
+										 const void *header, size_t header_len,
+										 CoreError *err);
+extern bool student_load_feed(StudentLoader *loader, const void *data,
+							  size_t len, CoreError *err);
+extern Student *student_load_finish(StudentLoader *loader, CoreError *err);
+extern void student_loader_free(StudentLoader *loader);
+
 extern void *student_save_weights(const Student *student, size_t *len);
 extern Student *student_load(const void *tokenizer, size_t tokenizer_len,
 							 const void *weights, size_t weights_len,
 							 CoreError *err);
 extern void student_free(Student *student);
+
+/*
+ * Imported pretrained models (student_pretrained.c).
+ *
+ * student_from_checkpoint() makes a student of a checkpoint's tokenizer
+ * and model (which it takes over, also on failure): inputs are cut to
+ * half the model's context, candidates and answers to STUDENT_MAX_TARGET_TOKENS
+ * or a quarter of it.  Its student_choose() scores " <candidate>" after
+ * the prompt template with the input in it (no task tag, no <sep>, no
+ * <eos>), as a base language model reads text; student_generate()
+ * continues that prompt.
+ *
+ * student_continue() returns the greedy continuation of prompt, without
+ * the prompt: <bos> first when the tokenizer adds one, at most max_tokens
+ * tokens, stopping at <eos>, at <bos> (as llama2.c does), or at the end of
+ * the model's context.  student_token_ids() gives the ids of text without
+ * special tokens; invalid UTF-8 is CORE_ERR_INVALID_INPUT.
+ */
+extern Student *student_from_checkpoint(Tokenizer *tokenizer, Model *model,
+										CoreError *err);
+extern bool student_is_pretrained(const Student *student);
+extern char *student_continue(const Student *student, const char *prompt,
+							  int max_tokens, CoreError *err);
+extern int	student_token_ids(const Student *student, const char *text,
+							  int32_t **ids, CoreError *err);
 
 /* Bytes of memory a loaded student holds (tokenizer, weights, packing). */
 extern size_t student_memory_bytes(const Student *student);

@@ -10,6 +10,15 @@
 
 #include "core/student.h"
 
+/* Ranges of student_params_validate(), also checked by student_load(). */
+#define STUDENT_MIN_INPUT_TOKENS 8
+#define STUDENT_MAX_INPUT_TOKENS 4096
+#define STUDENT_MIN_TARGET_TOKENS 1
+#define STUDENT_MAX_TARGET_TOKENS 1024
+
+/* The weights' own header before the model's (student_io.c). */
+#define STUDENT_HEADER_SIZE 20
+
 /* The text before the input, per task. */
 #define STUDENT_PREDICT_TAG "predict: "
 #define STUDENT_EXPLAIN_TAG "explain: "
@@ -55,6 +64,22 @@ extern void student_keep_valid_utf8(char *text, size_t len);
  */
 extern bool student_too_many_candidates(int n, const char *what,
 										CoreError *err);
+
+/*
+ * The index of the best of n scores (log-likelihoods), and their softmax
+ * in probs (may be NULL); -1 with a message when one is not finite.
+ */
+extern int	student_best_of_scores(const double *scores, int n, double *probs,
+								   CoreError *err);
+
+/* student_choose() and friends for an imported model (student_pretrained.c). */
+extern int	pretrained_choose(const Student *student, const char *input,
+							  const char *const *candidates, int n_candidates,
+							  double *probs, CoreError *err);
+extern char *pretrained_answer(const Student *student, const char *input,
+							   CoreError *err);
+extern int	pretrained_prefix_tokens(const Student *student, const char *input,
+									 int32_t **ids, CoreError *err);
 
 /*
  * student_choose() and student_generate() on token ids.  Candidates end in

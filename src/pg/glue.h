@@ -11,6 +11,7 @@
 #include "utils/timestamp.h"
 
 #include "core/error.h"
+#include "core/student.h"
 #include "teacher/client.h"
 #include "teacher/prompt.h"
 
@@ -97,7 +98,7 @@ extern void close_source(SourceCursor *cursor);
  * that the database's SQL objects are the version this library is for
  * (the default_version of distill.control).
  */
-#define DISTILL_SQL_VERSION "0.2.0"
+#define DISTILL_SQL_VERSION "0.3.0"
 extern void require_sql_version(void);
 extern int	run_sql(const char *sql, int nargs, const Oid *argtypes, const Datum *values,
 					const char *nulls, bool read_only, long count);
@@ -140,6 +141,37 @@ extern int	distill_threads;
 extern char *distill_api_key_env_prefix;
 extern int	distill_model_cache_mb;
 extern bool interrupt_pending(void *arg);
+
+/*
+ * model_store.c: a model version's rows (distill.models, and its weights'
+ * data in distill.model_chunks).  new_model_version() takes the id of a
+ * version of model `name` up front, so that a training log can name it,
+ * after checked_model_owner() has checked that the caller may add one.
+ */
+typedef struct NewVersion
+{
+	int64		id;
+	Oid			owner;
+} NewVersion;
+
+/* The columns of distill.models besides the student's bytes. */
+typedef struct ModelRow
+{
+	const char *task;			/* NULL for an imported model */
+	const char *method;
+	const char *params;			/* JSON */
+	Datum		labels;			/* text[], or 0 for NULL */
+	const char *metrics;		/* JSON */
+} ModelRow;
+
+extern bytea *blob_to_bytea(void *blob, size_t len);
+extern Oid	checked_model_owner(const char *name);
+extern NewVersion new_model_version(const char *name);
+extern int	store_model_version(const NewVersion *version, const char *name,
+								const ModelRow *row, const Student *student,
+								const uint8_t *dtypes);
+extern Student *load_model_student(int64 id, const char *name, int version,
+								   const bytea *tokenizer, const bytea *weights);
 
 /* predict.c: the backend's model cache and the student's answers */
 typedef struct CachedModel CachedModel;

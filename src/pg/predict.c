@@ -194,13 +194,15 @@ load_model(const char *name, int64 id)
 	bytea	   *weights;
 	bool		labels_null;
 	Datum		labels;
-	CoreError	err;
+	bool		template_null;
+	Datum		template;
 	CachedModel loaded = {.id = id};
 	CoreGuard  *guard;
 	MemoryContext caller = CurrentMemoryContext;
 	CachedModel *entry;
 
-	if (run_sql("SELECT tokenizer, weights, labels, version FROM distill.models WHERE id = $1",
+	if (run_sql("SELECT tokenizer, weights, labels, version, params->>'prompt_template'"
+				" FROM distill.models WHERE id = $1",
 				1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "model \"%s\" vanished while being loaded", name);
@@ -210,19 +212,14 @@ load_model(const char *name, int64 id)
 	weights = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 2, &isnull));
 	labels = SPI_getbinval(row, tupdesc, 3, &labels_null);
 	loaded.version = DatumGetInt32(SPI_getbinval(row, tupdesc, 4, &isnull));
+	template = SPI_getbinval(row, tupdesc, 5, &template_null);
 
-	loaded.student = student_load(VARDATA_ANY(tokenizer), VARSIZE_ANY_EXHDR(tokenizer),
-								  VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
-								  &err);
-	if (loaded.student == NULL)
-		ereport(ERROR,
-				(errcode(core_error_code(&err)),
-				 errmsg("model \"%s\" version %d cannot be loaded: %s", name,
-						loaded.version, err.message),
-				 err.kind == CORE_ERR_CORRUPT ?
-				 errhint("Its row in distill.models is damaged or was not written by distill; train the model again.") : 0));
+	loaded.student = load_model_student(id, name, loaded.version, tokenizer, weights);
 	guard = core_guard_new(loaded.student, student_release);
 	loaded.student->stop.should_stop = interrupt_pending;
+	if (!template_null &&
+		(loaded.student->prompt_template = strdup(TextDatumGetCString(template))) == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
 	loaded.memory = AllocSetContextCreate(caller, "distill cached model",
 										  ALLOCSET_SMALL_SIZES);
@@ -548,6 +545,13 @@ distill_explain(PG_FUNCTION_ARGS)
 {
 	CachedModel *model = call_site_model(fcinfo);
 
+	if (student_is_pretrained(model->student))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("model \"%s\" is an imported base model, which was not taught to explain",
+						model->name),
+				 errhint("Use distill.generate(model, prompt) with a prompt that asks for an explanation.")));
+
 	PG_RETURN_TEXT_P(generate(model, "explain", text_to_cstring(PG_GETARG_TEXT_PP(1))));
 }
 
@@ -626,4 +630,58 @@ distill_model_cache(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(distill_generate);
+
+/* distill.generate(model, prompt, max_tokens): the greedy continuation. */
+Datum
+distill_generate(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+	char	   *prompt = to_utf8(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	int32		max_tokens = PG_GETARG_INT32(2);
+	CoreError	err;
+	char	   *output;
+	text	   *result;
+
+	if (max_tokens < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_tokens must not be negative, not %d", max_tokens)));
+	output = student_continue(model->student, prompt, max_tokens, &err);
+	if (output == NULL)
+		core_failure("generating", &err);
+	PG_TRY();
+	{
+		result = cstring_to_text(from_utf8(output));
+	}
+	PG_FINALLY();
+	{
+		free(output);
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(result);
+}
+
+PG_FUNCTION_INFO_V1(distill_token_ids);
+
+/* distill.token_ids(model, input): the ids of input, no special tokens. */
+Datum
+distill_token_ids(PG_FUNCTION_ARGS)
+{
+	CachedModel *model = call_site_model(fcinfo);
+	char	   *input = to_utf8(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	CoreError	err;
+	int32_t    *ids;
+	int			n = student_token_ids(model->student, input, &ids, &err);
+	Datum	   *elems;
+
+	if (n < 0)
+		core_failure("tokenizing", &err);
+	elems = palloc((n + 1) * sizeof(Datum));
+	for (int i = 0; i < n; i++)
+		elems[i] = Int32GetDatum(ids[i]);
+	free(ids);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
 }

@@ -398,16 +398,6 @@ params_json_text(const StudentParams *params, double rationale_weight)
 	return out.data;
 }
 
-/*
- * The model version being trained: its id, taken up front so that its log
- * can name it, and its owner.
- */
-typedef struct NewVersion
-{
-	int64		id;
-	Oid			owner;
-} NewVersion;
-
 static void
 log_progress(const JobRun *run, const NewVersion *version, const TrainProgress *p)
 {
@@ -466,7 +456,7 @@ student_release(void *student)
  */
 static CoreGuard *
 train_student(JobRun *run, const NewVersion *version, const StudentParams *params,
-			  const TrainingSet *set, const TaskDef *task, char **metrics)
+			  const TrainingSet *set, const TaskDef *task, const char **metrics)
 {
 	CoreError	err;
 	const CoreError *failure;
@@ -535,21 +525,6 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 	return student_guard;
 }
 
-/* A malloc'd blob as a palloc'd bytea; frees the blob. */
-static bytea *
-blob_to_bytea(void *blob, size_t len)
-{
-	bytea	   *result;
-
-	if (blob == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	result = palloc(VARHDRSZ + len);
-	SET_VARSIZE(result, VARHDRSZ + len);
-	memcpy(VARDATA(result), blob, len);
-	free(blob);
-	return result;
-}
-
 static Datum
 labels_array(const TaskDef *task)
 {
@@ -558,87 +533,6 @@ labels_array(const TaskDef *task)
 	for (int i = 0; i < task->n_labels; i++)
 		elems[i] = CStringGetTextDatum(task->labels[i]);
 	return PointerGetDatum(construct_array(elems, task->n_labels, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/*
- * The owner of model `name`: that of its versions so far, or the caller for
- * a new name.  Raises unless the caller has the owner's privileges.
- */
-static Oid
-checked_model_owner(const char *name)
-{
-	Oid			owner = GetUserId();
-	bool		isnull;
-
-	if (run_sql_as_owner("SELECT owner::oid FROM distill.models WHERE name = $1 LIMIT 1",
-						 1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, 1)
-		!= SPI_OK_SELECT)
-		elog(ERROR, "could not read distill.models");
-	if (SPI_processed > 0)
-		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (!has_privs_of_role(GetUserId(), owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("model \"%s\" belongs to another role", name),
-				 errhint("Choose another model name.")));
-	return owner;
-}
-
-/*
- * Insert the model as the next version of its name.  The advisory lock
- * serializes concurrent trainings of one name, so versions stay unique
- * and gapless, and the first version's owner is the owner of all.
- */
-static int
-store_model(const NewVersion *version, const char *name, const TaskDef *task,
-			TrainMethod method, const char *params, const Student *student,
-			const char *metrics)
-{
-	size_t		tokenizer_len,
-				weights_len;
-	void	   *tokenizer = student_save_tokenizer(student, &tokenizer_len);
-	void	   *weights = student_save_weights(student, &weights_len);
-	Oid			argtypes[11] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTARRAYOID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, REGROLEOID};
-	Datum		values[11] = {
-		Int64GetDatum(version->id), CStringGetTextDatum(name),
-		CStringGetTextDatum(task->name), CStringGetTextDatum(method_names[method]),
-		CStringGetTextDatum(params), task->labels ? labels_array(task) : (Datum) 0,
-		Int64GetDatum((int64) student->model->n_params),
-		PointerGetDatum(blob_to_bytea(tokenizer, tokenizer_len)),
-		PointerGetDatum(blob_to_bytea(weights, weights_len)),
-		CStringGetTextDatum(metrics), (Datum) 0
-	};
-	char		nulls[11] = "           ";
-	bool		isnull;
-
-	nulls[5] = task->labels ? ' ' : 'n';
-	if (run_sql("SELECT pg_advisory_xact_lock(hashtext('distill.models'), hashtext($1))",
-				1, &argtypes[1], &values[1], NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock model name");
-	values[10] = ObjectIdGetDatum(checked_model_owner(name));
-	if (run_sql_as_owner("INSERT INTO distill.models (id, name, version, task, method,"
-						 " params, labels, n_params, tokenizer, weights, metrics, owner)"
-						 " VALUES ($1, $2, (SELECT coalesce(max(version), 0) + 1"
-						 " FROM distill.models WHERE name = $2), $3, $4, $5::jsonb,"
-						 " $6, $7, $8, $9, $10::jsonb, $11) RETURNING version",
-						 11, argtypes, values, nulls, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert into distill.models");
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/* A new version of model `name`, which the caller must be allowed to add. */
-static NewVersion
-new_version(const char *name)
-{
-	NewVersion	version = {.owner = checked_model_owner(name)};
-	bool		isnull;
-
-	if (run_sql_as_owner("SELECT nextval('distill.models_id_seq')", 0, NULL, NULL, NULL, 1)
-		!= SPI_OK_SELECT)
-		elog(ERROR, "could not allocate a model id");
-	version.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	return version;
 }
 
 static void
@@ -685,19 +579,21 @@ run_training(JobRun *run, const char *name, const char *task_name,
 	TrainMethod method = parse_method(method_name);
 	StudentParams params = checked_params(name, method, rationale_weight, params_json);
 	TaskDef    *task = load_task(task_name);
-	NewVersion	version = new_version(name);
+	NewVersion	version = new_model_version(name);
 	TrainingSet set = load_training_set(training_query(task->name, method, source),
 										task, method);
-	char	   *metrics;
 	CoreGuard  *student_guard;
+	ModelRow	row = {
+		.task = task->name, .method = method_names[method],
+		.params = params_json_text(&params, params.rationale_weight),
+		.labels = task->labels ? labels_array(task) : (Datum) 0
+	};
 	int			number;
 
-	student_guard = train_student(run, &version, &params, &set, task, &metrics);
-	number = store_model(&version, name, task, method,
-						 params_json_text(&params, params.rationale_weight),
-						 student_guard->object, metrics);
+	student_guard = train_student(run, &version, &params, &set, task, &row.metrics);
+	number = store_model_version(&version, name, &row, student_guard->object, NULL);
 	core_guard_release(student_guard);
-	return psprintf("model \"%s\" version %d: %s", name, number, metrics);
+	return psprintf("model \"%s\" version %d: %s", name, number, row.metrics);
 }
 
 Datum

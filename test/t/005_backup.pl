@@ -10,7 +10,7 @@ use DistillTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my @tables = qw(teachers tasks annotations jobs schedules models training_log
+my @tables = qw(teachers tasks annotations jobs schedules models model_chunks training_log
   deployments evaluations);
 my @sequences = qw(jobs_id_seq models_id_seq deployments_id_seq evaluations_id_seq);
 

@@ -1,7 +1,9 @@
 # ALTER EXTENSION distill UPDATE keeps every row: a database of the oldest
 # version, filled, then updated, answers as before and takes the new
 # functions; an updated database and a fresh install of the newest version
-# have the same schema.
+# have the same schema.  Its models are rows written by the 0.2.0 library
+# (test/data/legacy), which hold their whole weights in models.weights:
+# they must give the answers that library gave.
 use strict;
 use warnings;
 
@@ -12,7 +14,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $oldest = '0.1.0';
-my @old_tables = qw(teachers tasks annotations jobs schedules models training_log);
+my @old_tables = qw(teachers tasks annotations jobs schedules training_log);
+my $legacy = "$FindBin::Bin/../data/legacy";
 
 my $node = new_node('upgrade');
 my $newest = $node->safe_psql('postgres',
@@ -29,6 +32,9 @@ is($node->safe_psql('oldest', "SELECT extversion FROM pg_extension WHERE extname
 	$oldest, "installed version $oldest");
 copy_rows('newest', 'oldest', $_) for @old_tables;
 copy_rows('newest', 'oldest', 'cqa');
+$node->safe_psql('oldest', "\\copy distill.models FROM '$legacy/models_0.2.0.copy'");
+my $legacy_models = table_rows($node, 'oldest', 'models');
+like($legacy_models, qr/^1\tstudent\t1\t/, 'the models written by 0.2.0 are in');
 for my $seq (qw(jobs_id_seq models_id_seq))
 {
 	my $last = $node->safe_psql('newest', "SELECT last_value FROM distill.$seq");
@@ -49,7 +55,9 @@ for my $table (@old_tables)
 	isnt($rows, '', "rows in $table");
 	is(table_rows($node, 'oldest', $table), $rows, "every row of $table kept");
 }
-is(predictions($node, 'oldest'), predictions($node, 'newest'), 'the same answers');
+is(table_rows($node, 'oldest', 'models'), $legacy_models, 'every row of models kept');
+is(predictions($node, 'oldest') . "\n", slurp_file("$legacy/predictions_0.2.0.txt"),
+	'the models written by 0.2.0 give the answers they gave');
 is($node->safe_psql('oldest', "SELECT distill.deployed_version('student')"), '2',
 	'the newest version answers until one is deployed');
 is($node->safe_psql('oldest', "SELECT distill.deploy('student', 'rollback')"), '1',
@@ -64,6 +72,20 @@ is($node->safe_psql('oldest', 'SELECT n, version FROM distill.evaluations'), '40
 is($node->safe_psql('oldest', "SELECT count(*) FROM distill.jobs WHERE status = 'succeeded'"),
 	$node->safe_psql('newest', "SELECT count(*) FROM distill.jobs WHERE status = 'succeeded'") + 1,
 	'the jobs history goes on');
+$node->safe_psql('oldest', <<'SQL');
+SET client_min_messages = warning;
+SELECT distill.train('student', 'cqa', 'distill',
+                     params => '{"d_model": 32, "layers": 1, "heads": 2, "epochs": 1,
+                                 "vocab_size": 300, "seed": 6}',
+                     background => false);
+SELECT distill.deploy('student', 3);
+SQL
+is($node->safe_psql('oldest', <<'SQL'), '40|1', 'a version trained after the update is stored in chunks and answers');
+SELECT count(distill_predict('student', input, choices)),
+       (SELECT count(*) FROM distill.model_chunks c JOIN distill.models m ON m.id = c.model_id
+        WHERE m.name = 'student' AND m.version = 3)
+FROM cqa;
+SQL
 
 # The schema: a fresh install and an updated one, their objects detached
 # from the extension so that pg_dump --schema-only shows them.
