@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crc32c.h"
 #include "core/model_io.h"
+#include "core/util.h"
 #include "core/trainer.h"
 #include "core/student_internal.h"
 
@@ -113,6 +115,43 @@ write_model(const char *name, const ModelConfig *config)
 	model_serialize(m, blob);
 	write_seed("fuzz_model", name, blob, len, NULL, 0);
 	free(blob);
+	model_free(m);
+}
+
+/*
+ * fuzz_model_header's input: u32 header length, a version 2 header, the
+ * data, each tensor in the dtype (i % 3) + 1.
+ */
+static void
+write_model_chunked(const char *name, const ModelConfig *config)
+{
+	Model	   *m = tiny_model(config);
+	uint64_t	data_len;
+	uint8_t		dtypes[64];
+	uint8_t    *data;
+	void	   *header;
+	size_t		header_len;
+	uint8_t    *blob;
+
+	for (int i = 0; i < m->n_tensors && i < 64; i++)
+		dtypes[i] = 1 + i % 3;
+	if (m->n_tensors > 64)
+		die(name, "too many tensors");
+	data_len = model_data_bytes(m, dtypes);
+	data = malloc(data_len);
+	if (data == NULL)
+		die(name, "out of memory");
+	model_data_read(m, dtypes, 0, data, data_len);
+	header = model_save_header(m, dtypes, crc32c(0, data, data_len), &header_len);
+	blob = malloc(4 + header_len);
+	if (header == NULL || blob == NULL)
+		die(name, "out of memory");
+	le_put_u32(blob, (uint32_t) header_len);
+	memcpy(blob + 4, header, header_len);
+	write_seed("fuzz_model_header", name, blob, 4 + header_len, data, data_len);
+	free(blob);
+	free(header);
+	free(data);
 	model_free(m);
 }
 
@@ -231,6 +270,16 @@ main(int argc, char **argv)
 	c.prefix_lm = false;
 	c.qkv_bias = true;
 	write_model("untied_causal_gqa_bias", &c);
+	write_model_chunked("untied_causal_gqa_bias", &c);
+	model_config_default(&c, 10, 8, 1, 2);
+	c.head_dim = 6;
+	c.d_ff = 8;
+	c.max_seq_len = 6;
+	c.prefix_lm = false;
+	c.logit_scale = 1.0f;
+	c.rope_theta = 500000.0f;
+	c.rope_scaling = (ModelRopeScaling) {ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 4};
+	write_model_chunked("head_dim_llama3", &c);
 
 	s = trained_student();
 	write_student("trained", s);
