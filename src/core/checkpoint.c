@@ -7,6 +7,7 @@
  */
 #include "core/checkpoint_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +337,14 @@ convert_tensors(Checkpoint *ckpt, const CheckpointPlan *plan,
 			return false;
 		}
 		dequantize(src->type, src->data, p, t->numel);
+		for (size_t j = 0; j < t->numel; j++)
+			if (!isfinite(p[j]))
+			{
+				core_error(err, CORE_ERR_INVALID_INPUT,
+						   "checkpoint: value %zu of tensor \"%s\" is not a finite number (%g)",
+						   j, src->source_name, p[j]);
+				return false;
+			}
 		if (plan->interleaved_rope && heads > 0 &&
 			!permute_rope_rows(p, heads, model->head_dim,
 							   t->numel / ((size_t) heads * model->head_dim), err))
