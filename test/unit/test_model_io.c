@@ -120,8 +120,10 @@ load(const void *header, size_t header_len, const uint8_t *data,
 
 	if (loader == NULL)
 		return NULL;
+	/* the dtypes end in a 0 byte */
 	if (dtypes_out != NULL)
-		memcpy(dtypes_out, model_loader_dtypes(loader), 64);
+		memcpy(dtypes_out, model_loader_dtypes(loader),
+			   strlen((const char *) model_loader_dtypes(loader)) + 1);
 	for (uint64_t off = 0; off < data_len;)
 	{
 		size_t		n = chunk == 0 || data_len - off < chunk ? data_len - off : chunk;
