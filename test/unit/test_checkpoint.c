@@ -1044,6 +1044,29 @@ test_bad_llama2c(void)
 	model_free(m);
 }
 
+/* Asks to stop at its n-th question. */
+static bool
+stop_at(void *arg)
+{
+	int		   *left = arg;
+
+	return --*left <= 0;
+}
+
+static void
+test_stop(void)
+{
+	MemDir		dir = stories_dir();
+	CheckpointFiles files = {&dir, mem_open};
+	int			left = 5;
+	StopCheck	stop = {stop_at, &left};
+	CoreError	err = {0};
+	Checkpoint *ckpt = checkpoint_read(CHECKPOINT_LLAMA2C, &files, 0, &stop, &err);
+
+	CHECK(ckpt == NULL && err.kind == CORE_ERR_INTERRUPTED && left == 0);
+	mem_free(&dir);
+}
+
 int
 main(void)
 {
@@ -1057,5 +1080,6 @@ main(void)
 	test_bad_gguf();
 	test_bad_safetensors();
 	test_bad_llama2c();
+	test_stop();
 	return unit_summary("checkpoint");
 }
