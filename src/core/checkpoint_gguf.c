@@ -428,12 +428,11 @@ parse(const uint8_t *file, size_t len, Gguf *g, CoreError *err)
 {
 	Cursor		c = {file, len, 0, false};
 	uint32_t	version;
-
-	g->file = file;
-	g->len = len;
 	int64_t		alignment = GGUF_DEFAULT_ALIGNMENT;
 	uint64_t	padded;
 
+	g->file = file;
+	g->len = len;
 	if (len < 4 || memcmp(file, "GGUF", 4) != 0)
 	{
 		core_error(err, CORE_ERR_INVALID_INPUT, "GGUF: wrong magic (not a GGUF file)");

@@ -422,6 +422,7 @@ read_safetensors(const char *file, const uint8_t *bytes, size_t len,
 {
 	uint64_t	header_len;
 	json_object *header;
+	struct json_object_iter it;
 	bool		ok = true;
 
 	if (len < 8 || (header_len = le_get(bytes, 8)) > len - 8 || header_len > MAX_JSON_BYTES)
@@ -434,9 +435,9 @@ read_safetensors(const char *file, const uint8_t *bytes, size_t len,
 	header = parse_json(bytes + 8, header_len, file, err);
 	if (header == NULL)
 		return false;
-	json_object_object_foreach(header, name, entry)
+	json_object_object_foreachC(header, it)
 	{
-		if (strcmp(name, "__metadata__") == 0 || ignored(name, &plan->config))
+		if (strcmp(it.key, "__metadata__") == 0 || ignored(it.key, &plan->config))
 			continue;
 		if (plan->n_tensors == room)
 		{
@@ -446,7 +447,7 @@ read_safetensors(const char *file, const uint8_t *bytes, size_t len,
 			break;
 		}
 		memset(&plan->tensors[plan->n_tensors], 0, sizeof(SourceTensor));
-		if (!source_tensor(file, name, entry, bytes + 8 + header_len, len - 8 - header_len,
+		if (!source_tensor(file, it.key, it.val, bytes + 8 + header_len, len - 8 - header_len,
 						   &plan->tensors[plan->n_tensors], err))
 		{
 			ok = false;
@@ -479,6 +480,7 @@ read_shards(Checkpoint *ckpt, const CheckpointFiles *files, json_object *index,
 {
 	json_object *map = member(index, "weight_map");
 	json_object *seen;
+	struct json_object_iter it;
 	bool		ok = true;
 
 	if (!json_object_is_type(map, json_type_object))
@@ -492,13 +494,13 @@ read_shards(Checkpoint *ckpt, const CheckpointFiles *files, json_object *index,
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory");
 		return false;
 	}
-	json_object_object_foreach(map, tensor, shard)
+	json_object_object_foreachC(map, it)
 	{
+		json_object *shard = it.val;
 		const char *name = json_object_get_string(shard);
 		const uint8_t *bytes;
 		size_t		len;
 
-		(void) tensor;
 		if (!json_object_is_type(shard, json_type_string) || !safe_shard_name(name, err))
 		{
 			if (!json_object_is_type(shard, json_type_string))
