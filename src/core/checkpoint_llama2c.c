@@ -158,7 +158,7 @@ ckpt_read_llama2c(Checkpoint *ckpt, const CheckpointFiles *files,
 	L = c->n_layers;
 	kv_dim = (int64_t) c->n_kv_heads * model_config_head_dim(c);
 	w = (Weights) {data, len, HEADER_INTS * 4};
-	plan.context_length = seq_len > MODEL_MAX_SEQ_LEN ? MODEL_MAX_SEQ_LEN : (int) seq_len;
+	plan.context_length = (int) seq_len;
 	plan.interleaved_rope = true;
 	plan.tensors = ckpt_alloc(ckpt, (3 + 9 * (size_t) L) * sizeof(SourceTensor), err);
 	if (plan.tensors == NULL)
