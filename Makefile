@@ -61,7 +61,7 @@ build/unit/obj/%.o: src/%.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -c $< -o $@
 
-build/unit/%: test/unit/%.c $(UNIT_OBJS) test/unit/unit.h test/unit/corpus.h
+build/unit/%: test/unit/%.c $(UNIT_OBJS) $(wildcard test/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $< $(UNIT_OBJS) $(UNIT_LIBS) -o $@
 
@@ -93,7 +93,7 @@ SAN_UNIT_OBJS  = $(patsubst src/%.c,build/unit-asan/obj/%.o,$(CORE_SRCS) $(TEACH
 build/unit-asan/obj/%.o: src/%.c $(wildcard src/*/*.h)
 	$(call san_compile,)
 
-build/unit-asan/%: test/unit/%.c $(SAN_UNIT_OBJS) test/unit/unit.h test/unit/corpus.h
+build/unit-asan/%: test/unit/%.c $(SAN_UNIT_OBJS) $(wildcard test/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(SAN_CFLAGS) $< $(SAN_UNIT_OBJS) $(UNIT_LIBS) -o $@
 
@@ -117,7 +117,7 @@ FUZZ_OBJS     = $(patsubst src/%.c,build/fuzz/obj/%.o,$(CORE_SRCS) $(TEACHER_SRC
 build/fuzz/obj/%.o: src/%.c $(wildcard src/*/*.h)
 	$(call san_compile,-fsanitize=fuzzer-no-link)
 
-build/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $(FUZZ_OBJS)
+build/fuzz/fuzz_%: test/fuzz/fuzz_%.c $(wildcard test/fuzz/*.h) $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(SAN_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) $(UNIT_LIBS) -o $@
 
@@ -129,7 +129,7 @@ fuzz: $(FUZZ_TARGETS)
 
 # The seed corpora in test/fuzz/seeds/<target>, committed: rewrites the
 # generated files, leaves any other seed alone.
-build/make_seeds: test/fuzz/make_seeds.c $(UNIT_OBJS)
+build/make_seeds: test/fuzz/make_seeds.c test/unit/checkpoint_files.h $(UNIT_OBJS)
 	$(CC) $(UNIT_CFLAGS) $< $(UNIT_OBJS) $(UNIT_LIBS) -o $@
 
 .PHONY: fuzz-seeds

@@ -77,22 +77,31 @@ int_in_range(const char *name, int value, int min, int max,
 	return false;
 }
 
-bool
-model_config_validate(const ModelConfig *c, CoreError *err)
+int
+model_config_head_dim(const ModelConfig *config)
 {
-	if (!int_in_range("vocab_size", c->vocab_size, 2, MODEL_MAX_VOCAB, err) ||
-		!int_in_range("d_model", c->d_model, 2, MODEL_MAX_D_MODEL, err) ||
-		!int_in_range("n_layers", c->n_layers, 1, MODEL_MAX_LAYERS, err) ||
-		!int_in_range("n_heads", c->n_heads, 1, c->d_model, err) ||
-		!int_in_range("n_kv_heads", c->n_kv_heads, 1, c->n_heads, err) ||
-		!int_in_range("d_ff", c->d_ff, 1, MODEL_MAX_D_FF, err) ||
-		!int_in_range("max_seq_len", c->max_seq_len, 2, MODEL_MAX_SEQ_LEN, err))
-		return false;
-	if (c->d_model % c->n_heads != 0 || (c->d_model / c->n_heads) % 2 != 0)
+	if (config->head_dim != 0)
+		return config->head_dim;
+	return config->n_heads > 0 ? config->d_model / config->n_heads : 0;
+}
+
+static bool
+check_heads(const ModelConfig *c, CoreError *err)
+{
+	if (c->head_dim == 0 && c->d_model % c->n_heads != 0)
 	{
 		core_error(err, CORE_ERR_INVALID_INPUT,
-				   "model config: d_model (%d) must be n_heads (%d) times an even head size",
+				   "model config: d_model (%d) must be n_heads (%d) times the head size when head_dim is not given",
 				   c->d_model, c->n_heads);
+		return false;
+	}
+	if (!int_in_range("head_dim", model_config_head_dim(c), 2, MODEL_MAX_HEAD_DIM, err))
+		return false;
+	if (model_config_head_dim(c) % 2 != 0)
+	{
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: the head size (%d) must be even, for rotary positions",
+				   model_config_head_dim(c));
 		return false;
 	}
 	if (c->n_heads % c->n_kv_heads != 0)
@@ -102,6 +111,51 @@ model_config_validate(const ModelConfig *c, CoreError *err)
 				   c->n_heads, c->n_kv_heads);
 		return false;
 	}
+	return true;
+}
+
+/*
+ * Hugging Face's checks of a "llama3" rope_scaling, and none of the fields
+ * set without it, so that each config has one spelling.
+ */
+static bool
+check_rope_scaling(const ModelRopeScaling *r, CoreError *err)
+{
+	bool		ok;
+
+	if (r->kind == ROPE_SCALING_NONE)
+		ok = r->factor == 0.0f && r->low_freq_factor == 0.0f &&
+			r->high_freq_factor == 0.0f && r->original_max_position == 0;
+	else if (r->kind == ROPE_SCALING_LLAMA3)
+		ok = r->factor >= 1.0f && isfinite(r->factor) &&
+			r->low_freq_factor > 0.0f &&
+			r->high_freq_factor > r->low_freq_factor &&
+			isfinite(r->high_freq_factor) &&
+			r->original_max_position >= 1;
+	else
+		ok = false;
+	if (!ok)
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "model config: rope scaling (kind %d, factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position %d) is not valid",
+				   (int) r->kind, r->factor, r->low_freq_factor,
+				   r->high_freq_factor, r->original_max_position);
+	return ok;
+}
+
+bool
+model_config_validate(const ModelConfig *c, CoreError *err)
+{
+	if (!int_in_range("vocab_size", c->vocab_size, 2, MODEL_MAX_VOCAB, err) ||
+		!int_in_range("d_model", c->d_model, 2, MODEL_MAX_D_MODEL, err) ||
+		!int_in_range("n_layers", c->n_layers, 1, MODEL_MAX_LAYERS, err) ||
+		!int_in_range("n_heads", c->n_heads, 1, c->d_model, err) ||
+		!int_in_range("n_kv_heads", c->n_kv_heads, 1, c->n_heads, err) ||
+		!int_in_range("head_dim", c->head_dim, 0, MODEL_MAX_HEAD_DIM, err) ||
+		!int_in_range("d_ff", c->d_ff, 1, MODEL_MAX_D_FF, err) ||
+		!int_in_range("max_seq_len", c->max_seq_len, 2, MODEL_MAX_SEQ_LEN, err))
+		return false;
+	if (!check_heads(c, err) || !check_rope_scaling(&c->rope_scaling, err))
+		return false;
 	if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
 	{
 		core_error(err, CORE_ERR_INVALID_INPUT, "model config: dropout = %g is outside [0, 1)",
@@ -161,7 +215,7 @@ build_tensor_table(const ModelConfig *c, ModelTensor *tensors,
 				   size_t *n_params)
 {
 	int			d = c->d_model;
-	int			hd = c->d_model / c->n_heads;
+	int			hd = model_config_head_dim(c);
 	int			q_dim = c->n_heads * hd;
 	int			kv_dim = c->n_kv_heads * hd;
 	int			n = 0;
@@ -266,20 +320,54 @@ model_find_tensor(const Model *model, const char *name)
 /* ---------------------------------------------------------------- */
 /* Life cycle */
 
+/*
+ * Inverse frequency of rotary pair i: theta^(-2i / head_dim), rescaled by
+ * a "llama3" rope_scaling as Hugging Face's _compute_llama3_parameters
+ * does (in double here, where it uses float32).
+ */
+static double
+rope_inv_freq(const ModelConfig *c, int head_dim, int i)
+{
+	const ModelRopeScaling *r = &c->rope_scaling;
+	double		inv_freq = pow(c->rope_theta, -2.0 * i / head_dim);
+	double		wavelen,
+				low_freq_wavelen,
+				high_freq_wavelen,
+				smooth;
+
+	if (r->kind != ROPE_SCALING_LLAMA3)
+		return inv_freq;
+	wavelen = 2.0 * M_PI / inv_freq;
+	low_freq_wavelen = (double) r->original_max_position / r->low_freq_factor;
+	high_freq_wavelen = (double) r->original_max_position / r->high_freq_factor;
+	if (wavelen < high_freq_wavelen)
+		return inv_freq;
+	if (wavelen > low_freq_wavelen)
+		return inv_freq / r->factor;
+	smooth = ((double) r->original_max_position / wavelen - r->low_freq_factor) /
+		((double) r->high_freq_factor - r->low_freq_factor);
+	return (1.0 - smooth) * inv_freq / r->factor + smooth * inv_freq;
+}
+
+/*
+ * In double: with rope_theta 1e6 and thousands of positions, angles
+ * computed in float drift by more than the weights can tell apart.
+ */
 static void
 compute_rope_tables(Model *model)
 {
 	int			half = model->head_dim / 2;
 
-	for (int pos = 0; pos < model->config.max_seq_len; pos++)
-		for (int i = 0; i < half; i++)
-		{
-			double		inv_freq = pow(model->config.rope_theta,
-									   -2.0 * i / model->head_dim);
+	for (int i = 0; i < half; i++)
+	{
+		double		inv_freq = rope_inv_freq(&model->config, model->head_dim, i);
 
+		for (int pos = 0; pos < model->config.max_seq_len; pos++)
+		{
 			model->rope_cos[(size_t) pos * half + i] = (float) cos(pos * inv_freq);
 			model->rope_sin[(size_t) pos * half + i] = (float) sin(pos * inv_freq);
 		}
+	}
 }
 
 Model *
@@ -294,7 +382,8 @@ model_create(const ModelConfig *config, CoreError *err)
 	if (model == NULL)
 		goto oom;
 	model->config = *config;
-	model->head_dim = config->d_model / config->n_heads;
+	model->head_dim = model_config_head_dim(config);
+	model->config.head_dim = model->head_dim;
 	model->n_tensors = build_tensor_table(config, NULL, &model->n_params);
 	model->tensors = calloc(model->n_tensors, sizeof(ModelTensor));
 	model->params = calloc(model->n_params, sizeof(float));

@@ -55,15 +55,44 @@
 #define MODEL_MAX_LAYERS	256
 #define MODEL_MAX_D_FF		(1 << 16)
 #define MODEL_MAX_SEQ_LEN	(1 << 14)
+#define MODEL_MAX_HEAD_DIM	1024
 #define MODEL_MAX_PARAMS	((size_t) 1 << 31)
 #define MODEL_TENSOR_NAME_LEN 64
+
+/*
+ * How the rotary frequencies are rescaled for long contexts.  Llama 3.1's
+ * "llama3" rope_type divides the low frequencies (wavelengths above
+ * original_max_position / low_freq_factor) by factor, keeps the high ones
+ * (wavelengths below original_max_position / high_freq_factor), and
+ * interpolates smoothly in between, as Hugging Face's
+ * _compute_llama3_parameters does.  With ROPE_SCALING_NONE the other
+ * fields are 0.
+ */
+typedef enum ModelRopeScalingKind
+{
+	ROPE_SCALING_NONE = 0,
+	ROPE_SCALING_LLAMA3 = 1
+} ModelRopeScalingKind;
+
+typedef struct ModelRopeScaling
+{
+	ModelRopeScalingKind kind;
+	float		factor;
+	float		low_freq_factor;
+	float		high_freq_factor;
+	int			original_max_position;	/* original_max_position_embeddings */
+} ModelRopeScaling;
 
 typedef struct ModelConfig
 {
 	int			vocab_size;
 	int			d_model;
 	int			n_layers;
-	int			n_heads;		/* query heads; head_dim = d_model / n_heads */
+	int			n_heads;		/* query heads */
+	int			head_dim;		/* size of each head; 0 = d_model / n_heads
+								 * (and model_create() writes the size it
+								 * resolved); n_heads * head_dim need not be
+								 * d_model */
 	int			n_kv_heads;		/* key/value heads (grouped-query attention,
 								 * as in SmolLM and Qwen2); = n_heads for
 								 * plain multi-head attention */
@@ -73,7 +102,9 @@ typedef struct ModelConfig
 	bool		prefix_lm;		/* prefix-LM mask, else plain causal */
 	bool		qkv_bias;		/* biases on q/k/v projections (Qwen2) */
 	float		dropout;		/* on each residual branch while training */
-	float		rope_theta;		/* rotary base, 10000 (Llama) */
+	float		rope_theta;		/* rotary base: 10000 (Llama 2), 500000
+								 * (Llama 3), 1000000 (Qwen2) */
+	ModelRopeScaling rope_scaling;
 	float		norm_eps;		/* RMSNorm epsilon */
 	float		logit_scale;	/* logits = logit_scale * h . lm_head:
 								 * d_model^-0.5 from scratch (T5 style),
@@ -148,7 +179,8 @@ typedef struct Model
 								 * model_alloc_training() */
 	ModelWeights w;				/* views into params */
 	ModelWeights g;				/* views into grads, while there are any */
-	float	   *rope_cos;		/* [max_seq_len, head_dim / 2] */
+	float	   *rope_cos;		/* [max_seq_len, head_dim / 2], computed in
+								 * double */
 	float	   *rope_sin;
 	uint64_t	dropout_seed;
 	uint64_t	dropout_step;	/* training forwards so far */
@@ -196,6 +228,8 @@ extern void model_config_default(ModelConfig *config, int vocab_size,
 extern bool model_config_validate(const ModelConfig *config,
 								  CoreError *err);
 extern size_t model_count_params(const ModelConfig *config);
+/* The head size config gives: head_dim, or d_model / n_heads when 0. */
+extern int	model_config_head_dim(const ModelConfig *config);
 
 /*
  * The tensor table config implies: its number of tensors, and the tensors

@@ -128,7 +128,7 @@ layout_activations(const ModelConfig *c, ModelActivations *a, Carver *f,
 	size_t		B = a->max_batch;
 	size_t		T = a->max_seq;
 	size_t		d = c->d_model;
-	size_t		head_dim = c->d_model / c->n_heads;
+	size_t		head_dim = model_config_head_dim(c);
 	size_t		q_dim = c->n_heads * head_dim;
 	size_t		qkv_dim = (c->n_heads + 2 * c->n_kv_heads) * head_dim;
 	size_t		ff = c->d_ff;

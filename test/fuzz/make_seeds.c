@@ -1,7 +1,9 @@
 /*
  * make_seeds.c - write the binary seed corpora of the fuzz targets: tiny
- * serialized tokenizers, models and students, made by the library itself
- * (`make fuzz-seeds`; text seeds come from make_seeds.py).
+ * serialized tokenizers, models and students, made by the library itself,
+ * and tiny GGUF, safetensors and llama2.c checkpoints
+ * (test/unit/checkpoint_files.h) (`make fuzz-seeds`; text seeds come from
+ * make_seeds.py).
  *
  * Usage: make_seeds <seeds directory>.  The output depends only on this
  * program (fixed seeds, one BLAS thread), so regenerating changes no file
@@ -12,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crc32c.h"
 #include "core/model_io.h"
+#include "core/util.h"
+#include "../unit/checkpoint_files.h"
 #include "core/trainer.h"
 #include "core/student_internal.h"
 
@@ -114,6 +119,153 @@ write_model(const char *name, const ModelConfig *config)
 	write_seed("fuzz_model", name, blob, len, NULL, 0);
 	free(blob);
 	model_free(m);
+}
+
+/*
+ * fuzz_model_header's input: u32 header length, a version 2 header, the
+ * data, each tensor in the dtype (i % 3) + 1.
+ */
+static void
+write_model_chunked(const char *name, const ModelConfig *config)
+{
+	Model	   *m = tiny_model(config);
+	uint64_t	data_len;
+	uint8_t		dtypes[64];
+	uint8_t    *data;
+	void	   *header;
+	size_t		header_len;
+	uint8_t    *blob;
+
+	for (int i = 0; i < m->n_tensors && i < 64; i++)
+		dtypes[i] = 1 + i % 3;
+	if (m->n_tensors > 64)
+		die(name, "too many tensors");
+	data_len = model_data_bytes(m, dtypes);
+	data = malloc(data_len);
+	if (data == NULL)
+		die(name, "out of memory");
+	model_data_read(m, dtypes, 0, data, data_len);
+	header = model_save_header(m, dtypes, crc32c(0, data, data_len), &header_len);
+	blob = malloc(4 + header_len);
+	if (header == NULL || blob == NULL)
+		die(name, "out of memory");
+	le_put_u32(blob, (uint32_t) header_len);
+	memcpy(blob + 4, header, header_len);
+	write_seed("fuzz_model_header", name, blob, 4 + header_len, data, data_len);
+	free(blob);
+	free(header);
+	free(data);
+	model_free(m);
+}
+
+/* A tiny pretrained-style model: causal, logit scale 1. */
+static Model *
+checkpoint_model(int d_model, int head_dim, bool bias, bool tied)
+{
+	ModelConfig c;
+
+	model_config_default(&c, 8, d_model, 1, 2);
+	c.head_dim = head_dim;
+	c.d_ff = d_model;
+	c.max_seq_len = 8;
+	c.prefix_lm = false;
+	c.logit_scale = 1.0f;
+	c.qkv_bias = bias;
+	c.tied_embeddings = tied;
+	return tiny_model(&c);
+}
+
+/* fuzz_safetensors' input: config.json, a NUL, model.safetensors. */
+static void
+write_hf_seed(const char *name, const Model *m, const char *arch,
+			  const char *extra, const uint8_t *dtypes)
+{
+	char	   *config = hf_config(m, arch, extra);
+	size_t		len;
+	uint8_t    *st = st_from_model(m, dtypes, 0, m->n_tensors, &len);
+
+	write_seed("fuzz_safetensors", name, config, strlen(config) + 1, st, len);
+	free(config);
+	free(st);
+}
+
+/* A GGUF "llama" file with the matrices of the layer in Q8_0. */
+static void
+write_gguf_q8_0_seed(const char *name)
+{
+	Model	   *m = checkpoint_model(32, 0, false, true);
+	GgufWriter	w = {0};
+	size_t		len;
+	uint8_t    *file;
+
+	gguf_metadata(&w, m, "llama", true);
+	for (int i = 0; i < m->n_tensors; i++)
+	{
+		const ModelTensor *t = &m->tensors[i];
+		char		gguf[96] = "";
+		Bytes		b = {0};
+		bool		quantize = t->ndim == 2 && strstr(t->name, "layers") != NULL;
+
+		gguf_name(t->name, gguf, sizeof(gguf));
+		if (quantize)
+			for (size_t k = 0; k < t->numel; k += 32)
+			{
+				bytes_le(&b, float_to_half(0.02f), 2);
+				for (int q = 0; q < 32; q++)
+					bytes_le(&b, (uint8_t) (((k + q) * 7) % 255), 1);
+			}
+		else
+			bytes_floats(&b, m->params + t->offset, t->numel, MODEL_DTYPE_F32);
+		gguf_tensor(&w, gguf, quantize ? 8 : 0, t->shape[t->ndim - 1],
+					t->ndim == 2 ? t->shape[0] : 0, b.data, b.len);
+		free(b.data);
+	}
+	file = gguf_finish(&w, &len);
+	write_seed("fuzz_gguf", name, file, len, NULL, 0);
+	free(file);
+	model_free(m);
+}
+
+static void
+write_checkpoint_seeds(void)
+{
+	Model	   *m;
+	uint8_t		dtypes[64];
+	uint8_t    *file;
+	size_t		len;
+
+	m = checkpoint_model(8, 0, true, true);
+	file = gguf_from_model(m, "qwen2", NULL, &len);
+	write_seed("fuzz_gguf", "qwen2_tied_bias", file, len, NULL, 0);
+	free(file);
+	for (int i = 0; i < m->n_tensors; i++)
+		dtypes[i] = MODEL_DTYPE_BF16;
+	write_hf_seed("qwen2_tied_bias_bf16", m, "qwen2", "", dtypes);
+	model_free(m);
+
+	m = checkpoint_model(8, 6, false, false);
+	for (int i = 0; i < m->n_tensors; i++)
+		dtypes[i] = 1 + i % 3;
+	file = gguf_from_model(m, "llama", dtypes, &len);
+	write_seed("fuzz_gguf", "llama_untied_head_dim_mixed", file, len, NULL, 0);
+	free(file);
+	write_hf_seed("llama_untied_head_dim_llama3", m, "llama",
+				  ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 4}, \"eos_token_id\": [2, 3]",
+				  dtypes);
+	model_free(m);
+
+	m = checkpoint_model(8, 0, false, false);
+	file = llama2c_from_model(m, &len);
+	write_seed("fuzz_llama2c", "untied", file, len, NULL, 0);
+	free(file);
+	model_free(m);
+	m = checkpoint_model(8, 0, false, true);
+	file = llama2c_from_model(m, &len);
+	write_seed("fuzz_llama2c", "tied", file, len, NULL, 0);
+	free(file);
+	model_free(m);
+
+	write_gguf_q8_0_seed("llama_q8_0");
 }
 
 /* fuzz_student's input: u32 tokenizer length, tokenizer, weights. */
@@ -231,6 +383,17 @@ main(int argc, char **argv)
 	c.prefix_lm = false;
 	c.qkv_bias = true;
 	write_model("untied_causal_gqa_bias", &c);
+	write_model_chunked("untied_causal_gqa_bias", &c);
+	model_config_default(&c, 10, 8, 1, 2);
+	c.head_dim = 6;
+	c.d_ff = 8;
+	c.max_seq_len = 6;
+	c.prefix_lm = false;
+	c.logit_scale = 1.0f;
+	c.rope_theta = 500000.0f;
+	c.rope_scaling = (ModelRopeScaling) {ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 4};
+	write_model_chunked("head_dim_llama3", &c);
+	write_checkpoint_seeds();
 
 	s = trained_student();
 	write_student("trained", s);

@@ -582,6 +582,12 @@ test_model_gradients(void)
 	check_model_gradient("model: causal, untied, GQA, bias", &c);
 	tiny_config(&c, true, true, 2, false, 0.2f);
 	check_model_gradient("model: prefix-LM, dropout 0.2", &c);
+	/* heads of 6 (q_proj 12 x 8, o_proj 8 x 12), llama3 rope scaling */
+	tiny_config(&c, false, false, 1, true, 0.0f);
+	c.head_dim = 6;
+	c.rope_theta = 500000.0f;
+	c.rope_scaling = (ModelRopeScaling) {ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 4};
+	check_model_gradient("model: head_dim 6 != 8 / 2, llama3", &c);
 }
 
 /*
@@ -895,6 +901,11 @@ test_prediction(void)
 	c.n_kv_heads = 2;
 	c.qkv_bias = true;
 	check_scoring("causal, untied, GQA, bias", &c);
+	c.head_dim = 6;
+	c.rope_theta = 1e6f;
+	check_scoring("head_dim 6 != 16 / 4", &c);
+	c.head_dim = 0;
+	c.rope_theta = 10000.0f;
 
 	/* bad arguments give messages, not crashes */
 	{
