@@ -321,6 +321,13 @@ extern int	model_generate_greedy(const Model *model,
 								  int max_new_tokens, int32_t eos_id,
 								  int32_t *out, const StopCheck *stop,
 								  CoreError *err);
+/* The same, ending at any of end_ids[0, n_end_ids) (not written to out). */
+extern int	model_generate_greedy_until(const Model *model,
+										const int32_t *prefix, int prefix_len,
+										int max_new_tokens,
+										const int32_t *end_ids, int n_end_ids,
+										int32_t *out, const StopCheck *stop,
+										CoreError *err);
 
 /*
  * Pack the matrices once for faster prediction (packed.h); from then on the

@@ -596,6 +596,27 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 					  int32_t *out, const StopCheck *stop,
 					  CoreError *err)
 {
+	return model_generate_greedy_until(model, prefix, prefix_len, max_new_tokens,
+									   &eos_id, 1, out, stop, err);
+}
+
+/* Is id one of ids[0, n)? */
+static bool
+is_one_of(int32_t id, const int32_t *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+int
+model_generate_greedy_until(const Model *model, const int32_t *prefix,
+							int prefix_len, int max_new_tokens,
+							const int32_t *end_ids, int n_end_ids,
+							int32_t *out, const StopCheck *stop,
+							CoreError *err)
+{
 	const ModelConfig *c = &model->config;
 	int			n_bidir = bidirectional_part(model, prefix_len);
 	int			one = 1;
@@ -629,7 +650,7 @@ model_generate_greedy(const Model *model, const int32_t *prefix,
 
 		packed_matmul(ws.logits, hidden, head, NULL, c->logit_scale, 1);
 		next = argmax(ws.logits, c->vocab_size);
-		if (next == eos_id)
+		if (is_one_of(next, end_ids, n_end_ids))
 			break;
 		out[n++] = next;
 		if (n == limit)
