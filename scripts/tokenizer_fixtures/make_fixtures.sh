@@ -3,8 +3,9 @@
 #
 # Reference token ids for the pretrained tokenizers distill supports, made by
 # implementations written elsewhere (transformers.js, @lenml/tokenizers,
-# gpt-3-encoder, SentencePiece), so that the C unit tests compare against
-# committed files and never need npm. See test/data/tokenizers/README.md.
+# tiktoken, gpt-3-encoder, SentencePiece), so that the C unit tests compare
+# against committed files and never need npm. See
+# test/data/tokenizers/README.md.
 #
 # Needs: node + npm with access to the npm registry (the packages are pinned in
 # package.json / package-lock.json beside this script and installed with
@@ -73,7 +74,15 @@ for name in gpt2 llama2 llama3 mistral qwen3; do
 	compare "$scratch/ids/$name.ids" "$scratch/ids/$name.lenml.ids" "$name: transformers.js vs @lenml/tokenizers"
 done
 
-# Independent encoders of the same vocabularies.
+# Independent encoders of the same vocabularies: tiktoken (Rust, its own regex
+# engine and rank-based BPE) on the byte-level ones, gpt-3-encoder on GPT-2's
+# original files, SentencePiece on Llama 2's tokenizer.model.
+for spec in gpt2: llama3: qwen3:nfc; do
+	name=${spec%%:*}
+	(cd "$scratch" && node encode_tiktoken.mjs "${npm_dir[$name]}/tokenizer.json" "$corpus" \
+		"$scratch/ids/$name.tiktoken.ids" ${spec#*:})
+	compare "$scratch/ids/$name.ids" "$scratch/ids/$name.tiktoken.ids" "$name: transformers.js vs tiktoken"
+done
 (cd "$scratch" && node encode_gpt3enc.mjs "$corpus" "$scratch/ids/gpt2.gpt3enc.ids")
 compare "$scratch/ids/gpt2.ids" "$scratch/ids/gpt2.gpt3enc.ids" "gpt2: transformers.js vs gpt-3-encoder"
 $py "$here/encode_sp.py" "$shared/models/llama2-tokenizer/tokenizer.model" "$corpus" "$scratch/ids/llama2.sp.ids"
