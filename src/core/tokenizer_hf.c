@@ -306,6 +306,7 @@ decide_kind(HfSpec *spec, json_object *model, CoreError *err)
 			return unsupported(err, "combination",
 							   "Metaspace or Prepend with other normalizers or splits");
 		spec->kind = TOKENIZER_SP;
+		spec->flags |= PRE_MARK_IS_SPACE;
 		return true;
 	}
 	return unsupported(err, "pre_tokenizer",

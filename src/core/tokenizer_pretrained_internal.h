@@ -55,7 +55,10 @@ enum
 #define PRE_IGNORE_MERGES 0x04	/* a pre-token that is a token is taken whole */
 #define PRE_SPLIT_WORDS 0x08	/* SP: split before every space (Metaspace
 								 * split = true) */
-#define PRE_ALL_FLAGS 0x0F
+#define PRE_MARK_IS_SPACE 0x10	/* SP: a U+2581 in the text is a space, as
+								 * SentencePiece and HF see it (not
+								 * llama2.c, whose pieces have spaces) */
+#define PRE_ALL_FLAGS 0x1F
 
 /* Longest token in bytes, and most regular expressions, that we accept. */
 #define PRE_MAX_TOKEN_BYTES 65535

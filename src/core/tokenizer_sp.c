@@ -119,8 +119,13 @@ sp_encode_segment(const Pretrained *p, const char *text, size_t len,
 	}
 	if (prefix)
 		buf[n++] = ' ';
-	memcpy(buf + n, text, len);
-	n += len;
+	if (p->flags & PRE_MARK_IS_SPACE)
+		n += sp_unescape(text, len, buf + n);
+	else
+	{
+		memcpy(buf + n, text, len);
+		n += len;
+	}
 	if (!(p->flags & PRE_SPLIT_WORDS))
 		ok = encode_word(p, buf, n, s, out, err);
 	else
@@ -453,7 +458,7 @@ sp_from_gguf(const TokenizerSource *src, CoreError *err)
 	p->bos = v->bos_id;
 	p->eos = v->eos_id;
 	p->unk = v->unk_id;
-	p->flags = v->add_bos != 0 ? PRE_ADDS_BOS : 0;
+	p->flags = PRE_MARK_IS_SPACE | (v->add_bos != 0 ? PRE_ADDS_BOS : 0);
 	p->sp_prefix = v->add_space_prefix != 0 ? SP_PREFIX_TEXT_START : SP_PREFIX_NONE;
 	if (!pre_finish_vocab(p, CORE_ERR_INVALID_INPUT, err) ||
 		!sp_merges_from_scores(p, scores, CORE_ERR_INVALID_INPUT, err))
