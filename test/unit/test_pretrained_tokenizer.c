@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <json-c/json.h>
 #include <uninorm.h>
 
@@ -484,6 +485,491 @@ test_llama2c(void)
 	tok_free(small);
 }
 
+/* A GGUF-style vocabulary: arrays the test fills and frees. */
+typedef struct GgufArrays
+{
+	TokenizerVocab v;
+	const char **tokens;
+	uint32_t   *lens;
+	float	   *scores;
+	int32_t    *types;
+	const char **merges;
+	uint32_t   *merge_lens;
+	char	   *pool;			/* the bytes the pointers point into */
+	json_object *json;
+} GgufArrays;
+
+static void
+free_gguf(GgufArrays *g)
+{
+	free(g->tokens);
+	free(g->lens);
+	free(g->scores);
+	free(g->types);
+	free(g->merges);
+	free(g->merge_lens);
+	free(g->pool);
+	json_object_put(g->json);
+}
+
+/*
+ * llama2.c's tokenizer.bin as a GGUF "llama" vocabulary: pieces with
+ * U+2581 for spaces, token types as llama.cpp's converter writes them.
+ */
+static bool
+gguf_from_llama2c(GgufArrays *g, const char *path, int n)
+{
+	Bytes		bin = read_file(path);
+	size_t		pos = 4;
+
+	memset(g, 0, sizeof(*g));
+	if (bin.data == NULL)
+		return false;
+	g->tokens = calloc((size_t) n, sizeof(char *));
+	g->lens = calloc((size_t) n, sizeof(uint32_t));
+	g->scores = calloc((size_t) n, sizeof(float));
+	g->types = calloc((size_t) n, sizeof(int32_t));
+	g->pool = malloc(3 * bin.len);
+	for (int id = 0, used = 0; id < n; id++)
+	{
+		uint32_t	len;
+
+		memcpy(&g->scores[id], bin.data + pos, 4);
+		memcpy(&len, bin.data + pos + 4, 4);
+		g->tokens[id] = g->pool + used;
+		for (uint32_t i = 0; i < len; i++)
+			if (bin.data[pos + 8 + i] == ' ' && id >= 259)
+				used += sprintf(g->pool + used, "\xE2\x96\x81");
+			else
+				g->pool[used++] = bin.data[pos + 8 + i];
+		g->lens[id] = (uint32_t) (g->pool + used - g->tokens[id]);
+		g->types[id] = id == 0 ? 2 : id < 3 ? 3 : id < 259 ? 6 : 1;
+		pos += 8 + len;
+	}
+	free(bin.data);
+	g->v = (TokenizerVocab) {.model = "llama", .n_tokens = n, .tokens = g->tokens,
+		.token_lens = g->lens, .scores = g->scores, .token_types = g->types,
+		.bos_id = 1, .eos_id = 2, .unk_id = 0, .pad_id = -1,
+	.add_bos = -1, .add_eos = -1, .add_space_prefix = -1};
+	return true;
+}
+
+/*
+ * A tokenizer.json as a GGUF "gpt2" vocabulary: its tokens by id (added
+ * special tokens CONTROL, other added tokens USER_DEFINED) and its merges
+ * as "a b" strings.
+ */
+static bool
+gguf_from_json(GgufArrays *g, const char *dir, const char *pre)
+{
+	char		path[256];
+	Bytes		json;
+	json_object *model,
+			   *vocab,
+			   *merges,
+			   *added;
+	int			n = 0;
+	size_t		used = 0;
+
+	memset(g, 0, sizeof(*g));
+	snprintf(path, sizeof(path), DATA "%s/tokenizer.json.gz", dir);
+	json = read_file(path);
+	g->json = json_tokener_parse(json.data);
+	free(json.data);
+	if (g->json == NULL)
+		return false;
+	model = json_object_object_get(g->json, "model");
+	vocab = json_object_object_get(model, "vocab");
+	merges = json_object_object_get(model, "merges");
+	added = json_object_object_get(g->json, "added_tokens");
+	json_object_object_foreach(vocab, key0, value0)
+	{
+		(void) key0;
+		n = json_object_get_int(value0) >= n ? json_object_get_int(value0) + 1 : n;
+	}
+	for (size_t i = 0; i < json_object_array_length(added); i++)
+	{
+		int			id = json_object_get_int(json_object_object_get(json_object_array_get_idx(added, i), "id"));
+
+		n = id >= n ? id + 1 : n;
+	}
+	g->tokens = calloc((size_t) n, sizeof(char *));
+	g->lens = calloc((size_t) n, sizeof(uint32_t));
+	g->types = calloc((size_t) n, sizeof(int32_t));
+	json_object_object_foreach(vocab, key, value)
+	{
+		int			id = json_object_get_int(value);
+
+		g->tokens[id] = key;
+		g->lens[id] = (uint32_t) strlen(key);
+		g->types[id] = 1;
+	}
+	for (size_t i = 0; i < json_object_array_length(added); i++)
+	{
+		json_object *a = json_object_array_get_idx(added, i);
+		int			id = json_object_get_int(json_object_object_get(a, "id"));
+
+		g->tokens[id] = json_object_get_string(json_object_object_get(a, "content"));
+		g->lens[id] = (uint32_t) strlen(g->tokens[id]);
+		g->types[id] = json_object_get_boolean(json_object_object_get(a, "special")) ? 3 : 4;
+	}
+	for (int id = 0; id < n; id++)
+		if (g->types[id] == 0)
+			g->types[id] = 5;	/* a gap: unused */
+	g->merges = calloc(json_object_array_length(merges), sizeof(char *));
+	g->merge_lens = calloc(json_object_array_length(merges), sizeof(uint32_t));
+	g->pool = malloc(64 * json_object_array_length(merges) + 1);
+	for (size_t i = 0; i < json_object_array_length(merges); i++)
+	{
+		json_object *m = json_object_array_get_idx(merges, i);
+
+		g->merges[i] = g->pool + used;
+		if (json_object_is_type(m, json_type_string))
+			used += sprintf(g->pool + used, "%s", json_object_get_string(m));
+		else
+			used += sprintf(g->pool + used, "%s %s",
+							json_object_get_string(json_object_array_get_idx(m, 0)),
+							json_object_get_string(json_object_array_get_idx(m, 1)));
+		g->merge_lens[i] = (uint32_t) (g->pool + used - g->merges[i]);
+	}
+	g->v = (TokenizerVocab) {.model = "gpt2", .pre = pre, .n_tokens = n,
+		.tokens = g->tokens, .token_lens = g->lens, .token_types = g->types,
+		.n_merges = (int) json_object_array_length(merges), .merges = g->merges,
+		.merge_lens = g->merge_lens, .bos_id = -1, .eos_id = -1, .unk_id = -1,
+	.pad_id = -1, .add_bos = -1, .add_eos = -1, .add_space_prefix = -1};
+	return true;
+}
+
+static Tokenizer *
+load_gguf(GgufArrays *g, int vocab_size)
+{
+	TokenizerSource src = {.kind = TOKSRC_GGUF, .vocab_size = vocab_size, .vocab = g->v,
+	.bos_id = -1, .eos_id = -1};
+	CoreError	err = {0};
+	Tokenizer  *t = tok_from_source(&src, &err);
+
+	CHECKF(t != NULL, "GGUF %s: %s", g->v.model, err.message);
+	return t;
+}
+
+static void
+test_gguf(void)
+{
+	struct
+	{
+		const char *dir;
+		const char *pre;
+		int			vocab;
+		int32_t		bos;
+		bool		adds_bos;
+	}			cases[] = {
+		{"gpt2", "gpt-2", 50257, 50256, false},
+		{"llama3", "llama-bpe", 128256, 128000, true},
+		{"qwen3", "qwen2", 151936, -1, false},
+	};
+	/* HF puts a space before each stretch between added tokens; GGUF not */
+	static const int legacy_lines[] = {128, 129, 130, 131, 132, 0};
+	GgufArrays	g;
+	Tokenizer  *t;
+
+	if (!gguf_from_llama2c(&g, DATA "llama2/tokenizer.bin.gz", 32000))
+		CHECKF(false, "cannot read llama2/tokenizer.bin.gz");
+	else if ((t = load_gguf(&g, 32000)) != NULL)
+	{
+		CHECK(tok_bos(t) == 1 && tok_eos(t) == 2 && tok_adds_bos(t));
+		compare_corpus("GGUF llama", t, DATA "llama2.ids", legacy_lines);
+		check_round_trip("GGUF llama", t);
+		tok_free(t);
+	}
+	free_gguf(&g);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		char		ids[256];
+		char		name[64];
+
+		snprintf(ids, sizeof(ids), DATA "%s.ids", cases[i].dir);
+		snprintf(name, sizeof(name), "GGUF %s", cases[i].pre);
+		if (!gguf_from_json(&g, cases[i].dir, cases[i].pre))
+			CHECKF(false, "%s: cannot read tokenizer.json", cases[i].dir);
+		else if ((g.v.bos_id = cases[i].bos, t = load_gguf(&g, cases[i].vocab)) != NULL)
+		{
+			CHECK(tok_adds_bos(t) == cases[i].adds_bos && tok_bos(t) == cases[i].bos);
+			compare_corpus(name, t, ids, NULL);
+			check_round_trip(name, t);
+			tok_free(t);
+		}
+		free_gguf(&g);
+	}
+}
+
+/* GPT-2's byte-to-character map, written again here. */
+static int
+byte_char(int b)
+{
+	int			n = 0;
+
+	if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+		return b;
+	for (int c = 0; c < b; c++)
+		if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)))
+			n++;
+	return 256 + n;
+}
+
+/* Append the JSON string of byte b's character (escaped when needed). */
+static int
+put_byte_char(char *out, int b)
+{
+	int			c = byte_char(b);
+
+	if (c == '"' || c == '\\')
+		return sprintf(out, "\\%c", c);
+	return sprintf(out, "\\u%04x", c);
+}
+
+/*
+ * A small byte-level tokenizer.json: the 256 bytes (ids 0..255), then
+ * "he" 256, "ll" 257, "hell" 258, "hello" 259 by the merges "h e", "l l",
+ * "he ll", "hell o" (the last as a pair array); model_extra, normalizer,
+ * pre_tokenizer and added are spliced in as given.
+ */
+static char *
+mini_json(const char *model_type, const char *model_extra, const char *normalizer,
+		  const char *pre_tokenizer, const char *added)
+{
+	char	   *j = malloc(1 << 16);
+	int			n = 0;
+
+	n += sprintf(j + n, "{\"version\": \"1.0\", \"added_tokens\": [%s], "
+				 "\"normalizer\": %s, \"pre_tokenizer\": %s, "
+				 "\"model\": {\"type\": \"%s\", %s \"vocab\": {", added, normalizer,
+				 pre_tokenizer, model_type, model_extra);
+	for (int b = 0; b < 256; b++)
+	{
+		j[n++] = '"';
+		n += put_byte_char(j + n, b);
+		n += sprintf(j + n, "\": %d, ", b);
+	}
+	n += sprintf(j + n, "\"he\": 256, \"ll\": 257, \"hell\": 258, \"hello\": 259}, "
+				 "\"merges\": [\"h e\", \"l l\", \"he ll\", [\"hell\", \"o\"]]}}");
+	return j;
+}
+
+static const char BYTE_LEVEL[] =
+	"{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}";
+
+/* tok_from_source on a tokenizer.json; NULL, with the message in err. */
+static Tokenizer *
+from_json(const char *json, int vocab_size, CoreError *err)
+{
+	TokenizerSource src = {.kind = TOKSRC_HF, .data = json, .len = strlen(json),
+	.vocab_size = vocab_size, .bos_id = -1, .eos_id = -1};
+
+	memset(err, 0, sizeof(*err));
+	return tok_from_source(&src, err);
+}
+
+static void
+expect_refused(const char *what, char *json, int vocab_size, const char *needle)
+{
+	CoreError	err;
+	Tokenizer  *t = from_json(json, vocab_size, &err);
+
+	CHECKF(t == NULL && err.kind == CORE_ERR_INVALID_INPUT && strstr(err.message, needle),
+		   "%s: accepted, or message \"%s\" without \"%s\"", what, err.message, needle);
+	tok_free(t);
+	free(json);
+}
+
+static void
+test_small_and_refused(void)
+{
+	CoreError	err;
+	char	   *json = mini_json("BPE", "", "null", BYTE_LEVEL,
+								 "{\"id\": 260, \"content\": \"<|end|>\", \"special\": true},"
+								 "{\"id\": 261, \"content\": \"<x>\", \"special\": false}");
+	Tokenizer  *t = from_json(json, 0, &err);
+	int32_t    *ids;
+	int			n;
+	size_t		len;
+	char	   *text;
+
+	CHECKF(t != NULL, "small tokenizer.json: %s", err.message);
+	if (t != NULL)
+	{
+		n = tok_encode(t, "hello<|end|>hell<x>", 19, &ids);
+		CHECK(same_ids(ids, n, (const int32_t[]) {259, 260, 258, 261}, 4));
+		text = tok_decode(t, ids, (size_t) n, &len);
+		CHECK(len == 12 && memcmp(text, "hellohell<x>", 12) == 0);
+		free(text);
+		free(ids);
+		CHECK(tok_vocab_size(t) == 262 && tok_bos(t) == -1 && !tok_adds_bos(t));
+		/* ids out of range and special tokens decode to nothing */
+		text = tok_decode(t, (const int32_t[]) {-1, 262, 260, INT32_MAX}, 4, &len);
+		CHECK(text != NULL && len == 0);
+		free(text);
+		/* an incomplete character at the end is left out by the prefix form */
+		n = tok_encode_prefix(t, "he\xc3", 3, 10, &ids);
+		CHECK(same_ids(ids, n, (const int32_t[]) {256}, 1));
+		free(ids);
+		n = tok_encode_prefix(t, "hello hello", 11, 1, &ids);
+		CHECK(same_ids(ids, n, (const int32_t[]) {259}, 1));
+		free(ids);
+		/* a cut character decodes to U+FFFD, as the references do */
+		text = tok_decode(t, (const int32_t[]) {104, 0xc3, 104}, 3, &len);
+		CHECK(len == 5 && memcmp(text, "h\xEF\xBF\xBDh", 5) == 0);
+		free(text);
+		check_round_trip("small", t);
+		tok_free(t);
+	}
+	free(json);
+
+	expect_refused("Unigram", mini_json("Unigram", "", "null", BYTE_LEVEL, ""), 0, "Unigram");
+	expect_refused("WordPiece", mini_json("WordPiece", "", "null", BYTE_LEVEL, ""), 0,
+				   "WordPiece");
+	expect_refused("NFKC", mini_json("BPE", "", "{\"type\": \"NFKC\"}", BYTE_LEVEL, ""), 0,
+				   "NFKC");
+	expect_refused("Lowercase", mini_json("BPE", "", "{\"type\": \"Sequence\", \"normalizers\": "
+										  "[{\"type\": \"Lowercase\"}]}", BYTE_LEVEL, ""),
+				   0, "Lowercase");
+	expect_refused("Whitespace", mini_json("BPE", "", "null", "{\"type\": \"Whitespace\"}", ""),
+				   0, "Whitespace");
+	expect_refused("no pre-tokenizer", mini_json("BPE", "", "null", "null", ""), 0,
+				   "pre_tokenizer");
+	expect_refused("Removed", mini_json("BPE", "", "null", "{\"type\": \"Sequence\", "
+										"\"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+										"{\"Regex\": \"a\"}, \"behavior\": \"Removed\"}, " "{\"type\": \"ByteLevel\", \"use_regex\": false}]}", ""),
+				   0, "Removed");
+	expect_refused("bad regex", mini_json("BPE", "", "null", "{\"type\": \"Sequence\", "
+										  "\"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+										  "{\"Regex\": \"(a\"}, \"behavior\": \"Isolated\"}, " "{\"type\": \"ByteLevel\", \"use_regex\": false}]}", ""),
+				   0, "does not compile");
+	expect_refused("add_prefix_space", mini_json("BPE", "", "null",
+												 "{\"type\": \"ByteLevel\", \"add_prefix_space\": true}", ""),
+				   0, "add_prefix_space");
+	expect_refused("lstrip", mini_json("BPE", "", "null", BYTE_LEVEL,
+									   "{\"id\": 260, \"content\": \"<m>\", \"lstrip\": true}"),
+				   0, "lstrip");
+	expect_refused("dropout", mini_json("BPE", "\"dropout\": 0.1,", "null", BYTE_LEVEL, ""), 0,
+				   "dropout");
+	expect_refused("vocab_size", mini_json("BPE", "", "null", BYTE_LEVEL, ""), 100,
+				   "bad vocabulary size");
+	json = mini_json("BPE", "", "null", BYTE_LEVEL, "");
+	memcpy(strstr(json, "\"h e\""), "\"h z\"", 5);
+	expect_refused("merge of no token", json, 0, "merge 0");
+	expect_refused("not JSON", strdup("{\"model\": "), 0, "JSON");
+	expect_refused("no model", strdup("{\"normalizer\": null}"), 0, "missing field model");
+
+	{
+		GgufArrays	g = {0};
+		TokenizerSource src = {.kind = TOKSRC_GGUF, .bos_id = -1, .eos_id = -1};
+
+		if (gguf_from_json(&g, "gpt2", "falcon"))
+		{
+			src.vocab = g.v;
+			CHECK(tok_from_source(&src, &err) == NULL && strstr(err.message, "\"falcon\""));
+			src.vocab.model = "bert";
+			CHECK(tok_from_source(&src, &err) == NULL && strstr(err.message, "\"bert\""));
+		}
+		free_gguf(&g);
+	}
+	{
+		Bytes		bin = read_file("test/data/stories260K/tok512.bin");
+		TokenizerSource src = {.kind = TOKSRC_LLAMA2C, .data = bin.data, .len = bin.len,
+		.vocab_size = 600, .bos_id = -1, .eos_id = -1};
+
+		CHECK(tok_from_source(&src, &err) == NULL && strstr(err.message, "truncated"));
+		src.vocab_size = 500;
+		CHECK(tok_from_source(&src, &err) == NULL && strstr(err.message, "more than"));
+		src.vocab_size = 0;
+		CHECK(tok_from_source(&src, &err) == NULL && strstr(err.message, "vocabulary size"));
+		free(bin.data);
+	}
+}
+
+/* The README's invalid sequences, alone and inside "abc" ... "def". */
+static void
+test_invalid_utf8(const Tokenizer *t)
+{
+	static const char *const bad[] = {
+		"\x80", "\xbf\x41", "\xc3", "\xc3\x28", "\xe2\x82", "\xf0\x9f\x98", "\xc0\xaf",
+		"\xc1\xbf", "\xe0\x80\xaf", "\xf0\x80\x80\xaf", "\xed\xa0\x80", "\xed\xbf\xbf",
+		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xf8\x88\x80\x80\x80",
+		"\xfc\x84\x80\x80\x80\x80", "\xfe", "\xff",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		char		text[32];
+		int32_t    *ids = NULL;
+		CoreError	err = {0};
+		int			n = tok_encode_checked(t, bad[i], strlen(bad[i]), &ids, &err);
+
+		CHECKF(n == -1 && ids == NULL && err.kind == CORE_ERR_INVALID_INPUT &&
+			   strcmp(err.message, "invalid UTF-8 at byte 0") == 0,
+			   "bad sequence %zu: %d ids, \"%s\"", i, n, err.message);
+		snprintf(text, sizeof(text), "abc%sdef", bad[i]);
+		n = tok_encode_checked(t, text, strlen(text), &ids, &err);
+		CHECKF(n == -1 && strcmp(err.message, "invalid UTF-8 at byte 3") == 0,
+			   "bad sequence %zu inside text: \"%s\"", i, err.message);
+		CHECK(tok_encode(t, text, strlen(text), &ids) == -1);
+	}
+}
+
+/* A long text encodes in O(n log n): a quadratic merge would take minutes. */
+static void
+test_long_text(const Tokenizer *t, const char *name)
+{
+	size_t		cap = 1 << 21,
+				len = 0;
+	char	   *text = malloc(cap);
+	int32_t    *ids;
+	clock_t		start;
+	int			n;
+	double		seconds;
+
+	for (size_t k = 0; len < cap - 4096; k = (k + 1) % corpus.n)
+	{
+		memcpy(text + len, corpus.line[k], corpus.len[k]);
+		len += corpus.len[k];
+		text[len++] = ' ';
+	}
+	start = clock();
+	n = tok_encode(t, text, len, &ids);
+	seconds = (double) (clock() - start) / CLOCKS_PER_SEC;
+	CHECKF(n > 0 && seconds < 30, "%s: %zu bytes gave %d ids in %.1f s", name, len, n, seconds);
+	free(ids);
+	/* one word of 200,000 letters: a single pre-token */
+	memset(text, 'a', 200000);
+	start = clock();
+	n = tok_encode(t, text, 200000, &ids);
+	seconds = (double) (clock() - start) / CLOCKS_PER_SEC;
+	CHECKF(n > 0 && seconds < 30, "%s: one long word gave %d ids in %.1f s", name, n, seconds);
+	free(ids);
+	free(text);
+}
+
+/* The from-scratch tokenizer through the new entry points. */
+static void
+test_scratch(void)
+{
+	const char *texts[] = {"abab abab \xff\xfe", "ab ab"};
+	size_t		lens[] = {14, 5};
+	CoreError	err = {0};
+	Tokenizer  *t = tok_train(texts, lens, 2, 270, SIZE_MAX, NULL, &err);
+	int32_t    *ids;
+	int			n;
+
+	CHECK(t != NULL);
+	if (t == NULL)
+		return;
+	CHECK(!tok_is_pretrained(t) && !tok_adds_bos(t));
+	n = tok_encode_checked(t, texts[0], lens[0], &ids, &err);
+	CHECK(n > 0);
+	free(ids);
+	tok_free(t);
+}
+
 int
 main(void)
 {
@@ -496,6 +982,23 @@ main(void)
 	CHECKF(corpus.n == CORPUS_LINES, "corpus: %zu lines", corpus.n);
 	test_llama2c();
 	test_tokenizer_json();
+	test_gguf();
+	test_small_and_refused();
+	test_scratch();
+	{
+		Tokenizer  *sp = load_llama2c(DATA "llama2/tokenizer.bin.gz", 32000);
+		Tokenizer  *bl = load_hf("llama3", 0);
+
+		if (sp != NULL && bl != NULL)
+		{
+			test_invalid_utf8(sp);
+			test_invalid_utf8(bl);
+			test_long_text(sp, "llama2 tokenizer.bin");
+			test_long_text(bl, "llama3");
+		}
+		tok_free(sp);
+		tok_free(bl);
+	}
 	free_lines(&corpus);
 	return unit_summary("test_pretrained_tokenizer");
 }
