@@ -93,12 +93,16 @@ typedef struct TokenizerSource
  * nothing), else the largest id + 1.  llama2.c's format has no count: its
  * vocab_size is required.
  *
- * BOS and EOS: llama2.c ids 1 and 2; GGUF its bos/eos ids; Hugging Face
- * src->bos_id/eos_id when >= 0, else generation_config.json's
- * bos_token_id/eos_token_id (the first of a list), else
- * tokenizer_config.json's bos_token/eos_token.  A post_processor of type
- * TemplateProcessing whose "single" template starts with a special token
- * makes that token BOS and tok_adds_bos() true.
+ * BOS and EOS: llama2.c ids 1 and 2 (BOS added); GGUF its bos/eos ids and
+ * add_bos (absent: added for "llama" and for "gpt2" with pre llama-bpe or
+ * llama3).  Hugging Face: BOS is the first special token of a
+ * TemplateProcessing post_processor's "single" template (which makes
+ * tok_adds_bos() true), else src->bos_id when >= 0, else
+ * generation_config.json's bos_token_id, else tokenizer_config.json's
+ * bos_token; tok_adds_bos() is also true when tokenizer_config.json says
+ * add_bos_token.  EOS is src->eos_id when >= 0, else
+ * generation_config.json's eos_token_id (the first of a list), else
+ * tokenizer_config.json's eos_token.
  */
 extern Tokenizer *tok_from_source(const TokenizerSource *src, CoreError *err);
 
