@@ -394,6 +394,26 @@ largest_id(HfFile *f, CoreError *err)
 	return largest;
 }
 
+/* model.vocab by id (its ids were checked by largest_id()). */
+static bool
+index_vocab(HfFile *f, CoreError *err)
+{
+	json_object_object_foreach(f->vocab, key, value)
+	{
+		int32_t		id = json_id(value);
+
+		if (f->vocab_text[id] != NULL)
+		{
+			core_error(err, CORE_ERR_INVALID_INPUT,
+					   "inconsistent vocab: id %d appears twice in model.vocab", id);
+			return false;
+		}
+		f->vocab_text[id] = key;
+		f->vocab_len[id] = strlen(key);
+	}
+	return true;
+}
+
 /* Index both lists by id. */
 static bool
 index_ids(HfFile *f, CoreError *err)
@@ -409,19 +429,8 @@ index_ids(HfFile *f, CoreError *err)
 		return false;
 	}
 	memset(f->added_of, 0xFF, n * sizeof(int32_t));
-	json_object_object_foreach(f->vocab, key, value)
-	{
-		int32_t		id = json_id(value);
-
-		if (f->vocab_text[id] != NULL)
-		{
-			core_error(err, CORE_ERR_INVALID_INPUT,
-					   "inconsistent vocab: id %d appears twice in model.vocab", id);
-			return false;
-		}
-		f->vocab_text[id] = key;
-		f->vocab_len[id] = strlen(key);
-	}
+	if (!index_vocab(f, err))
+		return false;
 	for (size_t i = 0; f->added != NULL && i < json_object_array_length(f->added); i++)
 	{
 		json_object *a = json_object_array_get_idx(f->added, i);
