@@ -144,6 +144,15 @@ sp_encode_segment(const Pretrained *p, const char *text, size_t len,
 	return ok;
 }
 
+/*
+ * Tokens longer than this get no merges from their splits (each split
+ * costs two lookups of up to its length, so a vocabulary of long tokens
+ * would load in quadratic time).  SentencePiece's pieces are at most 16
+ * characters (max_sentencepiece_length), 64 bytes: real vocabularies are
+ * untouched.
+ */
+#define SP_MAX_SPLIT_BYTES 256
+
 static int
 compare_scores(const void *x, const void *y)
 {
@@ -207,7 +216,7 @@ sp_merges_from_scores(Pretrained *p, const float *scores,
 		uint32_t	len = p->len[id];
 		uint32_t	prio = score_rank(sorted, distinct, scores[id]);
 
-		if ((p->type[id] & TT_TYPE_MASK) != TT_NORMAL ||
+		if ((p->type[id] & TT_TYPE_MASK) != TT_NORMAL || len > SP_MAX_SPLIT_BYTES ||
 			pre_piece_id(p, text, len) != id)
 			continue;
 		for (uint32_t k = 1; k < len && ok; k++)
