@@ -16,7 +16,7 @@ PG_CPPFLAGS = -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread
 # without trapping math a float clamp inside them may become a select.
 VECTOR_CFLAGS = -fopenmp-simd -fno-trapping-math
 PG_CFLAGS     = $(VECTOR_CFLAGS)
-SHLIB_LINK  = -lcurl -ljson-c -lopenblas -lm
+SHLIB_LINK  = -lcurl -ljson-c -lpcre2-8 -lunistring -lopenblas -lm
 
 # pg_regress: inputs in sql/ (beside the install scripts, which it does not
 # run), expected outputs in expected/.  The docs_* tests are extracted from
@@ -53,7 +53,7 @@ sql/docs_%.sql: docs/%.md test/extract_sql.awk
 # C unit tests of src/core and src/teacher: no PostgreSQL involved.
 UNIT_CFLAGS = -std=gnu11 -O2 -g $(VECTOR_CFLAGS) -Wall -Wextra -Wno-unused-parameter -Isrc \
               -I/usr/include/x86_64-linux-gnu/openblas-pthread
-UNIT_LIBS   = -lcurl -ljson-c -lopenblas -lm -lpthread
+UNIT_LIBS   = -lcurl -ljson-c -lpcre2-8 -lunistring -lopenblas -lm -lpthread
 UNIT_TESTS  = $(patsubst test/unit/%.c,build/unit/%,$(sort $(wildcard test/unit/test_*.c)))
 UNIT_OBJS   = $(patsubst src/%.c,build/unit/obj/%.o,$(CORE_SRCS) $(TEACHER_SRCS))
 

@@ -6,6 +6,8 @@
  * Pre-tokenization is in tokenizer_pretok.c, the pair map in
  * tokenizer_pairmap.c, training in tokenizer_bpe_train.c, encoding and
  * decoding in tokenizer_encode.c, serialization in tokenizer_io.c.
+ * The tokenizers of pretrained checkpoints have their own tables
+ * (tokenizer_pretrained.c); the functions here hand them on.
  */
 #include "core/tokenizer.h"
 
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "core/tokenizer_internal.h"
+#include "core/tokenizer_pretrained_internal.h"
 
 /* A tokenizer with room for n_tokens ids and max_merges merges, all empty. */
 Tokenizer *
@@ -173,24 +176,32 @@ tok_vocab_size(const Tokenizer *t)
 int32_t
 tok_pad(const Tokenizer *t)
 {
+	if (t->pretrained != NULL)
+		return -1;
 	return t->special_id[ROLE_PAD];
 }
 
 int32_t
 tok_bos(const Tokenizer *t)
 {
+	if (t->pretrained != NULL)
+		return t->pretrained->bos;
 	return t->special_id[ROLE_BOS];
 }
 
 int32_t
 tok_eos(const Tokenizer *t)
 {
+	if (t->pretrained != NULL)
+		return t->pretrained->eos;
 	return t->special_id[ROLE_EOS];
 }
 
 int32_t
 tok_sep(const Tokenizer *t)
 {
+	if (t->pretrained != NULL)
+		return -1;
 	return t->special_id[ROLE_SEP];
 }
 
@@ -199,6 +210,11 @@ tok_token(const Tokenizer *t, int32_t id, size_t *len_out)
 {
 	if (id < 0 || id >= t->n_tokens)
 		return NULL;
+	if (t->pretrained != NULL)
+	{
+		*len_out = t->pretrained->len[id];
+		return t->pretrained->pool + t->pretrained->off[id];
+	}
 	*len_out = t->len[id];
 	return t->pool + t->off[id];
 }
@@ -206,6 +222,8 @@ tok_token(const Tokenizer *t, int32_t id, size_t *len_out)
 size_t
 tok_memory_bytes(const Tokenizer *t)
 {
+	if (t->pretrained != NULL)
+		return sizeof(Tokenizer) + pre_memory_bytes(t->pretrained);
 	return sizeof(Tokenizer) +
 		(size_t) t->token_cap * (sizeof(uint8_t) + sizeof(uint32_t) + sizeof(uint16_t)) +
 		t->pool_cap + (size_t) t->merge_cap * 3 * sizeof(int32_t) +
@@ -217,6 +235,7 @@ tok_free(Tokenizer *t)
 {
 	if (t == NULL)
 		return;
+	pre_free(t->pretrained);
 	free(t->kind);
 	free(t->off);
 	free(t->len);

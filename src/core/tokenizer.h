@@ -40,6 +40,38 @@
  * never arise from encoding text ("<eos>" in the text is five byte-level
  * tokens) and decode to nothing.
  *
+ * Pretrained checkpoints' tokenizers (SentencePiece-style and byte-level
+ * BPE from llama2.c, GGUF or tokenizer.json files) are Tokenizers too,
+ * built by tok_from_source() (tokenizer_pretrained.h), and every function
+ * here works on them, with these differences:
+ *
+ *   - text must be valid UTF-8: tok_encode() returns -1 otherwise
+ *     (tok_encode_checked() says where);
+ *   - added and special tokens written in the text are matched ("<s>",
+ *     "<|im_end|>" become their ids), as Hugging Face encodes;
+ *   - tok_decode() gives the text as the checkpoint's decoder does
+ *     (SentencePiece: U+2581 as a space, byte tokens <0xNN> as bytes;
+ *     byte level: GPT-2's byte map), always valid UTF-8: an invalid
+ *     sequence (a character cut by generation) becomes U+FFFD.  Special
+ *     tokens decode to nothing.  The SentencePiece dummy prefix is kept: a
+ *     text encoded and decoded comes back with a space before it, which
+ *     Hugging Face's and SentencePiece's decoders strip; the caller strips
+ *     it after BOS where it wants that;
+ *   - tok_pad() and tok_sep() are -1 (checkpoints have no such tokens for
+ *     distill's use); tok_bos() and tok_eos() are the checkpoint's ids, -1
+ *     when it has none;
+ *   - tok_encode_prefix() encodes the whole text and keeps the first
+ *     max_ids ids (ignoring an incomplete UTF-8 character at the very end,
+ *     where the caller may have cut the text); tok_prefix_bytes() is a
+ *     bound for the tokenizers trained here only (SentencePiece has no
+ *     pre-tokenization to bound how far a merge looks);
+ *   - tok_token() gives a token's decoded bytes (a byte token: its byte;
+ *     a special token: its name; an id without a token: no bytes);
+ *   - a token may be longer than TOK_MAX_TOKEN_BYTES and the vocabulary
+ *     smaller than TOK_MIN_VOCAB;
+ *   - tok_serialize() writes another layout (magic "DSTP",
+ *     tokenizer_pretrained_io.c), which tok_deserialize() reads as well.
+ *
  * Plain C, malloc/free, no PostgreSQL headers.  Errors are reported by
  * return value and, where there is an err argument, a kind and a message
  * in err (error.h); the code never aborts.  A Tokenizer is immutable after tok_train() or
@@ -92,7 +124,8 @@ extern Tokenizer *tok_train(const char *const *texts, const size_t *lens,
 /*
  * Encode len bytes of text into *ids_out, a malloc'd array (at least one
  * element, so free() it even when the count is 0).  Returns the number of
- * ids, or -1 (and *ids_out NULL) when memory runs out or len > INT_MAX.
+ * ids, or -1 (and *ids_out NULL) when memory runs out or len > INT_MAX
+ * (or, for a pretrained tokenizer, the text is not valid UTF-8).
  */
 extern int	tok_encode(const Tokenizer *t, const char *text, size_t len,
 					   int32_t **ids_out);
@@ -122,7 +155,7 @@ extern char *tok_decode(const Tokenizer *t, const int32_t *ids, size_t n,
 /* Number of tokens; valid ids are 0 .. tok_vocab_size() - 1. */
 extern int	tok_vocab_size(const Tokenizer *t);
 
-/* Ids of the special tokens. */
+/* Ids of the special tokens (pretrained: pad and sep are -1, above). */
 extern int32_t tok_pad(const Tokenizer *t);
 extern int32_t tok_bos(const Tokenizer *t);
 extern int32_t tok_eos(const Tokenizer *t);

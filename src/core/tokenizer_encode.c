@@ -6,6 +6,9 @@
  * in O(n log n) for a chunk of n bytes (at most TOK_MAX_CHUNK_BYTES).
  * Chunks encode independently, so encoding stops as soon as it has the
  * tokens asked for, however long the text.
+ *
+ * A pretrained checkpoint's tokenizer encodes and decodes in
+ * tokenizer_pretrained.c: the functions here hand it on.
  */
 #include "core/tokenizer.h"
 
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "core/tokenizer_internal.h"
+#include "core/tokenizer_pretrained_internal.h"
 
 /*
  * Working memory of one tok_encode() call, grown to the longest chunk:
@@ -175,6 +179,8 @@ tok_encode_prefix(const Tokenizer *t, const char *text, size_t len,
 	size_t		n = 0;
 
 	*ids_out = NULL;
+	if (t->pretrained != NULL)
+		return pre_encode_prefix(t, text, len, max_ids, ids_out);
 	if ((ids = malloc(sizeof(int32_t) * (room + 1))) == NULL)
 		return -1;
 	for (size_t i = 0, end; i < len && n < limit; i = end)
@@ -212,6 +218,8 @@ tok_encode(const Tokenizer *t, const char *text, size_t len, int32_t **ids_out)
 	*ids_out = NULL;
 	if (len > INT_MAX)
 		return -1;
+	if (t->pretrained != NULL)
+		return pre_encode(t, text, len, ids_out, NULL);
 	return tok_encode_prefix(t, text, len, INT_MAX, ids_out);
 }
 
@@ -234,6 +242,8 @@ tok_decode(const Tokenizer *t, const int32_t *ids, size_t n, size_t *len_out)
 	char	   *buf;
 	char	   *p;
 
+	if (t->pretrained != NULL)
+		return pre_decode(t->pretrained, ids, n, len_out);
 	for (size_t i = 0; i < n; i++)
 		if (decodes_to_bytes(t, ids[i]))
 			total += t->len[ids[i]];

@@ -60,8 +60,26 @@ typedef struct PairMap
 	Budget	   *budget;			/* counts the arrays; NULL = not counted */
 } PairMap;
 
+struct Pretrained;
+
+/* Tokenizer.algorithm */
+enum
+{
+	TOKENIZER_SCRATCH = 0,		/* trained by tok_train() */
+	TOKENIZER_SP,				/* SentencePiece-style BPE */
+	TOKENIZER_BYTE_BPE			/* GPT-2-style byte-level BPE */
+};
+
+/*
+ * A tokenizer is either trained here (algorithm TOKENIZER_SCRATCH, pretrained
+ * NULL: the fields below) or a pretrained checkpoint's (another kind, its
+ * tables in pretrained, tokenizer_pretrained_internal.h; of the fields
+ * below only n_tokens is set).
+ */
 struct Tokenizer
 {
+	int			algorithm;		/* TOKENIZER_SCRATCH, _SP, _BYTE_BPE */
+	struct Pretrained *pretrained;
 	int32_t		n_tokens;
 	int32_t		n_merges;
 	int32_t		token_cap;		/* room in the per-token arrays */

@@ -14,9 +14,11 @@
  *   crc32c                         of every byte before it
  *
  * Every id is defined exactly once (by byte_id, as a merge result or as a
- * special token); a merge may only use ids defined before it.  A pretrained
- * GPT-2-style vocabulary fits the same tables whatever its id layout; it
- * would only need its own pretokenizer number.
+ * special token); a merge may only use ids defined before it.
+ *
+ * The tokenizers of pretrained checkpoints have a layout of their own,
+ * magic "DSTP" (tokenizer_pretrained_io.c); tok_serialize() and
+ * tok_deserialize() hand them on, so this layout is unchanged.
  */
 #include "core/tokenizer.h"
 
@@ -25,6 +27,7 @@
 
 #include "core/crc32c.h"
 #include "core/tokenizer_internal.h"
+#include "core/tokenizer_pretrained_internal.h"
 #include "core/util.h"
 
 #define TOK_MAGIC "DSTK"
@@ -39,6 +42,8 @@ tok_serialize(const Tokenizer *t, size_t *len_out)
 	uint8_t    *buf;
 	uint8_t    *p;
 
+	if (t->pretrained != NULL)
+		return pre_serialize(t->pretrained, len_out);
 	for (int role = 1; role <= N_ROLES; role++)
 		size += 12 + t->len[t->special_id[role]];
 	size += 4;					/* checksum */
@@ -185,6 +190,8 @@ tok_deserialize(const void *data, size_t len, CoreError *err)
 
 	if (b == NULL)
 		len = 0;
+	if (len >= 4 && memcmp(b, PRE_MAGIC, 4) == 0)
+		return pre_deserialize(b, len, err);
 	if (!check_envelope(b, len, err))
 		return NULL;
 	t = tok_alloc((int32_t) le_get_u32(b + 12), (int32_t) le_get_u32(b + 16));

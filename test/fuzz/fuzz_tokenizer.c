@@ -10,10 +10,15 @@
  * encoding and decode to nothing; a token is at most TOK_MAX_TOKEN_BYTES;
  * serializing what was loaded gives a blob that loads and serializes to
  * the same bytes again.
+ *
+ * A pretrained checkpoint's tokenizer (magic "DSTP") is checked for what
+ * it promises instead: ids in range, valid UTF-8 out of decoding, invalid
+ * UTF-8 refused, every token with bytes, the same serialization again.
  */
 #include "fuzz.h"
 
 #include "core/tokenizer.h"
+#include "core/tokenizer_pretrained.h"
 
 /* Texts to encode: words, digits, contractions, UTF-8, junk, a NUL. */
 static const char sample[] =
@@ -102,6 +107,49 @@ check_reserialize(const Tokenizer *t)
 	free(blob1);
 }
 
+/* Encode valid UTF-8 text: ids in range, and they decode to valid UTF-8. */
+static void
+check_pretrained_text(const Tokenizer *t, const char *text, size_t len)
+{
+	int32_t    *ids;
+	CoreError	err = {0};
+	int			n = tok_encode_checked(t, text, len, &ids, &err);
+	char	   *back;
+	size_t		back_len;
+
+	FUZZ_CHECK(n >= 0, "encoding %zu bytes of valid UTF-8 failed: %s", len, err.message);
+	for (int i = 0; i < n; i++)
+		FUZZ_CHECK(ids[i] >= 0 && ids[i] < tok_vocab_size(t),
+				   "encoding gave id %d (vocabulary %d)", ids[i], tok_vocab_size(t));
+	back = tok_decode(t, ids, (size_t) n, &back_len);
+	FUZZ_CHECK(back != NULL && fuzz_utf8_valid(back, back_len), "decoding is not UTF-8");
+	free(back);
+	free(ids);
+}
+
+static void
+check_pretrained(const Tokenizer *t, const uint8_t *data, size_t size)
+{
+	int32_t    *ids = NULL;
+	CoreError	err = {0};
+	size_t		text_len = size < INPUT_TEXT_MAX ? size : INPUT_TEXT_MAX;
+
+	FUZZ_CHECK(tok_vocab_size(t) >= 1 && tok_vocab_size(t) <= TOK_MAX_VOCAB,
+			   "vocabulary %d", tok_vocab_size(t));
+	for (int32_t id = 0; id < tok_vocab_size(t); id++)
+	{
+		size_t		len;
+
+		FUZZ_CHECK(tok_token(t, id, &len) != NULL, "no bytes for id %d", id);
+	}
+	check_pretrained_text(t, sample, 40);
+	if (fuzz_utf8_valid((const char *) data, text_len))
+		check_pretrained_text(t, (const char *) data, text_len);
+	FUZZ_CHECK(tok_encode_checked(t, sample, sizeof(sample) - 1, &ids, &err) == -1 &&
+			   err.kind == CORE_ERR_INVALID_INPUT, "invalid UTF-8 accepted");
+	check_reserialize(t);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -114,6 +162,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	t = tok_deserialize(blob, size, &err);
 	if (t == NULL)
 		FUZZ_CHECK(err.message[0] != '\0', "rejected without a reason");
+	else if (tok_is_pretrained(t))
+	{
+		check_pretrained(t, data, size);
+		tok_free(t);
+	}
 	else
 	{
 		check_tokens(t);

@@ -1,8 +1,9 @@
 /*
  * make_seeds.c - write the binary seed corpora of the fuzz targets: tiny
  * serialized tokenizers, models and students, made by the library itself,
- * and tiny GGUF, safetensors and llama2.c checkpoints
- * (test/unit/checkpoint_files.h) (`make fuzz-seeds`; text seeds come from
+ * tiny GGUF, safetensors and llama2.c checkpoints
+ * (test/unit/checkpoint_files.h), and small tokenizer.json files for
+ * fuzz_tokenizer_hf (`make fuzz-seeds`; text seeds come from
  * make_seeds.py).
  *
  * Usage: make_seeds <seeds directory>.  The output depends only on this
@@ -16,6 +17,7 @@
 
 #include "core/crc32c.h"
 #include "core/model_io.h"
+#include "core/tokenizer_pretrained.h"
 #include "core/util.h"
 #include "../unit/checkpoint_files.h"
 #include "core/trainer.h"
@@ -349,6 +351,110 @@ tiny_student(void)
 	return s;
 }
 
+/* GPT-2's character for byte b, as a JSON \\u escape. */
+static int
+put_byte_char(char *out, int b)
+{
+	int			n = 0;
+
+	if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+		return sprintf(out, "\\u%04x", b);
+	for (int c = 0; c < b; c++)
+		n += !((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF));
+	return sprintf(out, "\\u%04x", 256 + n);
+}
+
+/*
+ * A small tokenizer.json: 256 byte tokens (byte level: GPT-2's characters;
+ * SentencePiece style: <0xNN>, then the characters of "hello" and a space
+ * mark), a few merges, two added tokens, and the normalizer and
+ * pre-tokenizer given.
+ */
+static char *
+small_json(bool byte_level, const char *normalizer, const char *pre_tokenizer,
+		   const char *model_extra)
+{
+	char	   *j = malloc(1 << 16);
+	int			n = sprintf(j, "{\"added_tokens\": ["
+						   "{\"id\": 270, \"content\": \"<|end|>\", \"special\": true, \"normalized\": false},"
+						   "{\"id\": 271, \"content\": \"<x>\", \"special\": false, \"normalized\": false}],"
+						   "\"normalizer\": %s, \"pre_tokenizer\": %s, \"post_processor\": "
+						   "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<|end|>\"}}]},"
+						   "\"model\": {\"type\": \"BPE\", %s \"vocab\": {",
+						   normalizer, pre_tokenizer, model_extra);
+
+	for (int b = 0; b < 256; b++)
+	{
+		j[n++] = '"';
+		n += byte_level ? put_byte_char(j + n, b) : sprintf(j + n, "<0x%02X>", b);
+		n += sprintf(j + n, "\": %d, ", b);
+	}
+	if (byte_level)
+		n += sprintf(j + n, "\"he\": 256, \"ll\": 257, \"hell\": 258, \"hello\": 259, "
+					 "\"\\u0120h\": 260}, \"merges\": [\"h e\", \"l l\", [\"he\", \"ll\"], "
+					 "\"hell o\", \"\\u0120 h\"]}}");
+	else
+		n += sprintf(j + n, "\"h\": 256, \"e\": 257, \"l\": 258, \"o\": 259, "
+					 "\"\\u2581\": 260, \"he\": 261, \"ll\": 262, \"hell\": 263, \"hello\": 264, "
+					 "\"\\u2581h\": 265}, \"merges\": [\"h e\", \"l l\", \"he ll\", \"hell o\", "
+					 "\"\\u2581 h\"]}}");
+	return j;
+}
+
+static Tokenizer *
+json_tokenizer(const char *json)
+{
+	TokenizerSource src = {.kind = TOKSRC_HF, .data = json, .len = strlen(json),
+	.bos_id = -1, .eos_id = -1};
+	CoreError	err = {0};
+	Tokenizer  *t = tok_from_source(&src, &err);
+
+	if (t == NULL)
+		die("tokenizer.json seed", err.message);
+	return t;
+}
+
+/* Seeds of fuzz_tokenizer_hf, and their tokenizers' blobs for fuzz_tokenizer. */
+static void
+write_pretrained_seeds(void)
+{
+	static const char sp_normalizer[] =
+		"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\\u2581\"},"
+		"{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]}";
+	static const char split_byte_level[] =
+		"{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+		"{\"Regex\": \"(?i:'s|'t)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}|\\\\s+(?!\\\\S)|\\\\s+\"}, "
+		"\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"Digits\", \"individual_digits\": true}, "
+		"{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]}";
+	struct
+	{
+		const char *name;
+		char	   *json;
+	}			seeds[] = {
+		{"byte_level_gpt2", small_json(true, "null",
+									   "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}", "")},
+		{"byte_level_split_nfc", small_json(true, "{\"type\": \"NFC\"}", split_byte_level,
+											"\"ignore_merges\": true,")},
+		{"sp_prepend", small_json(false, sp_normalizer, "null", "\"byte_fallback\": true, \"unk_token\": null,")},
+		{"sp_metaspace", small_json(false, "null",
+									"{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"first\", \"split\": true}",
+									"\"byte_fallback\": true,")},
+	};
+	char		name[64];
+
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++)
+	{
+		Tokenizer  *t = json_tokenizer(seeds[i].json);
+
+		write_seed("fuzz_tokenizer_hf", seeds[i].name, seeds[i].json,
+				   strlen(seeds[i].json), NULL, 0);
+		snprintf(name, sizeof(name), "pretrained_%s", seeds[i].name);
+		write_tokenizer(name, t);
+		tok_free(t);
+		free(seeds[i].json);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -370,6 +476,7 @@ main(int argc, char **argv)
 	t = train_tokenizer(300);
 	write_tokenizer("merges", t);
 	tok_free(t);
+	write_pretrained_seeds();
 
 	model_config_default(&c, 16, 8, 1, 2);
 	c.d_ff = 8;
