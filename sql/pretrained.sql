@@ -12,16 +12,17 @@ CREATE TABLE golden (bos text, zoo text, dog text);
 INSERT INTO golden VALUES (:'bos_text', :'zoo_text', :'dog_text');
 SELECT length(bos), length(zoo), length(dog) FROM golden;
 
--- The three golden texts of a model: greedy from <bos> alone (200
--- positions, <bos> one of them), after "Zoo" (60) and after "The little
--- dog" (120); the prompt's positions count, as in llama2.c.
+-- The three golden texts of a model: greedy from <bos> alone, after "Zoo"
+-- and after "The little dog", for 200, 60 and 120 positions as llama2.c
+-- counts them: each position of <bos> and the prompt but the last is
+-- spent reading, each other one writes a token.
 CREATE FUNCTION golden_texts(model text, OUT bos boolean, OUT zoo boolean, OUT dog boolean)
 LANGUAGE sql AS $$
-    SELECT distill.generate(model, '', 199) = g.bos,
+    SELECT distill.generate(model, '', 200) = g.bos,
            'Zoo' || distill.generate(model, 'Zoo',
-                                     59 - cardinality(distill.token_ids(model, 'Zoo'))) = g.zoo,
+                                     60 - cardinality(distill.token_ids(model, 'Zoo'))) = g.zoo,
            'The little dog' || distill.generate(model, 'The little dog',
-                                     119 - cardinality(distill.token_ids(model, 'The little dog'))) = g.dog
+                                     120 - cardinality(distill.token_ids(model, 'The little dog'))) = g.dog
     FROM golden g
 $$;
 
@@ -53,22 +54,26 @@ SELECT distill.import_model('stories_sharded', :'models' || '/hf-sharded', 'hf')
 SELECT * FROM golden_texts('stories_sharded');
 SELECT distill.import_model('stories_bf16', :'models' || '/hf-bf16');
 SELECT m.metrics->>'source_dtype' AS dtype, sum(length(c.data)) AS stored_bytes,
-       sum(length(c.data)) * 2 < (SELECT sum(length(c2.data)) FROM distill.model_chunks c2
+       sum(length(c.data)) * 2 <= (SELECT sum(length(c2.data)) FROM distill.model_chunks c2
                                   JOIN distill.models m2 ON m2.id = c2.model_id
-                                  WHERE m2.name = 'stories_hf') AS half_or_less
+                                  WHERE m2.name = 'stories_hf') AS half
 FROM distill.models m JOIN distill.model_chunks c ON c.model_id = m.id
 WHERE m.name = 'stories_bf16' GROUP BY 1;
 
--- GGUF: float32 gives the texts; f16 and q8_0 import and run
+-- GGUF: float32 gives the texts; so does f16 (as llama.cpp's and a float64
+-- forward on its weights do); q8_0 departs from them after the 49th token
+-- of "Zoo" (test/data/pretrained/README.md), so up to there only
 SELECT distill.import_model('stories_gguf', :'models' || '/stories260K-f32.gguf');
 SELECT * FROM golden_texts('stories_gguf');
 SELECT distill.token_ids('stories_gguf', 'The little dog') =
        distill.token_ids('stories', 'The little dog') AS same_ids;
 SELECT distill.import_model('stories_f16', :'models' || '/stories260K-f16.gguf');
 SELECT distill.import_model('stories_q8', :'models' || '/stories260K-q8_0.gguf');
-SELECT name, metrics->>'source_dtype' AS dtype,
-       length(distill.generate(name, 'Zoo', 20)) > 40 AS generates
+SELECT name, metrics->>'source_dtype' AS dtype
 FROM distill.models WHERE name IN ('stories_f16', 'stories_q8') ORDER BY name;
+SELECT * FROM golden_texts('stories_f16');
+SELECT starts_with(zoo, 'Zoo' || distill.generate('stories_q8', 'Zoo', 40)) AS q8_zoo_40
+FROM golden;
 
 -- A new session loads the chunks again and answers the same.
 \c
@@ -92,7 +97,7 @@ SELECT distill.generate('stories', repeat('Zoo ', 600));
 SELECT distill.import_model('broken', '/no/such/model.bin');
 SELECT distill.import_model('broken', 'relative/model.bin');
 SELECT distill.import_model('broken', '/', 'gguf');
-SELECT distill.import_model('broken', :'models' || '/stories260K.bin', 'hf');
+SELECT distill.import_model('broken', '/dev/null', 'hf');
 SELECT distill.import_model('broken', :'models' || '/stories260K.bin', 'onnx');
 SELECT distill.import_model('broken', :'models' || '/stories260K.bin',
                             params => '{"temperature": 1}');
@@ -110,6 +115,7 @@ SELECT count(*) AS nothing_stored FROM distill.models WHERE name = 'broken';
 
 -- A distill user without server file access imports from bytes.
 CREATE ROLE pretrained_user IN ROLE distill_user;
+GRANT SELECT ON golden TO pretrained_user;
 \set gguf_base64 `base64 -w0 "$DISTILL_MODELS/stories260K-f32.gguf"`
 SET ROLE pretrained_user;
 SELECT distill.import_model('mine', :'models' || '/stories260K-f32.gguf');
@@ -123,6 +129,6 @@ RESET ROLE;
 
 SELECT distill.drop_model(name) FROM (SELECT DISTINCT name FROM distill.models) m;
 SELECT count(*) AS chunks_left FROM distill.model_chunks;
-DROP ROLE pretrained_user;
 DROP FUNCTION golden_texts;
 DROP TABLE golden;
+DROP ROLE pretrained_user;

@@ -866,6 +866,13 @@ tok_is_pretrained(const Tokenizer *t)
 }
 
 bool
+tok_strips_leading_space(const Tokenizer *t)
+{
+	return t->pretrained != NULL && t->pretrained->kind == TOKENIZER_SP &&
+		t->pretrained->sp_prefix != SP_PREFIX_NONE;
+}
+
+bool
 tok_adds_bos(const Tokenizer *t)
 {
 	return t->pretrained != NULL && (t->pretrained->flags & PRE_ADDS_BOS) &&

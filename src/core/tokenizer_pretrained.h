@@ -123,4 +123,11 @@ extern bool tok_is_pretrained(const Tokenizer *t);
 /* Does the checkpoint put BOS first (add_bos_token / llama2.c: yes)? */
 extern bool tok_adds_bos(const Tokenizer *t);
 
+/*
+ * Does a text's decoding start with the space the encoder put before it
+ * (SentencePiece's dummy prefix), which the reference decoders drop after
+ * <bos>?
+ */
+extern bool tok_strips_leading_space(const Tokenizer *t);
+
 #endif

@@ -420,13 +420,15 @@ distill_import_model(PG_FUNCTION_ARGS)
 	if (!is_absolute_path(source.path))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("checkpoint path must be absolute: \"%s\"", source.path)));
+				 errmsg("checkpoint path must be absolute: \"%s\"", source.path),
+				 errhint("The server reads the file: give its full path on the server's machine.")));
 	if (!PG_ARGISNULL(3))
 		source.tokenizer_path = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	if (stat(source.path, &st) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not read checkpoint \"%s\": %m", source.path)));
+				 errmsg("could not read checkpoint \"%s\": %m", source.path),
+				 errhint("The server reads the file, with the file permissions of its operating system user.")));
 	format = parse_format(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	if (format == CHECKPOINT_AUTO && S_ISDIR(st.st_mode))
 		format = CHECKPOINT_HF;

@@ -648,7 +648,8 @@ distill_generate(PG_FUNCTION_ARGS)
 	if (max_tokens < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_tokens must not be negative, not %d", max_tokens)));
+				 errmsg("max_tokens must not be negative, not %d", max_tokens),
+				 errhint("It is the most tokens to generate after the prompt.")));
 	output = student_continue(model->student, prompt, max_tokens, &err);
 	if (output == NULL)
 		core_failure("generating", &err);
