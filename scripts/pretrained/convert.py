@@ -438,11 +438,11 @@ def gguf_kv(key, vtype, value, elem_type=None):
     return out + b''.join(gguf_value(elem_type, v) for v in value)
 
 
-def gguf_metadata(cfg, pieces, scores, ftype):
+def gguf_metadata(cfg, pieces, scores, ftype, name='stories260K', rope_theta=ROPE_THETA):
     u32, f32 = GGUF_UINT32, GGUF_FLOAT32
     return [
         gguf_kv('general.architecture', GGUF_STRING, 'llama'),
-        gguf_kv('general.name', GGUF_STRING, 'stories260K'),
+        gguf_kv('general.name', GGUF_STRING, name),
         gguf_kv('general.file_type', u32, FILE_TYPES[ftype]),
         gguf_kv('general.quantization_version', u32, 2),
         gguf_kv('llama.vocab_size', u32, cfg['vocab']),
@@ -454,7 +454,7 @@ def gguf_metadata(cfg, pieces, scores, ftype):
         gguf_kv('llama.attention.head_count', u32, cfg['n_heads']),
         gguf_kv('llama.attention.head_count_kv', u32, cfg['n_kv']),
         gguf_kv('llama.attention.layer_norm_rms_epsilon', f32, RMS_EPS),
-        gguf_kv('llama.rope.freq_base', f32, ROPE_THETA),
+        gguf_kv('llama.rope.freq_base', f32, rope_theta),
         gguf_kv('tokenizer.ggml.model', GGUF_STRING, 'llama'),
         gguf_kv('tokenizer.ggml.tokens', GGUF_ARRAY, pieces, GGUF_STRING),
         gguf_kv('tokenizer.ggml.scores', GGUF_ARRAY, scores, GGUF_FLOAT32),
@@ -486,6 +486,18 @@ def gguf_tensor_order(cfg):
     return names + ['output_norm.weight']
 
 
+def gguf_tensor_info(name, shape, gtype, offset):
+    dims = list(reversed(shape))   # ggml ne[0] is the innermost (column) dimension
+    return (gguf_string(name) + struct.pack('<I', len(dims))
+            + struct.pack('<%dQ' % len(dims), *dims) + struct.pack('<IQ', gtype, offset))
+
+
+def gguf_head(kvs, infos):
+    """Header, metadata and tensor infos, padded to where the tensor data starts."""
+    head = b'GGUF' + struct.pack('<IQQ', 3, len(infos), len(kvs)) + b''.join(kvs) + b''.join(infos)
+    return head + b'\0' * (-len(head) % GGUF_ALIGNMENT)
+
+
 def write_gguf(path, cfg, tensors, pieces, scores, ftype):
     """GGUF v3: header, metadata, tensor infos, padding, 32-aligned tensor data."""
     kvs = gguf_metadata(cfg, pieces, scores, ftype)
@@ -493,14 +505,11 @@ def write_gguf(path, cfg, tensors, pieces, scores, ftype):
     for name in gguf_tensor_order(cfg):
         shape, values = tensors[name]
         gtype, blob = gguf_encode(shape, values, ftype)
-        dims = list(reversed(shape))   # ggml ne[0] is the innermost (column) dimension
-        infos.append(gguf_string(name) + struct.pack('<I', len(dims))
-                     + struct.pack('<%dQ' % len(dims), *dims) + struct.pack('<IQ', gtype, offset))
+        infos.append(gguf_tensor_info(name, shape, gtype, offset))
         blob += b'\0' * (-len(blob) % GGUF_ALIGNMENT)
         blobs.append(blob)
         offset += len(blob)
-    head = b'GGUF' + struct.pack('<IQQ', 3, len(infos), len(kvs)) + b''.join(kvs) + b''.join(infos)
-    head += b'\0' * (-len(head) % GGUF_ALIGNMENT)
+    head = gguf_head(kvs, infos)
     with open(path, 'wb') as f:
         f.write(head)
         for blob in blobs:
