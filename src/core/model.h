@@ -186,6 +186,8 @@ typedef struct Model
 	uint64_t	dropout_step;	/* training forwards so far */
 	ModelActivations *acts;		/* NULL until model_alloc_training() */
 	PackedWeights *packed;		/* NULL until model_pack_for_prediction() */
+	bool		plain_released;	/* model_release_plain_matrices() ran: the
+								 * plain layer matrices read as zeros */
 
 	/*
 	 * How model_free() releases acts and packed: set by the files that
@@ -336,6 +338,17 @@ extern int	model_generate_greedy_until(const Model *model,
  */
 extern bool model_pack_for_prediction(Model *model, CoreError *err);
 extern void model_free_packed(Model *model);
+
+/*
+ * Once packed, prediction reads the layer matrices (and an untied head)
+ * only in their packed form: give the memory of their plain copies back to
+ * the system, so that a model kept for prediction holds its weights once
+ * (the packed matrices, the embedding, the norms) rather than twice.  From
+ * then on the model predicts as before but must not be trained, saved or
+ * packed again: its plain matrices read as zeros.  Does nothing unless
+ * every matrix was packed (packed_supported()).
+ */
+extern void model_release_plain_matrices(Model *model);
 
 /* Bytes of memory model holds for prediction: weights, tables, packing. */
 extern size_t model_memory_bytes(const Model *model);

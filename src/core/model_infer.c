@@ -23,8 +23,11 @@
  */
 #include "core/model.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/model_ops.h"
 #include "core/packed.h"
@@ -128,6 +131,49 @@ model_pack_for_prediction(Model *model, CoreError *err)
 	return ok;
 }
 
+/*
+ * Return the whole pages inside floats [w, w + n) to the system; they read
+ * as zeros afterwards.  (The array stays allocated, so free() is as
+ * before.)
+ */
+static void
+release_pages(const float *w, size_t n)
+{
+	uintptr_t	page = (uintptr_t) sysconf(_SC_PAGESIZE);
+	uintptr_t	begin = ((uintptr_t) w + page - 1) & ~(page - 1);
+	uintptr_t	end = ((uintptr_t) (w + n)) & ~(page - 1);
+
+	if (end > begin)
+		(void) madvise((void *) begin, end - begin, MADV_DONTNEED);
+}
+
+static void
+release_plain(const PackedMatrix *m)
+{
+	release_pages(m->w, (size_t) m->n_out * m->n_in);
+}
+
+void
+model_release_plain_matrices(Model *model)
+{
+	if (model->packed == NULL || !packed_supported() || model->plain_released)
+		return;
+	for (int l = 0; l < model->config.n_layers; l++)
+	{
+		LayerMatrices plain;
+
+		plain_layer_matrices(model, l, &plain);
+		release_plain(&plain.qkv);
+		release_plain(&plain.o_proj);
+		release_plain(&plain.gate_up);
+		release_plain(&plain.down_proj);
+	}
+	/* a tied head is the embedding, whose rows the forward pass looks up */
+	if (!model->config.tied_embeddings)
+		release_plain(&model->packed->head);
+	model->plain_released = true;
+}
+
 /* Bytes of the packed matrices; 0 when the model has none. */
 static size_t
 packed_bytes(const Model *model)
@@ -168,13 +214,37 @@ model_free_packed(Model *model)
 	model->free_packed = NULL;
 }
 
+/* Floats of the plain matrices model_release_plain_matrices() releases. */
+static size_t
+released_floats(const Model *model)
+{
+	const ModelConfig *c = &model->config;
+	size_t		floats = 0;
+
+	if (!model->plain_released)
+		return 0;
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		LayerMatrices plain;
+
+		plain_layer_matrices(model, l, &plain);
+		floats += (size_t) plain.qkv.n_out * plain.qkv.n_in +
+			(size_t) plain.o_proj.n_out * plain.o_proj.n_in +
+			(size_t) plain.gate_up.n_out * plain.gate_up.n_in +
+			(size_t) plain.down_proj.n_out * plain.down_proj.n_in;
+	}
+	if (!c->tied_embeddings)
+		floats += (size_t) c->vocab_size * c->d_model;
+	return floats;
+}
+
 size_t
 model_memory_bytes(const Model *model)
 {
 	size_t		rope_size = (size_t) model->config.max_seq_len * (model->head_dim / 2);
 
 	return sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
-		model->n_params * sizeof(float) +
+		(model->n_params - released_floats(model)) * sizeof(float) +
 		2 * model->config.n_layers * sizeof(LayerWeights) +
 		2 * rope_size * sizeof(float) + packed_bytes(model);
 }
