@@ -65,6 +65,33 @@ build/unit/%: test/unit/%.c $(UNIT_OBJS) $(wildcard test/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $< $(UNIT_OBJS) $(UNIT_LIBS) -o $@
 
+# The checkpoints test_pretrained_reference compares with the golden files
+# of test/data/pretrained (README there), made by two standard-library
+# scripts; the build fails unless their files and bytes are exactly those
+# of the committed sha256 lists (made the same way by regenerate.sh), so a
+# golden file is only ever compared with the checkpoint it was made from.
+# The test binaries depend on them, so `make unit`, `make unit-sanitize`
+# and building one test all make them first.
+PRETRAINED_FIXTURES = build/pretrained.stamp
+PRETRAINED_INPUTS   = scripts/pretrained/convert.py scripts/pretrained/make_random_hf.py \
+                      test/data/stories260K/stories260K.bin test/data/stories260K/tok512.bin \
+                      test/data/pretrained/convert.sha256 test/data/pretrained/random_hf.sha256
+
+$(PRETRAINED_FIXTURES): $(PRETRAINED_INPUTS)
+	rm -rf build/pretrained build/random_hf
+	python3 scripts/pretrained/convert.py test/data/stories260K build/pretrained
+	python3 scripts/pretrained/make_random_hf.py build/random_hf
+	cd build/pretrained && find . -type f | LC_ALL=C sort | xargs sha256sum | \
+		diff ../../test/data/pretrained/convert.sha256 -
+	cd build/random_hf && find . -type f | LC_ALL=C sort | xargs sha256sum | \
+		diff ../../test/data/pretrained/random_hf.sha256 -
+	touch $@
+
+.PHONY: pretrained-fixtures
+pretrained-fixtures: $(PRETRAINED_FIXTURES)
+
+build/unit/test_pretrained_reference build/unit-asan/test_pretrained_reference: $(PRETRAINED_FIXTURES)
+
 .PHONY: unit
 unit: $(UNIT_TESTS)
 	@status=0; for t in $(UNIT_TESTS); do (cd $(CURDIR) && $$t) || status=1; done; exit $$status

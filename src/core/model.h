@@ -332,6 +332,16 @@ extern int	model_generate_greedy_until(const Model *model,
 										CoreError *err);
 
 /*
+ * out[p, v] = log p(token v at position p + 1 | tokens[0 .. p]) for every
+ * position p < n: the log-softmax of the logits, out being [n, vocab_size]
+ * (the caller's).  The mask is causal even for a prefix-LM model.  False
+ * with err for n outside 1..max_seq_len, a token outside the vocabulary,
+ * or out of memory.
+ */
+extern bool model_next_logprobs(const Model *model, const int32_t *tokens,
+								int n, float *out, CoreError *err);
+
+/*
  * Pack the matrices once for faster prediction (packed.h); from then on the
  * weights must not change.  Prediction works without it, only slower.
  * False with a message when out of memory.

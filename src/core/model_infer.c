@@ -11,7 +11,9 @@
  *     values are written into the cache slots after the prefix one
  *     candidate at a time.  The buffers are sized for one group, so a
  *     thousand candidates take no more memory than a few;
- *   - greedy decoding: one token per step, appended to the cache.
+ *   - greedy decoding: one token per step, appended to the cache;
+ *   - next-token log-probabilities at every position of a sequence (for
+ *     comparing with reference implementations), a chunk at a time.
  * The mask rule is the training one (attention_cached_forward), so the
  * numbers equal the training forward's up to float rounding; test_model.c
  * checks it.  Nothing here touches the model, so a cached model may serve
@@ -641,6 +643,41 @@ model_score_candidates(const Model *model, const int32_t *prefix,
 							err);
 	model_scorer_free(scorer);
 	return ok;
+}
+
+/*
+ * Causal log-softmax of every position, a chunk of rows at a time so that
+ * the attention scratch stays chunk x n.
+ */
+bool
+model_next_logprobs(const Model *model, const int32_t *tokens, int n,
+					float *out, CoreError *err)
+{
+	const ModelConfig *c = &model->config;
+	int			chunk = n < SCORE_GROUP_TOKENS ? n : SCORE_GROUP_TOKENS;
+	Workspace	ws;
+	PackedMatrix head_plain;
+	const PackedMatrix *head = head_matrix(model, &head_plain);
+
+	if (!check_prefix(model, tokens, n, err) ||
+		!workspace_alloc(model, &ws, chunk, chunk, n, err))
+		return false;
+	for (int start = 0; start < n; start += chunk)
+	{
+		int			rows = n - start < chunk ? n - start : chunk;
+		float	   *logits = out + (size_t) start * c->vocab_size;
+
+		forward_cached(model, &ws, tokens + start, &rows, 1, 0);
+		ws.cache.n_past += rows;
+		packed_matmul(logits, ws.xn, head, NULL, c->logit_scale, rows);
+		/* only its logsumexp is wanted; the targets are any valid ids */
+		crossentropy_forward(ws.nll, ws.lse, logits, tokens + start, rows, c->vocab_size);
+		for (int r = 0; r < rows; r++)
+			for (int v = 0; v < c->vocab_size; v++)
+				logits[(size_t) r * c->vocab_size + v] -= ws.lse[r];
+	}
+	workspace_free(&ws);
+	return true;
 }
 
 static int32_t

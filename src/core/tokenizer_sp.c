@@ -468,7 +468,12 @@ sp_from_gguf(const TokenizerSource *src, CoreError *err)
 	p->eos = v->eos_id;
 	p->unk = v->unk_id;
 	p->flags = PRE_MARK_IS_SPACE | (v->add_bos != 0 ? PRE_ADDS_BOS : 0);
-	p->sp_prefix = v->add_space_prefix != 0 ? SP_PREFIX_TEXT_START : SP_PREFIX_NONE;
+	/*
+	 * llama.cpp puts the space before each piece of text that starts the
+	 * text or follows a token matched in it (not only before the text):
+	 * "<s> is" is <s> "▁▁is", as with HF's Prepend normalizer.
+	 */
+	p->sp_prefix = v->add_space_prefix != 0 ? SP_PREFIX_EVERY_SEGMENT : SP_PREFIX_NONE;
 	if (!pre_finish_vocab(p, CORE_ERR_INVALID_INPUT, err) ||
 		!sp_merges_from_scores(p, scores, CORE_ERR_INVALID_INPUT, err))
 		goto fail;
