@@ -64,21 +64,40 @@ END $$;
 CREATE FUNCTION pg_temp.le32(v bigint) RETURNS bytea LANGUAGE sql AS $$
     SELECT set_byte(set_byte(set_byte(set_byte('\x00000000'::bytea,
            0, (v & 255)::int), 1, ((v >> 8) & 255)::int), 2, ((v >> 16) & 255)::int), 3, (v >> 24)::int) $$;
--- The last weights (of model.norm.weight, as many as value holds floats)
--- become value; the model's blob, after the 20-byte student header, ends in
--- a CRC-32C of all before it.
-CREATE FUNCTION pg_temp.with_last_weight(weights bytea, value bytea) RETURNS bytea LANGUAGE sql AS $$
-    SELECT overlay(patched PLACING pg_temp.le32(pg_temp.crc32c(
-               substring(patched FROM 21 FOR length(patched) - 24))) FROM length(patched) - 3)
-    FROM (SELECT overlay(weights PLACING value FROM length(weights) - 3 - length(value)) AS patched) p $$;
-INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
-SELECT 'poisoned', 1, owner, task, method, params, labels, n_params, tokenizer,
-       pg_temp.with_last_weight(weights, '\x0000c07f'), metrics    -- NaN
-FROM distill.models WHERE name = 'limiter';
-INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
-SELECT 'unpoisoned', 1, owner, task, method, params, labels, n_params, tokenizer,
-       pg_temp.with_last_weight(weights, substring(weights FROM length(weights) - 7 FOR 4)), metrics
-FROM distill.models WHERE name = 'limiter';
+-- A copy of model source as version 1 of model target, with its last
+-- weights (of model.norm.weight, the last tensor, as many as value holds
+-- floats) replaced by value when it is given.  The weights' data is one
+-- chunk here; the header in models.weights ends in the data's CRC-32C,
+-- then the CRC-32C of the model header (after the 20-byte student header).
+CREATE FUNCTION pg_temp.copy_model(source text, target text, value bytea DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    m distill.models;
+    data bytea;
+    header bytea;
+    copy_id bigint := nextval('distill.models_id_seq');
+BEGIN
+    SELECT * INTO m FROM distill.models WHERE name = source;
+    SELECT c.data INTO data FROM distill.model_chunks c WHERE c.model_id = m.id AND c.seq = 0;
+    header := m.weights;
+    IF value IS NOT NULL THEN
+        data := overlay(data PLACING value FROM length(data) + 1 - length(value));
+        header := overlay(header PLACING pg_temp.le32(pg_temp.crc32c(data)) FROM length(header) - 7);
+        header := overlay(header PLACING pg_temp.le32(pg_temp.crc32c(
+                      substring(header FROM 21 FOR length(header) - 24))) FROM length(header) - 3);
+    END IF;
+    INSERT INTO distill.model_chunks (model_id, seq, data) VALUES (copy_id, 0, data);
+    INSERT INTO distill.models (id, name, version, owner, task, method, params, labels, n_params,
+                                tokenizer, weights, metrics)
+    VALUES (copy_id, target, 1, m.owner, m.task, m.method, m.params, m.labels, m.n_params,
+            m.tokenizer, header, m.metrics);
+END $$;
+SELECT pg_temp.copy_model('limiter', 'poisoned', '\x0000c07f');    -- NaN
+-- (the weight before the last, in place of the last)
+SELECT pg_temp.copy_model('limiter', 'unpoisoned',
+                          (SELECT substring(c.data FROM length(c.data) - 7 FOR 4)
+                           FROM distill.model_chunks c JOIN distill.models m ON m.id = c.model_id
+                           WHERE m.name = 'limiter'));
 SELECT distill_predict('unpoisoned', 'The film was wonderful.') AS patching_works;
 SELECT distill_predict('poisoned', 'The film was wonderful.');
 SELECT distill_predict_proba('poisoned', 'The film was wonderful.');
@@ -91,10 +110,7 @@ END $$;
 -- Weights that are finite numbers but overflow float arithmetic (every gain
 -- of the final norm, 32 of them, the largest float) load, and scoring
 -- refuses them with the SQLSTATE of a damaged model, not of an internal error
-INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
-SELECT 'overflowing', 1, owner, task, method, params, labels, n_params, tokenizer,
-       pg_temp.with_last_weight(weights, decode(repeat('ffff7f7f', 32), 'hex')), metrics
-FROM distill.models WHERE name = 'limiter';
+SELECT pg_temp.copy_model('limiter', 'overflowing', decode(repeat('ffff7f7f', 32), 'hex'));
 DO $$
 BEGIN
     PERFORM distill_predict('overflowing', 'The film was wonderful.');
@@ -146,9 +162,7 @@ SELECT count(*) AS no_model_m FROM distill.models WHERE name = 'm';
 
 -- The model cache holds at most distill.model_cache_mb between
 -- transactions; a transaction keeps what it uses until it ends.
-INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
-SELECT 'copy_' || i, 1, owner, task, method, params, labels, n_params, tokenizer, weights, metrics
-FROM distill.models, generate_series(1, 12) i WHERE name = 'limiter';
+SELECT count(pg_temp.copy_model('limiter', 'copy_' || i)) FROM generate_series(1, 12) i;
 SELECT bytes AS model_bytes FROM distill.model_cache() WHERE model = 'limiter' \gset
 SELECT set_config('distill.model_cache_mb', '1', false) AS model_cache_mb;
 SELECT 12 * :model_bytes > 1024 * 1024 AS twelve_do_not_fit;

@@ -28,11 +28,13 @@ SELECT distill.train('critic', 'sentiment', 'step_by_step',
 RESET client_min_messages;
 
 SELECT name, version, task, method, labels, n_params > 0 AS has_params,
-       length(tokenizer) > 0 AS has_tokenizer, length(weights) > 4 * n_params AS has_weights,
+       length(tokenizer) > 0 AS has_tokenizer,
+       (SELECT sum(length(c.data)) FROM distill.model_chunks c WHERE c.model_id = m.id)
+           = 4 * n_params AS has_weights,
        params->>'d_model' AS d_model, params->>'rationale_weight' AS rationale_weight,
        (metrics->>'train_examples')::int + (metrics->>'validation_examples')::int AS examples,
        (metrics->>'rationale_examples')::int AS rationale_examples
-FROM distill.models;
+FROM distill.models m;
 
 -- progress: a row per logging step and per epoch
 SELECT count(DISTINCT epoch) AS epochs, count(*) FILTER (WHERE val_accuracy IS NOT NULL) AS epoch_rows,
@@ -181,6 +183,11 @@ SELECT 'broken', 1, owner, task, method, params, labels, n_params, tokenizer,
        substring(weights FROM 1 FOR length(weights) / 2), metrics
 FROM distill.models WHERE name = 'gold';
 SELECT distill_predict('broken', 'x');
+-- (a whole header whose data is missing)
+INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
+SELECT 'headless', 1, owner, task, method, params, labels, n_params, tokenizer, weights, metrics
+FROM distill.models WHERE name = 'gold';
+SELECT distill_predict('headless', 'x');
 INSERT INTO distill.models (name, version, owner, task, method, params, labels, n_params, tokenizer, weights, metrics)
 SELECT 'foreign', 1, owner, task, method, params, labels, n_params, '\x00'::bytea, '\xdeadbeef'::bytea, metrics
 FROM distill.models WHERE name = 'gold';

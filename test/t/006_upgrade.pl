@@ -34,7 +34,7 @@ copy_rows('newest', 'oldest', $_) for @old_tables;
 copy_rows('newest', 'oldest', 'cqa');
 $node->safe_psql('oldest', "\\copy distill.models FROM '$legacy/models_0.2.0.copy'");
 my $legacy_models = table_rows($node, 'oldest', 'models');
-like($legacy_models, qr/^1\tstudent\t1\t/, 'the models written by 0.2.0 are in');
+like($legacy_models, qr/^\(1,student,1,/, 'the models written by 0.2.0 are in');
 for my $seq (qw(jobs_id_seq models_id_seq))
 {
 	my $last = $node->safe_psql('newest', "SELECT last_value FROM distill.$seq");
