@@ -351,6 +351,8 @@ convert_tensors(Checkpoint *ckpt, const CheckpointPlan *plan,
 			return false;
 		ckpt->dtypes[i] = stored_dtype(src->type);
 		params_of_type[src->type] += t->numel;
+		if (ckpt->files->done_with != NULL)
+			ckpt->files->done_with(ckpt->files->ctx, src->data, src->bytes);
 	}
 	return describe_types(ckpt, params_of_type, err);
 }
@@ -426,6 +428,7 @@ checkpoint_read(CheckpointFormat format, const CheckpointFiles *files,
 		return NULL;
 	}
 	ckpt->stop = stop;
+	ckpt->files = files;
 	ckpt->tokenizer.bos_id = ckpt->tokenizer.eos_id = -1;
 	if (format == CHECKPOINT_AUTO)
 	{

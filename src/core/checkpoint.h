@@ -64,6 +64,14 @@ typedef struct CheckpointFiles
 	void	   *ctx;
 	const void *(*open) (void *ctx, const char *name, bool required,
 						 size_t *len, CoreError *err);
+
+	/*
+	 * Optional (may be NULL): called once a tensor's bytes, data[0, len)
+	 * inside a file open() gave, are converted and will not be read again,
+	 * so that a caller that mapped the file can drop those pages and the
+	 * import holds the weights once, not twice.
+	 */
+	void		(*done_with) (void *ctx, const void *data, size_t len);
 } CheckpointFiles;
 
 typedef struct Checkpoint
@@ -88,6 +96,7 @@ typedef struct Checkpoint
 	int			n_allocations;
 	int			allocations_room;
 	const StopCheck *stop;
+	const CheckpointFiles *files;
 	const uint8_t *weights;		/* the file "", once opened */
 	size_t		weights_len;
 } Checkpoint;

@@ -186,7 +186,7 @@ typedef struct Model
 	uint64_t	dropout_step;	/* training forwards so far */
 	ModelActivations *acts;		/* NULL until model_alloc_training() */
 	PackedWeights *packed;		/* NULL until model_pack_for_prediction() */
-	bool		plain_released;	/* model_release_plain_matrices() ran: the
+	bool		plain_released;	/* by model_pack_for_prediction_only(): the
 								 * plain layer matrices read as zeros */
 
 	/*
@@ -350,15 +350,16 @@ extern bool model_pack_for_prediction(Model *model, CoreError *err);
 extern void model_free_packed(Model *model);
 
 /*
- * Once packed, prediction reads the layer matrices (and an untied head)
- * only in their packed form: give the memory of their plain copies back to
- * the system, so that a model kept for prediction holds its weights once
- * (the packed matrices, the embedding, the norms) rather than twice.  From
- * then on the model predicts as before but must not be trained, saved or
- * packed again: its plain matrices read as zeros.  Does nothing unless
- * every matrix was packed (packed_supported()).
+ * The same for a model that will only predict: each layer's plain
+ * matrices (and an untied head) go back to the system as soon as they are
+ * packed, so that the model holds its weights once (the packed matrices,
+ * the embedding, the norms) rather than twice, also while packing.  From
+ * then on it predicts as before but must not be trained or saved: its
+ * plain matrices read as zeros (plain_released).  On failure the model is
+ * unusable and must be freed.  Releases nothing unless the packed kernel
+ * runs (packed_supported()).
  */
-extern void model_release_plain_matrices(Model *model);
+extern bool model_pack_for_prediction_only(Model *model, CoreError *err);
 
 /* Bytes of memory model holds for prediction: weights, tables, packing. */
 extern size_t model_memory_bytes(const Model *model);

@@ -97,42 +97,6 @@ pack_like(PackedMatrix *packed, const PackedMatrix *plain)
 	return packed_matrix_init(packed, plain->w, plain->n_out, plain->n_in);
 }
 
-bool
-model_pack_for_prediction(Model *model, CoreError *err)
-{
-	int			n_layers = model->config.n_layers;
-	PackedMatrix head;
-	bool		ok;
-
-	if (model->packed != NULL)
-		return true;
-	model->packed = calloc(1, sizeof(PackedWeights));
-	model->free_packed = model_free_packed;
-	ok = model->packed != NULL &&
-		(model->packed->layers = calloc(n_layers, sizeof(LayerMatrices))) != NULL;
-	for (int l = 0; ok && l < n_layers; l++)
-	{
-		LayerMatrices *packed = &model->packed->layers[l];
-		LayerMatrices plain;
-
-		plain_layer_matrices(model, l, &plain);
-		ok = pack_like(&packed->qkv, &plain.qkv) &&
-			pack_like(&packed->o_proj, &plain.o_proj) &&
-			pack_like(&packed->gate_up, &plain.gate_up) &&
-			pack_like(&packed->down_proj, &plain.down_proj);
-	}
-	packed_matrix_plain(&head, model->w.lm_head, model->config.vocab_size,
-						model->config.d_model);
-	ok = ok && pack_like(&model->packed->head, &head);
-	if (!ok)
-	{
-		model_free_packed(model);
-		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for the packed weights of %zu parameters",
-				   model->n_params);
-	}
-	return ok;
-}
-
 /*
  * Return the whole pages inside floats [w, w + n) to the system; they read
  * as zeros afterwards.  (The array stays allocated, so free() is as
@@ -155,25 +119,75 @@ release_plain(const PackedMatrix *m)
 	release_pages(m->w, (size_t) m->n_out * m->n_in);
 }
 
-void
-model_release_plain_matrices(Model *model)
+static bool
+pack_layer(Model *model, int l, bool release)
 {
-	if (model->packed == NULL || !packed_supported() || model->plain_released)
-		return;
-	for (int l = 0; l < model->config.n_layers; l++)
-	{
-		LayerMatrices plain;
+	LayerMatrices *packed = &model->packed->layers[l];
+	LayerMatrices plain;
 
-		plain_layer_matrices(model, l, &plain);
+	plain_layer_matrices(model, l, &plain);
+	if (!pack_like(&packed->qkv, &plain.qkv) ||
+		!pack_like(&packed->o_proj, &plain.o_proj) ||
+		!pack_like(&packed->gate_up, &plain.gate_up) ||
+		!pack_like(&packed->down_proj, &plain.down_proj))
+		return false;
+	if (release)
+	{
 		release_plain(&plain.qkv);
 		release_plain(&plain.o_proj);
 		release_plain(&plain.gate_up);
 		release_plain(&plain.down_proj);
 	}
+	return true;
+}
+
+/*
+ * Pack every matrix; with release, give back each plain copy as soon as
+ * its layer is packed, so that the model never holds both copies of more
+ * than one layer.
+ */
+static bool
+pack_model(Model *model, bool release, CoreError *err)
+{
+	int			n_layers = model->config.n_layers;
+	PackedMatrix head;
+	bool		ok;
+
+	if (model->packed != NULL)
+		return true;
+	release = release && packed_supported();
+	model->packed = calloc(1, sizeof(PackedWeights));
+	model->free_packed = model_free_packed;
+	ok = model->packed != NULL &&
+		(model->packed->layers = calloc(n_layers, sizeof(LayerMatrices))) != NULL;
+	for (int l = 0; ok && l < n_layers; l++)
+		ok = pack_layer(model, l, release);
+	packed_matrix_plain(&head, model->w.lm_head, model->config.vocab_size,
+						model->config.d_model);
+	ok = ok && pack_like(&model->packed->head, &head);
 	/* a tied head is the embedding, whose rows the forward pass looks up */
-	if (!model->config.tied_embeddings)
-		release_plain(&model->packed->head);
-	model->plain_released = true;
+	if (ok && release && !model->config.tied_embeddings)
+		release_plain(&head);
+	model->plain_released = release;
+	if (!ok)
+	{
+		model_free_packed(model);
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for the packed weights of %zu parameters",
+				   model->n_params);
+	}
+	return ok;
+}
+
+bool
+model_pack_for_prediction(Model *model, CoreError *err)
+{
+	return pack_model(model, false, err);
+}
+
+bool
+model_pack_for_prediction_only(Model *model, CoreError *err)
+{
+	return pack_model(model, true, err);
 }
 
 /* Bytes of the packed matrices; 0 when the model has none. */
@@ -216,7 +230,7 @@ model_free_packed(Model *model)
 	model->free_packed = NULL;
 }
 
-/* Floats of the plain matrices model_release_plain_matrices() releases. */
+/* Floats of the plain matrices model_pack_for_prediction_only() released. */
 static size_t
 released_floats(const Model *model)
 {

@@ -97,43 +97,70 @@ model_serialized_size_bound(const ModelConfig *config)
 		DATA_FRAME_BYTES + n_params * sizeof(float);
 }
 
-void
-model_serialize(const Model *model, void *buf)
+/*
+ * The header's start, in either version: magic, version, the config
+ * (version 2 adds head_dim and the rope scaling) and the tensor count.
+ */
+static void
+put_config(Writer *w, const Model *model, uint32_t version)
 {
 	const ModelConfig *c = &model->config;
-	Writer		w = {buf, 0};
+	const ModelRopeScaling *rs = &c->rope_scaling;
 	uint32_t	flags = (c->tied_embeddings ? FLAG_TIED : 0) |
 		(c->prefix_lm ? FLAG_PREFIX_LM : 0) |
 		(c->qkv_bias ? FLAG_QKV_BIAS : 0);
 
-	put_bytes(&w, MODEL_IO_MAGIC, 4);
-	put_le(&w, MODEL_IO_VERSION, 4);
-	put_le(&w, c->vocab_size, 4);
-	put_le(&w, c->d_model, 4);
-	put_le(&w, c->n_layers, 4);
-	put_le(&w, c->n_heads, 4);
-	put_le(&w, c->n_kv_heads, 4);
-	put_le(&w, c->d_ff, 4);
-	put_le(&w, c->max_seq_len, 4);
-	put_le(&w, flags, 4);
-	put_f32(&w, c->dropout);
-	put_f32(&w, c->rope_theta);
-	put_f32(&w, c->norm_eps);
-	put_f32(&w, c->logit_scale);
-	put_le(&w, model->n_tensors, 4);
-	for (int i = 0; i < model->n_tensors; i++)
+	put_bytes(w, MODEL_IO_MAGIC, 4);
+	put_le(w, version, 4);
+	put_le(w, c->vocab_size, 4);
+	put_le(w, c->d_model, 4);
+	put_le(w, c->n_layers, 4);
+	put_le(w, c->n_heads, 4);
+	put_le(w, c->n_kv_heads, 4);
+	if (version == MODEL_IO_VERSION_CHUNKED)
+		put_le(w, model->head_dim, 4);
+	put_le(w, c->d_ff, 4);
+	put_le(w, c->max_seq_len, 4);
+	put_le(w, flags, 4);
+	put_f32(w, c->dropout);
+	put_f32(w, c->rope_theta);
+	put_f32(w, c->norm_eps);
+	put_f32(w, c->logit_scale);
+	if (version == MODEL_IO_VERSION_CHUNKED)
 	{
-		const ModelTensor *t = &model->tensors[i];
-		size_t		name_len = strlen(t->name);
-
-		put_le(&w, name_len, 2);
-		put_bytes(&w, t->name, name_len);
-		put_le(&w, DTYPE_FLOAT32, 1);
-		put_le(&w, t->ndim, 1);
-		for (int k = 0; k < t->ndim; k++)
-			put_le(&w, t->shape[k], 4);
-		put_le(&w, t->offset * sizeof(float), 8);
+		put_le(w, rs->kind, 4);
+		put_f32(w, rs->factor);
+		put_f32(w, rs->low_freq_factor);
+		put_f32(w, rs->high_freq_factor);
+		put_le(w, rs->original_max_position, 4);
 	}
+	put_le(w, model->n_tensors, 4);
+}
+
+/* A tensor's entry in the table: its data at byte offset, in dtype. */
+static void
+put_table_entry(Writer *w, const ModelTensor *t, uint8_t dtype, uint64_t offset)
+{
+	size_t		name_len = strlen(t->name);
+
+	put_le(w, name_len, 2);
+	put_bytes(w, t->name, name_len);
+	put_le(w, dtype, 1);
+	put_le(w, t->ndim, 1);
+	for (int k = 0; k < t->ndim; k++)
+		put_le(w, t->shape[k], 4);
+	put_le(w, offset, 8);
+}
+
+void
+model_serialize(const Model *model, void *buf)
+{
+	Writer		w = {buf, 0};
+
+	put_config(&w, model, MODEL_IO_VERSION);
+	for (int i = 0; i < model->n_tensors; i++)
+		put_table_entry(&w, &model->tensors[i], DTYPE_FLOAT32,
+						model->tensors[i].offset * sizeof(float));
 	put_le(&w, model->n_params * sizeof(float), 8);
 	put_floats(&w, model->params, model->n_params);
 	put_le(&w, crc32c(0, buf, w.pos), 4);
@@ -564,12 +591,7 @@ void *
 model_save_header(const Model *model, const uint8_t *dtypes,
 				  uint32_t data_crc, size_t *len)
 {
-	const ModelConfig *c = &model->config;
-	const ModelRopeScaling *rs = &c->rope_scaling;
 	size_t		size = HEADER_V2_BYTES + HEADER_V2_TAIL_BYTES;
-	uint32_t	flags = (c->tied_embeddings ? FLAG_TIED : 0) |
-		(c->prefix_lm ? FLAG_PREFIX_LM : 0) |
-		(c->qkv_bias ? FLAG_QKV_BIAS : 0);
 	uint64_t	offset = 0;
 	Writer		w;
 
@@ -580,39 +602,12 @@ model_save_header(const Model *model, const uint8_t *dtypes,
 	w.pos = 0;
 	if (w.buf == NULL)
 		return NULL;
-	put_bytes(&w, MODEL_IO_MAGIC, 4);
-	put_le(&w, MODEL_IO_VERSION_CHUNKED, 4);
-	put_le(&w, c->vocab_size, 4);
-	put_le(&w, c->d_model, 4);
-	put_le(&w, c->n_layers, 4);
-	put_le(&w, c->n_heads, 4);
-	put_le(&w, c->n_kv_heads, 4);
-	put_le(&w, model->head_dim, 4);
-	put_le(&w, c->d_ff, 4);
-	put_le(&w, c->max_seq_len, 4);
-	put_le(&w, flags, 4);
-	put_f32(&w, c->dropout);
-	put_f32(&w, c->rope_theta);
-	put_f32(&w, c->norm_eps);
-	put_f32(&w, c->logit_scale);
-	put_le(&w, rs->kind, 4);
-	put_f32(&w, rs->factor);
-	put_f32(&w, rs->low_freq_factor);
-	put_f32(&w, rs->high_freq_factor);
-	put_le(&w, rs->original_max_position, 4);
-	put_le(&w, model->n_tensors, 4);
+	put_config(&w, model, MODEL_IO_VERSION_CHUNKED);
 	for (int i = 0; i < model->n_tensors; i++)
 	{
 		const ModelTensor *t = &model->tensors[i];
-		size_t		name_len = strlen(t->name);
 
-		put_le(&w, name_len, 2);
-		put_bytes(&w, t->name, name_len);
-		put_le(&w, dtype_of(dtypes, i), 1);
-		put_le(&w, t->ndim, 1);
-		for (int k = 0; k < t->ndim; k++)
-			put_le(&w, t->shape[k], 4);
-		put_le(&w, offset, 8);
+		put_table_entry(&w, t, dtype_of(dtypes, i), offset);
 		offset += (uint64_t) t->numel * dtype_bytes(dtype_of(dtypes, i));
 	}
 	put_le(&w, offset, 8);

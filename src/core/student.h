@@ -171,8 +171,11 @@ extern char *student_token_text(const Student *student, int32_t id);
  *     per chunk: student_load_feed(loader, chunk, len, err);
  *     student = student_load_finish(loader, err);
  *
- * dtypes gives each tensor's stored type (NULL: all float32).  The older
- * form, the whole model in the weights blob, still loads with
+ * dtypes gives each tensor's stored type (NULL: all float32).  A student
+ * loaded so is for prediction only: it keeps its weights once, packed
+ * (model_pack_for_prediction_only()), and cannot be saved or trained
+ * again.  The older form, the whole model in the weights blob, still loads
+ * with
  * student_load() (student_weights_chunked() tells which it is) and is
  * still written by student_save_weights() for the tests of that path.
  */

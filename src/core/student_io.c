@@ -216,11 +216,17 @@ fail:
 	return NULL;
 }
 
-/* Check and pack a student whose model is in; frees it on failure. */
+/*
+ * Check and pack a student whose model is in; frees it on failure.
+ * prediction_only: it will never be saved or trained again, so it may
+ * keep its weights once (model_pack_for_prediction_only()).
+ */
 static Student *
-student_complete(Student *s, CoreError *err)
+student_complete(Student *s, bool prediction_only, CoreError *err)
 {
-	if (check_consistent(s, err) && model_pack_for_prediction(s->model, err))
+	if (check_consistent(s, err) &&
+		(prediction_only ? model_pack_for_prediction_only(s->model, err)
+		 : model_pack_for_prediction(s->model, err)))
 		return s;
 	student_free(s);
 	return NULL;
@@ -252,7 +258,7 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 		student_free(s);
 		return NULL;
 	}
-	return student_complete(s, err);
+	return student_complete(s, false, err);
 }
 
 struct StudentLoader
@@ -317,7 +323,7 @@ student_load_finish(StudentLoader *loader, CoreError *err)
 		student_free(s);
 		return NULL;
 	}
-	return student_complete(s, err);
+	return student_complete(s, true, err);
 }
 
 void

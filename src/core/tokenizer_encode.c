@@ -60,44 +60,6 @@ scratch_reserve(Scratch *s, size_t n)
 	return true;
 }
 
-static void
-candidate_push(Scratch *s, uint64_t key)
-{
-	size_t		i = s->heap_len++;
-
-	while (i > 0 && s->heap[(i - 1) / 2] > key)
-	{
-		s->heap[i] = s->heap[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	s->heap[i] = key;
-}
-
-static uint64_t
-candidate_pop(Scratch *s)
-{
-	uint64_t	top = s->heap[0];
-	uint64_t	last = s->heap[--s->heap_len];
-	size_t		i = 0;
-
-	for (;;)
-	{
-		size_t		child = 2 * i + 1;
-
-		if (child >= s->heap_len)
-			break;
-		if (child + 1 < s->heap_len && s->heap[child + 1] < s->heap[child])
-			child++;
-		if (s->heap[child] >= last)
-			break;
-		s->heap[i] = s->heap[child];
-		i = child;
-	}
-	if (s->heap_len > 0)
-		s->heap[i] = last;
-	return top;
-}
-
 /* Queue the symbols at p and next[p] for merging if they form a pair. */
 static void
 push_if_pair(const Tokenizer *t, Scratch *s, int32_t p)
@@ -109,7 +71,7 @@ push_if_pair(const Tokenizer *t, Scratch *s, int32_t p)
 		return;
 	rank = pairmap_get(&t->rank_of, pack_pair(s->id[p], s->id[q]));
 	if (rank >= 0)
-		candidate_push(s, (uint64_t) rank << 32 | (uint32_t) p);
+		u64_heap_push(s->heap, &s->heap_len, (uint64_t) rank << 32 | (uint32_t) p);
 }
 
 /*
@@ -137,7 +99,7 @@ encode_chunk(const Tokenizer *t, Scratch *s, const uint8_t *bytes, int32_t n,
 		push_if_pair(t, s, i);
 	while (s->heap_len > 0)
 	{
-		uint64_t	key = candidate_pop(s);
+		uint64_t	key = u64_heap_pop(s->heap, &s->heap_len);
 		int32_t		rank = (int32_t) (key >> 32);
 		int32_t		p = (int32_t) (uint32_t) key;
 		int32_t		q = s->next[p];

@@ -451,44 +451,6 @@ bpe_reserve(BpeScratch *s, size_t n)
 	return true;
 }
 
-static void
-heap_push(BpeScratch *s, uint64_t key)
-{
-	size_t		i = s->heap_len++;
-
-	while (i > 0 && s->heap[(i - 1) / 2] > key)
-	{
-		s->heap[i] = s->heap[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	s->heap[i] = key;
-}
-
-static uint64_t
-heap_pop(BpeScratch *s)
-{
-	uint64_t	top = s->heap[0];
-	uint64_t	last = s->heap[--s->heap_len];
-	size_t		i = 0;
-
-	for (;;)
-	{
-		size_t		child = 2 * i + 1;
-
-		if (child >= s->heap_len)
-			break;
-		if (child + 1 < s->heap_len && s->heap[child + 1] < s->heap[child])
-			child++;
-		if (s->heap[child] >= last)
-			break;
-		s->heap[i] = s->heap[child];
-		i = child;
-	}
-	if (s->heap_len > 0)
-		s->heap[i] = last;
-	return top;
-}
-
 /* The merge of the symbols at i and next[i], or -1. */
 static int32_t
 merge_at(const Pretrained *p, const BpeScratch *s, const int32_t *ids, int32_t i)
@@ -506,7 +468,7 @@ push_candidate(const Pretrained *p, BpeScratch *s, const int32_t *ids, int32_t i
 	int32_t		m = merge_at(p, s, ids, i);
 
 	if (m >= 0)
-		heap_push(s, (uint64_t) p->merge_prio[m] << 32 | (uint32_t) i);
+		u64_heap_push(s->heap, &s->heap_len, (uint64_t) p->merge_prio[m] << 32 | (uint32_t) i);
 }
 
 /*
@@ -537,7 +499,7 @@ bpe_merge(const Pretrained *p, BpeScratch *s, int32_t *ids, size_t n)
 		push_candidate(p, s, ids, (int32_t) i);
 	while (s->heap_len > 0)
 	{
-		uint64_t	key = heap_pop(s);
+		uint64_t	key = u64_heap_pop(s->heap, &s->heap_len);
 		int32_t		i = (int32_t) (uint32_t) key;
 		int32_t		j;
 		int32_t		m;

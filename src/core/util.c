@@ -98,3 +98,41 @@ text_buffer_append(TextBuffer *buf, const char *data, size_t len)
 	buf->data[buf->len] = '\0';
 	return true;
 }
+
+void
+u64_heap_push(uint64_t *heap, size_t *len, uint64_t key)
+{
+	size_t		i = (*len)++;
+
+	while (i > 0 && heap[(i - 1) / 2] > key)
+	{
+		heap[i] = heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	heap[i] = key;
+}
+
+uint64_t
+u64_heap_pop(uint64_t *heap, size_t *len)
+{
+	uint64_t	top = heap[0];
+	uint64_t	last = heap[--(*len)];
+	size_t		i = 0;
+
+	for (;;)
+	{
+		size_t		child = 2 * i + 1;
+
+		if (child >= *len)
+			break;
+		if (child + 1 < *len && heap[child + 1] < heap[child])
+			child++;
+		if (heap[child] >= last)
+			break;
+		heap[i] = heap[child];
+		i = child;
+	}
+	if (*len > 0)
+		heap[i] = last;
+	return top;
+}

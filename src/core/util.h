@@ -99,4 +99,12 @@ typedef struct TextBuffer
 /* Append len bytes; false, with the buffer unchanged, when out of memory. */
 extern bool text_buffer_append(TextBuffer *buf, const char *data, size_t len);
 
+/*
+ * A binary min-heap of keys in heap[0, *len), for the BPE encoders' queues
+ * of merges (rank or priority in the high bits, position in the low ones).
+ * The caller sizes heap; u64_heap_pop() needs *len > 0.
+ */
+extern void u64_heap_push(uint64_t *heap, size_t *len, uint64_t key);
+extern uint64_t u64_heap_pop(uint64_t *heap, size_t *len);
+
 #endif

@@ -208,26 +208,55 @@ open_checkpoint_file(void *ctx, const char *name, bool required, size_t *len,
 	return file->data;
 }
 
+/*
+ * CheckpointFiles.done_with: the pages of a mapped file that hold a
+ * converted tensor leave this process (they stay in the page cache, and
+ * would be read in again if touched), so that an import holds the weights
+ * once: as the model it builds.
+ */
+static void
+drop_pages(void *ctx, const void *data, size_t len)
+{
+	ImportSource *source = ctx;
+	uintptr_t	page = (uintptr_t) sysconf(_SC_PAGESIZE);
+	uintptr_t	begin = ((uintptr_t) data + page - 1) & ~(page - 1);
+	uintptr_t	end = ((uintptr_t) data + len) & ~(page - 1);
+
+	if (source->path != NULL && end > begin)
+		(void) madvise((void *) begin, end - begin, MADV_DONTNEED);
+}
+
+/*
+ * SHA-256 of a file as hex.  A mapped file is read in pieces rather than
+ * through its mapping, which would bring it all back into this process.
+ */
 static char *
-sha256_hex(const void *data, size_t len)
+sha256_hex(const OpenedFile *file)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char	   *hex = palloc(2 * PG_SHA256_DIGEST_LENGTH + 1);
+	size_t		piece = (size_t) 1 << 20;
+	char	   *buf = file->mapped ? palloc(piece) : NULL;
+	int			fd = file->mapped ? open(file->path, O_RDONLY | O_CLOEXEC) : -1;
 
-	for (size_t done = 0; done < len;)
+	if (pg_cryptohash_init(ctx) < 0 || (file->mapped && fd < 0))
+		elog(ERROR, "could not hash \"%s\": %m", file->name);
+	for (size_t done = 0; done < file->len;)
 	{
-		size_t		n = Min(len - done, (size_t) 64 << 20);
+		const uint8 *data = (const uint8 *) file->data + done;
+		ssize_t		n = Min(file->len - done, piece);
 
 		CHECK_FOR_INTERRUPTS();
-		if (done == 0 && pg_cryptohash_init(ctx) < 0)
-			elog(ERROR, "could not hash: %s", pg_cryptohash_error(ctx));
-		if (pg_cryptohash_update(ctx, (const uint8 *) data + done, n) < 0)
+		if (file->mapped && (n = read(fd, buf, n)) <= 0)
+			elog(ERROR, "could not read \"%s\": %m", file->path);
+		if (pg_cryptohash_update(ctx, file->mapped ? (const uint8 *) buf : data, n) < 0)
 			elog(ERROR, "could not hash: %s", pg_cryptohash_error(ctx));
 		done += n;
 	}
-	if ((len == 0 && pg_cryptohash_init(ctx) < 0) ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	if (fd >= 0)
+		close(fd);
+	if (pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "could not hash: %s", pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
 	hex_encode((const char *) digest, sizeof(digest), hex);
@@ -265,7 +294,7 @@ checkpoint_metrics(const Checkpoint *ckpt, const Student *student,
 		appendStringInfoString(&json, "{\"file\": ");
 		escape_json(&json, file->path ? file->path : file->name[0] ? file->name : "data");
 		appendStringInfo(&json, ", \"bytes\": %zu, \"sha256\": \"%s\"}", file->len,
-						 sha256_hex(file->data, file->len));
+						 sha256_hex(file));
 	}
 	appendStringInfoString(&json, "]}");
 	return json.data;
@@ -328,7 +357,7 @@ static int
 import_checkpoint(const char *name, CheckpointFormat format, ImportSource *source,
 				  Jsonb *params)
 {
-	CheckpointFiles files = {source, open_checkpoint_file};
+	CheckpointFiles files = {source, open_checkpoint_file, drop_pages};
 	StopCheck	stop = {interrupt_pending, NULL};
 	MemoryContextCallback *unmap;
 	CoreError	err;

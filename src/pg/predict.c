@@ -216,8 +216,6 @@ load_model(const char *name, int64 id)
 
 	loaded.student = load_model_student(id, name, loaded.version, tokenizer, weights);
 	guard = core_guard_new(loaded.student, student_release);
-	/* a cached model only predicts: its weights once, not twice */
-	model_release_plain_matrices(loaded.student->model);
 	loaded.student->stop.should_stop = interrupt_pending;
 	if (!template_null &&
 		(loaded.student->prompt_template = strdup(TextDatumGetCString(template))) == NULL)

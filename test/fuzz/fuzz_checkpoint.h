@@ -90,7 +90,7 @@ fuzz_check_checkpoint(const Checkpoint *ckpt, const FuzzDir *dir)
 static void
 fuzz_read(CheckpointFormat format, FuzzDir *dir)
 {
-	CheckpointFiles files = {dir, fuzz_open};
+	CheckpointFiles files = {dir, fuzz_open, NULL};
 	CoreError	err = {0};
 	Checkpoint *ckpt = checkpoint_read(format, &files, FUZZ_MAX_SEQ, NULL, &err);
 

@@ -127,7 +127,7 @@ read_file(const char *path, size_t *len)
 static Checkpoint *
 read_dir(CheckpointFormat format, MemDir *dir, int max_seq_len, CoreError *err)
 {
-	CheckpointFiles files = {dir, mem_open};
+	CheckpointFiles files = {dir, mem_open, NULL};
 
 	memset(err, 0, sizeof(*err));
 	return checkpoint_read(format, &files, max_seq_len, NULL, err);
@@ -1057,7 +1057,7 @@ static void
 test_stop(void)
 {
 	MemDir		dir = stories_dir();
-	CheckpointFiles files = {&dir, mem_open};
+	CheckpointFiles files = {&dir, mem_open, NULL};
 	int			left = 5;
 	StopCheck	stop = {stop_at, &left};
 	CoreError	err = {0};
@@ -1065,6 +1065,46 @@ test_stop(void)
 
 	CHECK(ckpt == NULL && err.kind == CORE_ERR_INTERRUPTED && left == 0);
 	mem_free(&dir);
+}
+
+/* stories260K's files, and the bytes done_with() heard of. */
+typedef struct CountingDir
+{
+	MemDir		dir;
+	size_t		done;
+} CountingDir;
+
+static const void *
+counting_open(void *ctx, const char *name, bool required, size_t *len, CoreError *err)
+{
+	return mem_open(&((CountingDir *) ctx)->dir, name, required, len, err);
+}
+
+static void
+count_done(void *ctx, const void *data, size_t len)
+{
+	((CountingDir *) ctx)->done += len;
+}
+
+/*
+ * done_with() hears of every tensor's bytes once, after converting them:
+ * stories260K's float32 weights, all of them.
+ */
+static void
+test_done_with(void)
+{
+	CountingDir counting = {stories_dir(), 0};
+	CheckpointFiles files = {&counting, counting_open, count_done};
+	CoreError	err = {0};
+	Checkpoint *ckpt = checkpoint_read(CHECKPOINT_LLAMA2C, &files, 0, NULL, &err);
+
+	CHECKF(ckpt != NULL, "%s", err.message);
+	if (ckpt != NULL)
+		CHECKF(counting.done == ckpt->model->n_params * sizeof(float),
+			   "done_with heard of %zu bytes, the weights are %zu", counting.done,
+			   ckpt->model->n_params * sizeof(float));
+	checkpoint_free(ckpt);
+	mem_free(&counting.dir);
 }
 
 int
@@ -1081,5 +1121,6 @@ main(void)
 	test_bad_safetensors();
 	test_bad_llama2c();
 	test_stop();
+	test_done_with();
 	return unit_summary("checkpoint");
 }

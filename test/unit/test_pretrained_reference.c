@@ -134,7 +134,7 @@ load(const char *path, CheckpointFormat format, Tokenizer **tok)
 {
 	DiskFiles	files = {.path = path, .is_dir = format == CHECKPOINT_HF,
 	.stand_in_tokenizer = tok == NULL};
-	CheckpointFiles cf = {&files, disk_open};
+	CheckpointFiles cf = {&files, disk_open, NULL};
 	CoreError	err = {0};
 	Checkpoint *ckpt = checkpoint_read(format, &cf, 0, NULL, &err);
 	Model	   *model = NULL;
