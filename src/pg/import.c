@@ -24,6 +24,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -228,7 +229,8 @@ drop_pages(void *ctx, const void *data, size_t len)
 
 /*
  * SHA-256 of a file as hex.  A mapped file is read in pieces rather than
- * through its mapping, which would bring it all back into this process.
+ * through its mapping, which would bring it all back into this process
+ * (as a transient file, which an error closes).
  */
 static char *
 sha256_hex(const OpenedFile *file)
@@ -238,7 +240,7 @@ sha256_hex(const OpenedFile *file)
 	char	   *hex = palloc(2 * PG_SHA256_DIGEST_LENGTH + 1);
 	size_t		piece = (size_t) 1 << 20;
 	char	   *buf = file->mapped ? palloc(piece) : NULL;
-	int			fd = file->mapped ? open(file->path, O_RDONLY | O_CLOEXEC) : -1;
+	int			fd = file->mapped ? OpenTransientFile(file->path, O_RDONLY | PG_BINARY) : -1;
 
 	if (pg_cryptohash_init(ctx) < 0 || (file->mapped && fd < 0))
 		elog(ERROR, "could not hash \"%s\": %m", file->name);
@@ -255,7 +257,7 @@ sha256_hex(const OpenedFile *file)
 		done += n;
 	}
 	if (fd >= 0)
-		close(fd);
+		CloseTransientFile(fd);
 	if (pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "could not hash: %s", pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
