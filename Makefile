@@ -13,8 +13,9 @@ OBJS = $(CORE_SRCS:.c=.o) $(TEACHER_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 PG_CPPFLAGS = -Isrc -I/usr/include/x86_64-linux-gnu/openblas-pthread
 # The `omp simd` loops of src/core vectorize (no OpenMP runtime is linked);
-# without trapping math a float clamp inside them may become a select.
-VECTOR_CFLAGS = -fopenmp-simd -fno-trapping-math
+# without trapping math a float clamp inside them may become a select, and
+# without errno a square root one instruction (AdamW's loop).
+VECTOR_CFLAGS = -fopenmp-simd -fno-trapping-math -fno-math-errno
 PG_CFLAGS     = $(VECTOR_CFLAGS)
 SHLIB_LINK  = -lcurl -ljson-c -lpcre2-8 -lunistring -lopenblas -lm
 

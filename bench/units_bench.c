@@ -8,7 +8,13 @@
  *   - one row's prediction with a d_model 256, 4-layer model (vocabulary
  *     4096, weights packed as the extension packs them): scoring 3 labels
  *     of 2 tokens after a 64-token prefix, and decoding 16 tokens greedily,
- *     with 1 and 2 threads.
+ *     with 1 and 2 threads;
+ *   - at SmolLM2-135M's shape (d_model 576, 30 layers, 9 heads, 3 key/value
+ *     heads, d_ff 1536, vocabulary 49152; random weights), with 1 and 2
+ *     threads: the packed matrix products of one token (decoding) and of
+ *     64 (a prompt) in GFLOP/s; prompt processing (64 tokens) and greedy
+ *     decoding (64 tokens) as bench/pretrained measures them inside
+ *     PostgreSQL; one AdamW step over its 135M parameters.
  *
  * Training throughput is bench/train's, distill_predict over many rows
  * bench/predict's.  Each figure is the median of REPEAT runs (default 5).
@@ -21,6 +27,8 @@
 #include <time.h>
 
 #include "core/model.h"
+#include "core/optim.h"
+#include "core/packed.h"
 #include "core/tokenizer.h"
 
 #include "bench.h"
@@ -144,11 +152,220 @@ bench_prediction(int repeat, int threads)
 	return 0;
 }
 
+/* SmolLM2-135M's configuration. */
+static void
+config_135m(ModelConfig *config)
+{
+	model_config_default(config, 49152, 576, 30, 9);
+	config->n_kv_heads = 3;
+	config->d_ff = 1536;
+	config->max_seq_len = 2048;
+	config->prefix_lm = false;
+	config->rope_theta = 100000.0f;
+	config->norm_eps = 1e-5f;
+	config->logit_scale = 1.0f;
+}
+
+/* Median GFLOP/s of packed_matmul over rows x n_in -> n_out. */
+static double
+packed_gflops(const PackedMatrix *m, const float *in, float *out, int rows,
+			  int repeat)
+{
+	double		gflops[MAX_REPEAT];
+	double		flops = 2.0 * rows * m->n_in * m->n_out;
+
+	for (int r = 0; r < repeat; r++)
+	{
+		int			calls = 0;
+		double		t0 = now(),
+					t;
+
+		do
+		{
+			packed_matmul(out, in, m, NULL, 1.0f, rows);
+			calls++;
+		} while ((t = now() - t0) < 0.05);
+		gflops[r] = flops * calls / t / 1e9;
+	}
+	return median(gflops, repeat);
+}
+
+static int
+bench_packed(int repeat)
+{
+	/* n_out x n_in: gate_proj (and up_proj), down_proj, q/k/v stacked, head */
+	static const int shapes[][2] = {{1536, 576}, {576, 1536}, {960, 576}, {49152, 576}};
+	static const int rows[] = {1, 64};
+
+	printf("packed matmul at SmolLM2-135M's shapes, GFLOP/s, 1 thread / 2 threads:\n");
+	for (int s = 0; s < 4; s++)
+	{
+		int			n_out = shapes[s][0],
+					n_in = shapes[s][1];
+		float	   *w = malloc((size_t) n_out * n_in * sizeof(float));
+		float	   *in = malloc((size_t) 64 * n_in * sizeof(float));
+		float	   *out = malloc((size_t) 64 * n_out * sizeof(float));
+		PackedMatrix m;
+
+		if (w == NULL || in == NULL || out == NULL)
+		{
+			fprintf(stderr, "out of memory\n");
+			return 1;
+		}
+		for (size_t i = 0; i < (size_t) n_out * n_in; i++)
+			w[i] = (float) ((i * 7919) % 2001) / 1000.0f - 1.0f;
+		for (size_t i = 0; i < (size_t) 64 * n_in; i++)
+			in[i] = (float) ((i * 104729) % 2001) / 1000.0f - 1.0f;
+		if (!packed_matrix_init(&m, w, n_out, n_in))
+		{
+			fprintf(stderr, "out of memory\n");
+			return 1;
+		}
+		for (int r = 0; r < 2; r++)
+		{
+			double		g[2];
+
+			for (int t = 1; t <= 2; t++)
+			{
+				model_set_threads(t);
+				g[t - 1] = packed_gflops(&m, in, out, rows[r], repeat);
+			}
+			printf("  %5d x %4d, %2d row%s %6.1f / %6.1f\n", n_out, n_in, rows[r],
+				   rows[r] > 1 ? "s:" : ": ", g[0], g[1]);
+		}
+		model_set_threads(1);
+		packed_matrix_free(&m);
+		free(w);
+		free(in);
+		free(out);
+	}
+	return 0;
+}
+
+/*
+ * Prompt tokens/s (64 tokens and the first generated one) and decoding
+ * ms/token ((64 tokens - 1 token) / 63), as bench/pretrained times them.
+ */
+static int
+bench_prediction_135m(int repeat)
+{
+	enum
+	{
+		P = 64, NEW = 64
+	};
+	ModelConfig config;
+	CoreError	err = {0};
+	Model	   *m;
+	int32_t		prefix[P],
+				out[NEW];
+
+	config_135m(&config);
+	if ((m = model_create(&config, &err)) == NULL)
+	{
+		fprintf(stderr, "model_create: %s\n", err.message);
+		return 1;
+	}
+	model_init_weights(m, 1);
+	if (!model_pack_for_prediction_only(m, &err))
+	{
+		fprintf(stderr, "model_pack_for_prediction_only: %s\n", err.message);
+		return 1;
+	}
+	for (int i = 0; i < P; i++)
+		prefix[i] = 100 + (i * 7919) % 40000;
+	for (int threads = 1; threads <= 2; threads++)
+	{
+		double		prompt_tps[MAX_REPEAT],
+					decode_ms[MAX_REPEAT];
+
+		model_set_threads(threads);
+		model_generate_greedy(m, prefix, P, 1, -1, out, NULL, NULL);	/* warm up */
+		for (int r = 0; r < repeat; r++)
+		{
+			double		t0 = now(),
+						one,
+						all;
+
+			model_generate_greedy(m, prefix, P, 1, -1, out, NULL, NULL);
+			one = now() - t0;
+			t0 = now();
+			model_generate_greedy(m, prefix, P, NEW, -1, out, NULL, NULL);
+			all = now() - t0;
+			prompt_tps[r] = P / one;
+			decode_ms[r] = (all - one) / (NEW - 1) * 1000.0;
+		}
+		printf("prediction at SmolLM2-135M's shape, %d thread%s: prompt %.1f tokens/s, "
+			   "decoding %.1f ms/token\n", threads, threads > 1 ? "s" : " ",
+			   median(prompt_tps, repeat), median(decode_ms, repeat));
+	}
+	model_set_threads(1);
+	model_free(m);
+	return 0;
+}
+
+/* One AdamW step (with clipping) over 135M parameters. */
+static int
+bench_adamw(int repeat)
+{
+	ModelConfig config;
+	OptimConfig oc;
+	CoreError	err = {0};
+	Model	   *m;
+	Optimizer  *opt;
+
+	config_135m(&config);
+	if ((m = model_create(&config, &err)) == NULL || !model_alloc_grads(m, &err))
+	{
+		fprintf(stderr, "model: %s\n", err.message);
+		return 1;
+	}
+	optim_config_default(&oc, 1e-3f, 1000);
+	if ((opt = optim_create(m, &oc, &err)) == NULL)
+	{
+		fprintf(stderr, "optim_create: %s\n", err.message);
+		return 1;
+	}
+	for (size_t i = 0; i < m->n_params; i++)
+		m->grads[i] = (float) ((i * 7919) % 2001) / 1e6f - 1e-3f;
+	for (int threads = 1; threads <= 2; threads++)
+	{
+		double		step_s[MAX_REPEAT];
+
+		model_set_threads(threads);
+		optim_step(opt, m);		/* warm up */
+		for (int r = 0; r < repeat; r++)
+		{
+			double		t0 = now();
+
+			optim_step(opt, m);
+			step_s[r] = now() - t0;
+		}
+		printf("AdamW over %zu parameters, %d thread%s: %.3f s a step\n",
+			   m->n_params, threads, threads > 1 ? "s" : " ", median(step_s, repeat));
+	}
+	model_set_threads(1);
+	optim_free(opt);
+	model_free(m);
+	return 0;
+}
+
+/* Is part asked for?  No arguments ask for all. */
+static bool
+wanted(int argc, char **argv, const char *part)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], part) == 0)
+			return true;
+	return argc == 1;
+}
+
+/* Arguments pick the parts: tokenizer prediction packed 135m adamw. */
 int
-main(void)
+main(int argc, char **argv)
 {
 	const char *env = getenv("REPEAT");
 	int			repeat = env ? atoi(env) : 5;
+	int			status = 0;
 
 	if (repeat < 1 || repeat > MAX_REPEAT)
 	{
@@ -156,6 +373,15 @@ main(void)
 		return 1;
 	}
 	model_single_thread();
-	return bench_tokenizer(repeat) || bench_prediction(repeat, 1) ||
-		bench_prediction(repeat, 2);
+	if (wanted(argc, argv, "tokenizer"))
+		status |= bench_tokenizer(repeat);
+	if (wanted(argc, argv, "prediction"))
+		status |= bench_prediction(repeat, 1) || bench_prediction(repeat, 2);
+	if (wanted(argc, argv, "packed"))
+		status |= bench_packed(repeat);
+	if (wanted(argc, argv, "135m"))
+		status |= bench_prediction_135m(repeat);
+	if (wanted(argc, argv, "adamw"))
+		status |= bench_adamw(repeat);
+	return status;
 }

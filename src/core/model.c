@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/model_ops.h"
+#include "core/pool.h"
 #include "core/util.h"
 
 /* OpenBLAS's own, not in cblas.h: joins its pool's threads. */
@@ -27,6 +28,7 @@ model_set_threads(int n_threads)
 	/* asking again would start the pool if model_single_thread() stopped it */
 	if (n_threads != openblas_get_num_threads())
 		openblas_set_num_threads(n_threads);
+	pool_set_threads(n_threads);
 }
 
 void
@@ -34,6 +36,7 @@ model_single_thread(void)
 {
 	openblas_set_num_threads(1);
 	blas_thread_shutdown_();
+	pool_set_threads(1);		/* which stops its workers */
 }
 
 /* ---------------------------------------------------------------- */

@@ -35,9 +35,9 @@
  * model_generate_greedy() (model_infer.c) allocate what they use per call.
  *
  * Plain C, no PostgreSQL headers.  Memory is malloc'd in a few big blocks
- * and released by model_free().  Nothing is global except the BLAS thread
- * count.  With one thread, the same seed and data give bit-identical
- * weights.
+ * and released by model_free().  Nothing is global except the thread
+ * counts (model_set_threads()).  With one thread, the same seed and data
+ * give bit-identical weights.
  */
 #ifndef DISTILL_CORE_MODEL_H
 #define DISTILL_CORE_MODEL_H
@@ -365,13 +365,19 @@ extern bool model_pack_for_prediction_only(Model *model, CoreError *err);
 extern size_t model_memory_bytes(const Model *model);
 
 /*
- * Threads used by OpenBLAS (the only global state).  OpenBLAS starts its
- * thread pool when it is loaded, one thread per core; model_single_thread()
- * pins it to one thread and stops the pool (which OpenBLAS starts again
- * when more than one thread is asked for), so that a process that forks,
- * like PostgreSQL's postmaster, holds no threads.  model_set_threads() of
- * the number already in force does nothing, so one thread never starts
- * the pool.
+ * Threads, the only global state: OpenBLAS's (training's matrix products)
+ * and pool.h's (the packed products of prediction, AdamW, the big
+ * element-wise loops of training), the same number for both; they take
+ * turns, never running at once.  OpenBLAS starts its thread pool when it
+ * is loaded, one thread per core; model_single_thread() pins it to one
+ * thread and stops the pool (which OpenBLAS starts again when more than
+ * one thread is asked for), and stops pool.h's workers, so that a process
+ * that forks, like PostgreSQL's postmaster, holds no threads.
+ * model_set_threads() of the number already in force does nothing, so one
+ * thread never starts either pool; pool.h starts its workers at the first
+ * job big enough for them.  The packed products and the pool's loops
+ * give the same bits with any number of threads; OpenBLAS's products
+ * (training, attention) need not.
  */
 extern void model_set_threads(int n_threads);
 extern void model_single_thread(void);

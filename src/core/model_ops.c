@@ -7,10 +7,14 @@
  * OpenMP runtime) and cloned for AVX2, because libm's expf is one call per
  * element and a float sum does not vectorize unless allowed to reorder:
  * as scalar code, softmax and SwiGLU took a quarter of prediction time.
- * See model_ops.h for the conventions on accumulating versus overwriting
+ * SwiGLU and cross-entropy, the biggest of these loops in training, also
+ * share their rows among the threads of pool.h when there are enough of
+ * them; rows are independent, so the results do not depend on the thread
+ * count.  See model_ops.h for the conventions on accumulating versus overwriting
  * gradients.
  */
 #include "core/model_ops.h"
+#include "core/pool.h"
 #include "core/util.h"
 
 #include <cblas.h>
@@ -22,6 +26,19 @@
 #else
 #define VECTOR_CLONES
 #endif
+
+/*
+ * Elements a thread's piece of a row-wise loop must reach for the loop to
+ * be shared (pool.h): waking a worker costs some microseconds.
+ */
+#define MIN_PIECE_ELEMENTS (1 << 15)
+
+/* Rows of row_len elements per piece. */
+static size_t
+min_rows(size_t row_len)
+{
+	return MIN_PIECE_ELEMENTS / row_len + 1;
+}
 
 /*
  * e^x within 2 ulp of expf over [-87.3, 88.7] (clamped outside it, so e^x
@@ -444,14 +461,25 @@ sigmoid(float x)
 	return 1.0f / (1.0f + exp_vec(-x));
 }
 
-VECTOR_CLONES void
-swiglu_forward(float *out, const float *gate_up, int n, int d_ff)
+typedef struct SwigluJob
 {
-	for (int r = 0; r < n; r++)
+	float	   *out;			/* forward: out; backward: dgate_up */
+	const float *dout;			/* backward only */
+	const float *gate_up;
+	int			d_ff;
+} SwigluJob;
+
+VECTOR_CLONES static void
+swiglu_forward_rows(void *arg, size_t begin, size_t end)
+{
+	SwigluJob  *job = arg;
+	int			d_ff = job->d_ff;
+
+	for (size_t r = begin; r < end; r++)
 	{
-		const float *gate = gate_up + (size_t) r * 2 * d_ff;
+		const float *gate = job->gate_up + r * 2 * d_ff;
 		const float *up = gate + d_ff;
-		float	   *outr = out + (size_t) r * d_ff;
+		float	   *outr = job->out + r * d_ff;
 
 #pragma omp simd
 		for (int i = 0; i < d_ff; i++)
@@ -459,17 +487,27 @@ swiglu_forward(float *out, const float *gate_up, int n, int d_ff)
 	}
 }
 
-/* silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g))). */
-VECTOR_CLONES void
-swiglu_backward(float *dgate_up, const float *dout, const float *gate_up,
-				int n, int d_ff)
+void
+swiglu_forward(float *out, const float *gate_up, int n, int d_ff)
 {
-	for (int r = 0; r < n; r++)
+	SwigluJob	job = {out, NULL, gate_up, d_ff};
+
+	pool_run_range(n, min_rows(d_ff), swiglu_forward_rows, &job);
+}
+
+/* silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g))). */
+VECTOR_CLONES static void
+swiglu_backward_rows(void *arg, size_t begin, size_t end)
+{
+	SwigluJob  *job = arg;
+	int			d_ff = job->d_ff;
+
+	for (size_t r = begin; r < end; r++)
 	{
-		const float *gate = gate_up + (size_t) r * 2 * d_ff;
+		const float *gate = job->gate_up + r * 2 * d_ff;
 		const float *up = gate + d_ff;
-		const float *doutr = dout + (size_t) r * d_ff;
-		float	   *dgate = dgate_up + (size_t) r * 2 * d_ff;
+		const float *doutr = job->dout + r * d_ff;
+		float	   *dgate = job->out + r * 2 * d_ff;
 		float	   *dup = dgate + d_ff;
 
 #pragma omp simd
@@ -481,6 +519,15 @@ swiglu_backward(float *dgate_up, const float *dout, const float *gate_up,
 			dup[i] = doutr[i] * gate[i] * sg;
 		}
 	}
+}
+
+void
+swiglu_backward(float *dgate_up, const float *dout, const float *gate_up,
+				int n, int d_ff)
+{
+	SwigluJob	job = {dgate_up, dout, gate_up, d_ff};
+
+	pool_run_range(n, min_rows(2 * d_ff), swiglu_backward_rows, &job);
 }
 
 /* ---------------------------------------------------------------- */
@@ -547,13 +594,24 @@ head_backward(float *dh, float *dweight, const float *dlogits, const float *h,
 /* ---------------------------------------------------------------- */
 /* Cross-entropy */
 
-VECTOR_CLONES void
-crossentropy_forward(float *nll, float *lse, const float *logits,
-					 const int32_t *targets, int n, int vocab)
+typedef struct CrossEntropyJob
 {
-	for (int r = 0; r < n; r++)
+	float	   *nll;
+	float	   *lse;
+	const float *logits;
+	const int32_t *targets;
+	int			vocab;
+} CrossEntropyJob;
+
+VECTOR_CLONES static void
+crossentropy_forward_rows(void *arg, size_t begin, size_t end)
+{
+	CrossEntropyJob *job = arg;
+	int			vocab = job->vocab;
+
+	for (size_t r = begin; r < end; r++)
 	{
-		const float *z = logits + (size_t) r * vocab;
+		const float *z = job->logits + r * vocab;
 		float		max = z[0];
 		float		sum = 0.0f;
 
@@ -563,28 +621,60 @@ crossentropy_forward(float *nll, float *lse, const float *logits,
 #pragma omp simd reduction(+:sum)
 		for (int i = 0; i < vocab; i++)
 			sum += exp_vec(z[i] - max);
-		lse[r] = max + logf(sum);
-		nll[r] = lse[r] - z[targets[r]];
+		job->lse[r] = max + logf(sum);
+		job->nll[r] = job->lse[r] - z[job->targets[r]];
 	}
 }
 
+void
+crossentropy_forward(float *nll, float *lse, const float *logits,
+					 const int32_t *targets, int n, int vocab)
+{
+	CrossEntropyJob job = {nll, lse, logits, targets, vocab};
+
+	pool_run_range(n, min_rows(vocab), crossentropy_forward_rows, &job);
+}
+
+typedef struct CrossEntropyBackwardJob
+{
+	float	   *dlogits;
+	const float *logits;
+	const float *lse;
+	const int32_t *targets;
+	const float *weights;
+	int			vocab;
+} CrossEntropyBackwardJob;
+
 /* d(w * nll)/dz = w * (softmax(z) - onehot(target)). */
-VECTOR_CLONES void
+VECTOR_CLONES static void
+crossentropy_backward_rows(void *arg, size_t begin, size_t end)
+{
+	CrossEntropyBackwardJob *job = arg;
+	int			vocab = job->vocab;
+
+	for (size_t r = begin; r < end; r++)
+	{
+		const float *z = job->logits + r * vocab;
+		float	   *dz = job->dlogits + r * vocab;
+		float		w = job->weights[r];
+		float		lse = job->lse[r];
+
+#pragma omp simd
+		for (int i = 0; i < vocab; i++)
+			dz[i] = w * exp_vec(z[i] - lse);
+		dz[job->targets[r]] -= w;
+	}
+}
+
+void
 crossentropy_backward(float *dlogits, const float *logits, const float *lse,
 					  const int32_t *targets, const float *weights, int n,
 					  int vocab)
 {
-	for (int r = 0; r < n; r++)
-	{
-		const float *z = logits + (size_t) r * vocab;
-		float	   *dz = dlogits + (size_t) r * vocab;
-		float		w = weights[r];
+	CrossEntropyBackwardJob job = {dlogits, logits, lse, targets, weights,
+	vocab};
 
-#pragma omp simd
-		for (int i = 0; i < vocab; i++)
-			dz[i] = w * exp_vec(z[i] - lse[r]);
-		dz[targets[r]] -= w;
-	}
+	pool_run_range(n, min_rows(vocab), crossentropy_backward_rows, &job);
 }
 
 /* ---------------------------------------------------------------- */

@@ -1,12 +1,30 @@
 /*
  * optim.c - AdamW, learning-rate schedule, gradient clipping.
+ *
+ * A step streams through the parameters, the gradients and both moments
+ * (16 bytes a parameter, 2 GB for 135M), twice: once for the gradient's
+ * norm, once for the update.  Both passes go a chunk of OPTIM_CHUNK
+ * parameters per task of pool.h, so they use every thread of
+ * model_set_threads(); the chunks do not depend on the thread count, and
+ * the norm adds their partial sums in chunk order, so the step gives the
+ * same bits with any number of threads.
  */
 #include "core/optim.h"
+#include "core/pool.h"
 #include "core/util.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Parameters per task (256 KB of each array). */
+#define OPTIM_CHUNK (1 << 16)
+
+static int
+n_chunks(size_t n_params)
+{
+	return (int) ((n_params + OPTIM_CHUNK - 1) / OPTIM_CHUNK);
+}
 
 void
 optim_config_default(OptimConfig *config, float lr, int total_steps)
@@ -38,9 +56,15 @@ optim_create(const Model *model, const OptimConfig *config,
 		opt->n_params = model->n_params;
 		opt->m = calloc(2 * model->n_params, sizeof(float));
 		opt->v = opt->m + model->n_params;
+		opt->norm_parts = malloc((n_chunks(model->n_params) + 1) * sizeof(double));
 	}
-	if (opt == NULL || opt->m == NULL)
+	if (opt == NULL || opt->m == NULL || opt->norm_parts == NULL)
 	{
+		if (opt != NULL)
+		{
+			free(opt->m);
+			free(opt->norm_parts);
+		}
 		free(opt);
 		core_error(err, CORE_ERR_NO_MEMORY,
 				   "out of memory for the optimizer state of %zu parameters",
@@ -56,6 +80,7 @@ optim_free(Optimizer *opt)
 	if (opt == NULL)
 		return;
 	free(opt->m);
+	free(opt->norm_parts);
 	free(opt);
 }
 
@@ -79,33 +104,111 @@ optim_lr(const OptimConfig *c, int64_t step)
 	return c->lr * (float) (c->min_lr_ratio + (1.0 - c->min_lr_ratio) * factor);
 }
 
-static double
-global_norm(const float *x, size_t n)
+/* What the tasks of a step share. */
+typedef struct StepJob
 {
+	Optimizer  *opt;
+	Model	   *model;
+	float		lr;
+	float		grad_scale;
+	float		bias1;
+	float		bias2;
+} StepJob;
+
+/* The parameters [begin, end) of chunk t. */
+static void
+chunk_bounds(const StepJob *job, int t, size_t *begin, size_t *end)
+{
+	*begin = (size_t) t * OPTIM_CHUNK;
+	*end = *begin + OPTIM_CHUNK < job->model->n_params
+		? *begin + OPTIM_CHUNK : job->model->n_params;
+}
+
+static void
+norm_task(void *arg, int t)
+{
+	StepJob    *job = arg;
+	const float *g = job->model->grads;
+	size_t		begin,
+				end;
 	double		sumsq = 0.0;
 
-	for (size_t i = 0; i < n; i++)
-		sumsq += (double) x[i] * x[i];
+	chunk_bounds(job, t, &begin, &end);
+#pragma omp simd reduction(+:sumsq)
+	for (size_t i = begin; i < end; i++)
+		sumsq += (double) g[i] * g[i];
+	job->opt->norm_parts[t] = sumsq;
+}
+
+static double
+global_norm(StepJob *job)
+{
+	int			n = n_chunks(job->model->n_params);
+	double		sumsq = 0.0;
+
+	pool_run(n, norm_task, job);
+	for (int t = 0; t < n; t++)
+		sumsq += job->opt->norm_parts[t];
 	return sqrt(sumsq);
 }
 
-/* Adam on n parameters, with decoupled decay factor (1 - lr * wd). */
+/*
+ * Adam on n parameters, with decoupled decay factor (1 - lr * wd).  The
+ * constants are copied into locals so that the loop vectorizes (the
+ * stores could otherwise change them).
+ */
 static void
-adamw_update(float *params, const float *grads, float *m, float *v, size_t n,
-			 float lr, float decay_factor, float grad_scale,
-			 const OptimConfig *c, float bias1, float bias2)
+adamw_update(float *restrict params, const float *restrict grads,
+			 float *restrict m, float *restrict v, size_t n, float lr,
+			 float decay_factor, float grad_scale, const OptimConfig *c,
+			 float bias1, float bias2)
 {
+	float		beta1 = c->beta1;
+	float		beta2 = c->beta2;
+	float		eps = c->eps;
+
+#pragma omp simd
 	for (size_t i = 0; i < n; i++)
 	{
 		float		g = grads[i] * grad_scale;
 		float		m_hat;
 		float		v_hat;
 
-		m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * g;
-		v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * g * g;
+		m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+		v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
 		m_hat = m[i] / bias1;
 		v_hat = v[i] / bias2;
-		params[i] = params[i] * decay_factor - lr * m_hat / (sqrtf(v_hat) + c->eps);
+		params[i] = params[i] * decay_factor - lr * m_hat / (sqrtf(v_hat) + eps);
+	}
+}
+
+/* The update of chunk t: the parts of the tensors inside it. */
+static void
+update_task(void *arg, int t)
+{
+	StepJob    *job = arg;
+	Model	   *model = job->model;
+	Optimizer  *opt = job->opt;
+	const OptimConfig *c = &opt->config;
+	size_t		begin,
+				end;
+
+	chunk_bounds(job, t, &begin, &end);
+	for (int i = 0; i < model->n_tensors; i++)
+	{
+		const ModelTensor *tensor = &model->tensors[i];
+		bool		decays = tensor->kind == TENSOR_WEIGHT ||
+			tensor->kind == TENSOR_OUTPUT_WEIGHT;
+		size_t		first = tensor->offset > begin ? tensor->offset : begin;
+		size_t		last = tensor->offset + tensor->numel < end
+			? tensor->offset + tensor->numel : end;
+
+		if (first >= last)
+			continue;
+		adamw_update(model->params + first, model->grads + first,
+					 opt->m + first, opt->v + first, last - first, job->lr,
+					 decays ? 1.0f - job->lr * c->weight_decay : 1.0f,
+					 job->grad_scale, c, job->bias1, job->bias2);
 	}
 }
 
@@ -113,31 +216,18 @@ float
 optim_step(Optimizer *opt, Model *model)
 {
 	const OptimConfig *c = &opt->config;
-	double		norm = global_norm(model->grads, model->n_params);
-	float		grad_scale = 1.0f;
-	float		lr = optim_lr(c, opt->step);
-	float		bias1;
-	float		bias2;
+	StepJob		job = {.opt = opt, .model = model, .lr = optim_lr(c, opt->step),
+	.grad_scale = 1.0f};
+	double		norm = global_norm(&job);
 
 	if (!isfinite(norm))
 		return (float) norm;
 	if (c->grad_clip > 0.0f && norm > c->grad_clip)
-		grad_scale = (float) (c->grad_clip / norm);
+		job.grad_scale = (float) (c->grad_clip / norm);
 	opt->step++;
-	bias1 = 1.0f - powf(c->beta1, (float) opt->step);
-	bias2 = 1.0f - powf(c->beta2, (float) opt->step);
-
-	for (int i = 0; i < model->n_tensors; i++)
-	{
-		const ModelTensor *t = &model->tensors[i];
-		bool		decays = t->kind == TENSOR_WEIGHT ||
-			t->kind == TENSOR_OUTPUT_WEIGHT;
-
-		adamw_update(model->params + t->offset, model->grads + t->offset,
-					 opt->m + t->offset, opt->v + t->offset, t->numel, lr,
-					 decays ? 1.0f - lr * c->weight_decay : 1.0f,
-					 grad_scale, c, bias1, bias2);
-	}
-	opt->last_lr = lr;
+	job.bias1 = 1.0f - powf(c->beta1, (float) opt->step);
+	job.bias2 = 1.0f - powf(c->beta2, (float) opt->step);
+	pool_run(n_chunks(model->n_params), update_task, &job);
+	opt->last_lr = job.lr;
 	return (float) norm;
 }

@@ -41,6 +41,8 @@ typedef struct Optimizer
 	size_t		n_params;
 	float	   *m;				/* first moment [n_params] */
 	float	   *v;				/* second moment [n_params] */
+	double	   *norm_parts;		/* the gradient norm's partial sums, one
+								 * per chunk of optim.c */
 	int64_t		step;			/* updates made */
 	float		last_lr;		/* of the last update, for logging */
 } Optimizer;

@@ -7,9 +7,12 @@
  * panel row, one broadcast per input row, two FMAs per input row.  Panels
  * are the outer loop, so each panel is read from memory once per call and
  * stays in cache while every row tile passes over it; the input rows (a
- * few dozen) stay in cache throughout.
+ * few dozen) stay in cache throughout.  With more than one thread
+ * (pool.h) the threads take the panels in turns of several; a product
+ * too small to repay waking a worker stays on the calling thread.
  */
 #include "core/packed.h"
+#include "core/pool.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -22,6 +25,13 @@
 
 /* Input rows per tile: 6 x 2 accumulators + 2 panel + 1 broadcast registers of 16. */
 #define KERNEL_ROWS 6
+
+/*
+ * Multiply-adds a thread's share of a product must reach for the product
+ * to be shared (pool.h): waking a worker costs some microseconds, and
+ * this much work about a hundred.  Small models stay on one thread.
+ */
+#define MIN_PIECE_MACS (1 << 20)
 
 bool
 packed_supported(void)
@@ -174,15 +184,17 @@ tile_any(int rows, const float *in, int n_in, const float *panel,
 	}
 }
 
+/* Panels [first, end) of the product. */
 static void
-kernel_matmul(float *out, const float *in, const PackedMatrix *m,
-			  const float *bias, float scale, int n)
+kernel_panels(float *out, const float *in, const PackedMatrix *m,
+			  const float *bias, float scale, int n, size_t first, size_t end)
 {
 	size_t		panel_size = (size_t) m->n_in * PACKED_PANEL;
 
-	for (int col = 0; col < m->n_out; col += PACKED_PANEL)
+	for (size_t p = first; p < end; p++)
 	{
-		const float *panel = m->panels + (col / PACKED_PANEL) * panel_size;
+		const float *panel = m->panels + p * panel_size;
+		int			col = p * PACKED_PANEL;
 		int			n_cols = m->n_out - col < PACKED_PANEL ? m->n_out - col : PACKED_PANEL;
 		float		panel_bias[PACKED_PANEL] = {0};
 
@@ -194,6 +206,40 @@ kernel_matmul(float *out, const float *in, const PackedMatrix *m,
 					 out + (size_t) row * m->n_out + col, m->n_out, n_cols,
 					 scale, panel_bias);
 	}
+}
+
+typedef struct PanelJob
+{
+	float	   *out;
+	const float *in;
+	const PackedMatrix *m;
+	const float *bias;
+	float		scale;
+	int			n;
+} PanelJob;
+
+static void
+panel_range(void *arg, size_t first, size_t end)
+{
+	PanelJob   *job = arg;
+
+	kernel_panels(job->out, job->in, job->m, job->bias, job->scale, job->n,
+				  first, end);
+}
+
+/*
+ * The panels are shared out among the pool's threads; each output element
+ * is computed by one thread exactly as on one thread.
+ */
+static void
+kernel_matmul(float *out, const float *in, const PackedMatrix *m,
+			  const float *bias, float scale, int n)
+{
+	PanelJob	job = {out, in, m, bias, scale, n};
+	size_t		n_panels = ((size_t) m->n_out + PACKED_PANEL - 1) / PACKED_PANEL;
+	size_t		panel_macs = (size_t) n * m->n_in * PACKED_PANEL;
+
+	pool_run_range(n_panels, MIN_PIECE_MACS / panel_macs + 1, panel_range, &job);
 }
 
 #endif							/* HAVE_PACKED_KERNEL */

@@ -10,7 +10,9 @@
  * PACKED_PANEL output columns, and packed_matmul() runs an AVX2/FMA kernel
  * straight over them.  Where the CPU lacks AVX2 or FMA (checked at run
  * time) or the build is not x86-64, nothing is packed and packed_matmul()
- * calls cblas_sgemm on the plain matrix.  Plain C; no PostgreSQL headers.
+ * calls cblas_sgemm on the plain matrix.  The kernel shares the panels
+ * out among the threads of pool.h (model_set_threads()), with the same
+ * results on any number of them.  Plain C; no PostgreSQL headers.
  */
 #ifndef DISTILL_CORE_PACKED_H
 #define DISTILL_CORE_PACKED_H
