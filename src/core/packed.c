@@ -27,11 +27,13 @@
 #define KERNEL_ROWS 6
 
 /*
- * Multiply-adds a thread's share of a product must reach for the product
- * to be shared (pool.h): waking a worker costs some microseconds, and
- * this much work about a hundred.  Small models stay on one thread.
+ * Kernel steps (one k of one tile) a thread's share of a product must
+ * reach for the product to be shared (pool.h).  A step takes a few
+ * nanoseconds whatever the tile's height (one row is bound by the FMAs'
+ * latency, six by their throughput), so this is about 25 us, against some
+ * microseconds to wake a worker.  Small models stay on one thread.
  */
-#define MIN_PIECE_MACS (1 << 20)
+#define MIN_PIECE_STEPS 8192
 
 bool
 packed_supported(void)
@@ -237,9 +239,9 @@ kernel_matmul(float *out, const float *in, const PackedMatrix *m,
 {
 	PanelJob	job = {out, in, m, bias, scale, n};
 	size_t		n_panels = ((size_t) m->n_out + PACKED_PANEL - 1) / PACKED_PANEL;
-	size_t		panel_macs = (size_t) n * m->n_in * PACKED_PANEL;
+	size_t		panel_steps = (size_t) m->n_in * ((n + KERNEL_ROWS - 1) / KERNEL_ROWS);
 
-	pool_run_range(n_panels, MIN_PIECE_MACS / panel_macs + 1, panel_range, &job);
+	pool_run_range(n_panels, MIN_PIECE_STEPS / panel_steps + 1, panel_range, &job);
 }
 
 #endif							/* HAVE_PACKED_KERNEL */

@@ -8,7 +8,7 @@
  *   - results: with 2 threads the packed products, the row-wise ops of
  *     training, prediction (scores, log-probabilities, greedy ids), an
  *     AdamW step and a whole training step (OpenBLAS kept at one thread)
- *     give the same bits as with 1.
+ *     give the same bits as with 1; a small model decodes on one thread.
  *
  * OpenBLAS stays at one thread throughout (model_single_thread()), so the
  * process's thread count shows whether the pool's workers ran: each
@@ -430,6 +430,34 @@ test_prediction_same_bits(void)
 	model_free(m);
 }
 
+/*
+ * A model of stories260K's shape decodes with 2 threads on one: its
+ * products are too small to repay waking a worker.
+ */
+static void
+test_small_model_one_thread(void)
+{
+	ModelConfig c;
+	CoreError	err = {0};
+	Model	   *m;
+	int32_t		prefix[1] = {1},
+				out[40];
+
+	model_config_default(&c, 512, 64, 5, 8);
+	c.n_kv_heads = 4;
+	c.d_ff = 172;
+	c.max_seq_len = 64;
+	m = model_create(&c, &err);
+	CHECKF(m != NULL, "model_create: %s", err.message);
+	model_init_weights(m, 5);
+	CHECKF(model_pack_for_prediction(m, &err), "%s", err.message);
+	pool_set_threads(2);
+	CHECK(model_generate_greedy(m, prefix, 1, 40, -1, out, NULL, &err) == 40);
+	CHECKF(process_threads() == 1, "%d threads", process_threads());
+	pool_set_threads(1);
+	model_free(m);
+}
+
 /* A small model's training batch: 4 sequences of 32 tokens. */
 typedef struct TrainCtx
 {
@@ -524,6 +552,7 @@ main(void)
 	test_packed_same_bits();
 	test_row_ops_same_bits();
 	test_prediction_same_bits();
+	test_small_model_one_thread();
 	test_training_same_bits();
 	return unit_summary("pool");
 }
