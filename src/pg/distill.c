@@ -59,7 +59,7 @@ _PG_init(void)
 {
 	model_single_thread();
 	DefineCustomIntVariable("distill.threads",
-							"Threads for the student's matrix products (OpenBLAS).",
+							"Threads for the model's matrix products and updates.",
 							"A backend shares its cores with the rest of the server; "
 							"more threads help large models only. At most the machine's cores.",
 							&distill_threads,
