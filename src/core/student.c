@@ -13,6 +13,7 @@
 #include "core/equation.h"
 #include "core/model_io.h"
 #include "core/student_internal.h"
+#include "core/tokenizer_pretrained.h"
 #include "core/util.h"
 
 /* ---------------------------------------------------------------- */
@@ -44,6 +45,17 @@ student_params_default(StudentParams *params)
 	params->seed = 1;
 	params->log_every = 10;
 	params->memory_mb = 256;
+}
+
+void
+student_params_default_for_base(StudentParams *params)
+{
+	student_params_default(params);
+	params->lr = 1e-4;
+	params->epochs = 3;
+	params->batch_size = 8;
+	params->dropout = 0.0;
+	params->prefix_lm = false;
 }
 
 static bool
@@ -179,15 +191,66 @@ student_encode_target(const Tokenizer *tok, const char *text, int max_tokens,
 	return n + 1;
 }
 
+const char *
+student_tag(const Tokenizer *tok, bool explain)
+{
+	if (tok_is_pretrained(tok))
+		return explain ? STUDENT_BASE_EXPLAIN_TAG : STUDENT_BASE_PREDICT_TAG;
+	return explain ? STUDENT_EXPLAIN_TAG : STUDENT_PREDICT_TAG;
+}
+
+/* Does the prefix start with <bos>? */
+static bool
+prefix_has_bos(const Tokenizer *tok)
+{
+	return !tok_is_pretrained(tok) || tok_adds_bos(tok);
+}
+
+/* The token that ends the prefix. */
+static int32_t
+prefix_end(const Tokenizer *tok)
+{
+	return tok_is_pretrained(tok) ? tok_newline(tok) : tok_sep(tok);
+}
+
+int32_t
+student_padding(const Tokenizer *tok)
+{
+	return tok_is_pretrained(tok) ? tok_eos(tok) : tok_pad(tok);
+}
+
+bool
+student_layout_possible(const Tokenizer *tok, CoreError *err)
+{
+	if (tok_eos(tok) >= 0 && prefix_end(tok) >= 0)
+		return true;
+	core_error(err, CORE_ERR_INVALID_INPUT,
+			   tok_eos(tok) < 0
+			   ? "the base's tokenizer has no end-of-sequence token to end a target with"
+			   : "the base's tokenizer has no token for a newline to end the input with");
+	return false;
+}
+
+int
+student_prefix_len(const Tokenizer *tok, int n_tag, int n_input)
+{
+	return prefix_has_bos(tok) + n_tag + n_input + 1;
+}
+
 int
 student_write_prefix(const Tokenizer *tok, const int32_t *tag, int n_tag,
 					 const int32_t *input, int n_input, int32_t *out)
 {
-	out[0] = tok_bos(tok);
-	memcpy(out + 1, tag, n_tag * sizeof(int32_t));
-	memcpy(out + 1 + n_tag, input, n_input * sizeof(int32_t));
-	out[1 + n_tag + n_input] = tok_sep(tok);
-	return STUDENT_PREFIX_LEN(n_tag, n_input);
+	int			n = 0;
+
+	if (prefix_has_bos(tok))
+		out[n++] = tok_bos(tok);
+	memcpy(out + n, tag, n_tag * sizeof(int32_t));
+	n += n_tag;
+	memcpy(out + n, input, n_input * sizeof(int32_t));
+	n += n_input;
+	out[n++] = prefix_end(tok);
+	return n;
 }
 
 int
@@ -195,36 +258,39 @@ student_sequence_limit(const Tokenizer *tok, int max_input_tokens,
 					   int max_target_tokens)
 {
 	int32_t    *ids;
-	int			n_predict = student_encode(tok, STUDENT_PREDICT_TAG, INT32_MAX, &ids);
+	int			n_predict = student_encode(tok, student_tag(tok, false), INT32_MAX, &ids);
 	int			n_explain;
 
 	free(ids);
-	n_explain = student_encode(tok, STUDENT_EXPLAIN_TAG, INT32_MAX, &ids);
+	n_explain = student_encode(tok, student_tag(tok, true), INT32_MAX, &ids);
 	free(ids);
 	if (n_predict < 0 || n_explain < 0)
 		return -1;
-	return STUDENT_PREFIX_LEN(n_predict > n_explain ? n_predict : n_explain,
+	return student_prefix_len(tok, n_predict > n_explain ? n_predict : n_explain,
 							  max_input_tokens) + max_target_tokens + 1;
 }
 
 /*
- * <bos> tag input <sep> for a student, in a malloc'd *prefix; returns its
- * length, or -1 when memory runs out.
+ * The prefix of the task (student_write_prefix()) for a student, in a
+ * malloc'd *prefix; returns its length, or -1 when memory runs out.
  */
 static int
-encode_prefix(const Student *student, const char *tag, const char *input,
+encode_prefix(const Student *student, bool explain, const char *input,
 			  int32_t **prefix)
 {
 	int32_t    *tag_ids = NULL;
 	int32_t    *input_ids = NULL;
-	int			n_tag = student_encode(student->tokenizer, tag, INT32_MAX, &tag_ids);
+	int			n_tag = student_encode(student->tokenizer,
+									   student_tag(student->tokenizer, explain),
+									   INT32_MAX, &tag_ids);
 	int			n_input = student_encode(student->tokenizer, input,
 										 student->max_input_tokens, &input_ids);
 	int			len = -1;
 
 	*prefix = NULL;
 	if (n_tag >= 0 && n_input >= 0)
-		*prefix = malloc(STUDENT_PREFIX_LEN(n_tag, n_input) * sizeof(int32_t));
+		*prefix = malloc(student_prefix_len(student->tokenizer, n_tag, n_input) *
+						 sizeof(int32_t));
 	if (*prefix != NULL)
 		len = student_write_prefix(student->tokenizer, tag_ids, n_tag,
 								   input_ids, n_input, *prefix);
@@ -389,11 +455,11 @@ student_choose(const Student *student, const char *input,
 		core_error(err, CORE_ERR_INVALID_INPUT, "student_choose needs an input and at least one candidate");
 		return -1;
 	}
-	if (student_is_pretrained(student))
+	if (student->zero_shot)
 		return pretrained_choose(student, input, candidates, n_candidates, probs, err);
 	if (student_too_many_candidates(n_candidates, "the prediction", err))
 		return -1;
-	prefix_len = encode_prefix(student, STUDENT_PREDICT_TAG, input, &prefix);
+	prefix_len = encode_prefix(student, false, input, &prefix);
 	scores = malloc(n_candidates * sizeof(double));
 	if (prefix_len < 0 || scores == NULL)
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory encoding the input");
@@ -485,37 +551,42 @@ student_generate_ids(const Model *model, const Tokenizer *tok,
 		if (text == NULL)
 			core_error(err, CORE_ERR_NO_MEMORY, "out of memory decoding %d tokens", n);
 		else
+		{
+			/* the space SentencePiece puts before a text: the answer's own */
+			if (text[0] == ' ' && tok_strips_leading_space(tok))
+				memmove(text, text + 1, len--);
 			student_keep_valid_utf8(text, len);
+		}
 	}
 	free(out);
 	return text;
 }
 
-/* The tag of task "predict" or "explain"; NULL (with a message) otherwise. */
-static const char *
-task_tag(const char *task, CoreError *err)
+/* Task "explain" (1) or "predict" (0); -1 with a message otherwise. */
+static int
+task_is_explain(const char *task, CoreError *err)
 {
 	if (task != NULL && strcmp(task, "predict") == 0)
-		return STUDENT_PREDICT_TAG;
+		return 0;
 	if (task != NULL && strcmp(task, "explain") == 0)
-		return STUDENT_EXPLAIN_TAG;
+		return 1;
 	core_error(err, CORE_ERR_INVALID_INPUT, "task must be \"predict\" or \"explain\"");
-	return NULL;
+	return -1;
 }
 
 int
 student_prefix_tokens(const Student *student, const char *task,
 					  const char *input, int32_t **ids, CoreError *err)
 {
-	const char *tag = task_tag(task, err);
+	int			explain = task_is_explain(task, err);
 	int			len;
 
 	*ids = NULL;
-	if (tag == NULL)
+	if (explain < 0)
 		return -1;
-	if (student_is_pretrained(student))
+	if (student->zero_shot)
 		return pretrained_prefix_tokens(student, input, ids, err);
-	len = encode_prefix(student, tag, input, ids);
+	len = encode_prefix(student, explain, input, ids);
 	if (len < 0)
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory encoding the input");
 	return len;
@@ -557,21 +628,21 @@ char *
 student_generate(const Student *student, const char *task, const char *input,
 				 CoreError *err)
 {
-	const char *tag = task_tag(task, err);
+	int			explain = task_is_explain(task, err);
 	int32_t    *prefix;
 	int			prefix_len;
 	char	   *text;
 
-	if (tag == NULL)
+	if (explain < 0)
 		return NULL;
 	if (input == NULL)
 	{
 		core_error(err, CORE_ERR_INVALID_INPUT, "student_generate needs an input");
 		return NULL;
 	}
-	if (student_is_pretrained(student))
+	if (student->zero_shot)
 		return pretrained_answer(student, input, err);
-	prefix_len = encode_prefix(student, tag, input, &prefix);
+	prefix_len = encode_prefix(student, explain, input, &prefix);
 	if (prefix_len < 0)
 	{
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory encoding the input");

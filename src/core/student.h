@@ -93,6 +93,9 @@ typedef struct Student
 	Model	   *model;
 	int			max_input_tokens;
 	int			max_target_tokens;
+	bool		zero_shot;		/* an imported model used as it is: it reads
+								 * its prompt template, not task tags
+								 * (student_pretrained.c) */
 	char	   *prompt_template;	/* an imported model's zero-shot prompt,
 									 * "{input}" standing for the input
 									 * (malloc'd; NULL: "{input}") */
@@ -102,6 +105,13 @@ typedef struct Student
 } Student;
 
 extern void student_params_default(StudentParams *params);
+
+/*
+ * The defaults of fine-tuning a pretrained base (trainer_create_on_base()):
+ * those above but for lr 1e-4, 3 epochs, batches of 8, no dropout and a
+ * causal mask, as the base was trained with.
+ */
+extern void student_params_default_for_base(StudentParams *params);
 
 /*
  * Every field in its range (the real ones finite), and a model small
@@ -174,7 +184,8 @@ extern char *student_token_text(const Student *student, int32_t id);
  * dtypes gives each tensor's stored type (NULL: all float32).  A student
  * loaded so is for prediction only: it keeps its weights once, packed
  * (model_pack_for_prediction_only()), and cannot be saved or trained
- * again.  The older form, the whole model in the weights blob, still loads
+ * again.  student_load_finish_trainable() keeps them plain instead, for
+ * a base to fine-tune (trainer_create_on_base()).  The older form, the whole model in the weights blob, still loads
  * with
  * student_load() (student_weights_chunked() tells which it is) and is
  * still written by student_save_weights() for the tests of that path.
@@ -192,6 +203,8 @@ extern StudentLoader *student_load_begin(const void *tokenizer,
 extern bool student_load_feed(StudentLoader *loader, const void *data,
 							  size_t len, CoreError *err);
 extern Student *student_load_finish(StudentLoader *loader, CoreError *err);
+extern Student *student_load_finish_trainable(StudentLoader *loader,
+											  CoreError *err);
 extern void student_loader_free(StudentLoader *loader);
 
 extern void *student_save_weights(const Student *student, size_t *len);
@@ -219,7 +232,6 @@ extern void student_free(Student *student);
  */
 extern Student *student_from_checkpoint(Tokenizer *tokenizer, Model *model,
 										CoreError *err);
-extern bool student_is_pretrained(const Student *student);
 extern char *student_continue(const Student *student, const char *prompt,
 							  int max_tokens, CoreError *err);
 extern int	student_token_ids(const Student *student, const char *text,

@@ -19,9 +19,19 @@
 /* The weights' own header before the model's (student_io.c). */
 #define STUDENT_HEADER_SIZE 20
 
-/* The text before the input, per task. */
+/*
+ * The text before the input, per task: a tag of the student's own
+ * vocabulary (trained on it), or plain text in a pretrained base's, where
+ * the input follows as text of its own (SentencePiece puts a space before
+ * it).
+ */
 #define STUDENT_PREDICT_TAG "predict: "
 #define STUDENT_EXPLAIN_TAG "explain: "
+#define STUDENT_BASE_PREDICT_TAG "predict:"
+#define STUDENT_BASE_EXPLAIN_TAG "explain:"
+
+/* The tag of a task ("explain", else "predict") under tok. */
+extern const char *student_tag(const Tokenizer *tok, bool explain);
 
 /*
  * The first max_tokens tokens of text (a NUL-terminated string) in a
@@ -35,14 +45,33 @@ extern int	student_encode(const Tokenizer *tok, const char *text,
 extern int	student_encode_target(const Tokenizer *tok, const char *text,
 								  int max_tokens, int32_t **ids);
 
-/* Length of <bos> tag input <sep>. */
-#define STUDENT_PREFIX_LEN(n_tag, n_input) ((n_tag) + (n_input) + 2)
+/*
+ * The prefix of a sequence: <bos> tag input <sep> with the student's own
+ * special tokens.  A pretrained base has no <sep> and may have no <bos>
+ * (Qwen2): its prefix is [<bos>] tag input "\n", <bos> when the base puts
+ * one first, and its targets end in the base's <eos>.
+ */
+extern int	student_prefix_len(const Tokenizer *tok, int n_tag, int n_input);
 
-/* Write <bos> tag input <sep> to out; returns its length. */
+/* Write the prefix to out; returns its length. */
 extern int	student_write_prefix(const Tokenizer *tok,
 								 const int32_t *tag, int n_tag,
 								 const int32_t *input, int n_input,
 								 int32_t *out);
+
+/*
+ * The token after the end of a shorter sequence of a batch, which no loss
+ * reads: <pad>, or <eos> in a pretrained base's vocabulary, which has no
+ * <pad>.
+ */
+extern int32_t student_padding(const Tokenizer *tok);
+
+/*
+ * Can tok lay out a student's sequences (student_prefix_len())?  A
+ * pretrained tokenizer needs an <eos> and a token for "\n"; false with a
+ * message otherwise.
+ */
+extern bool student_layout_possible(const Tokenizer *tok, CoreError *err);
 
 /*
  * The model's max_seq_len for these limits: the longest prefix (with the

@@ -1,20 +1,23 @@
 /*
  * student_io.c - a student's weights as bytes.
  *
- * Both formats start with the same 20-byte header (little-endian):
+ * Every format starts with the same header (little-endian):
  *
  *   "DSTS"                  magic
- *   u32 format_version      1 or 2
+ *   u32 format_version      1, 2 or 3
  *   u32 max_input_tokens
  *   u32 max_target_tokens
- *   u32 crc32c              CRC-32C of the 16 bytes before it
+ *   u32 flags               version 3 only: STUDENT_FLAG_*
+ *   u32 crc32c              CRC-32C of the bytes before it
  *
  * Version 1 (distill 0.1.0 and 0.2.0) follows it with a whole model blob
- * (model_serialize(), model_io.h) in one bytea.  Version 2 follows it with
- * the model's header only (model_save_header()); the parameters are a
- * separate stream of bytes, stored in chunks and fed to a StudentLoader a
- * chunk at a time, so that a model of any size loads without a second
- * copy of its weights.  Every byte is covered by a checksum.
+ * (model_serialize(), model_io.h) in one bytea.  Versions 2 and 3 follow
+ * it with the model's header only (model_save_header()); the parameters
+ * are a separate stream of bytes, stored in chunks and fed to a
+ * StudentLoader a chunk at a time, so that a model of any size loads
+ * without a second copy of its weights.  Version 3 adds the flags, and is
+ * written only when there is one, so that other students keep the bytes
+ * of version 2.  Every byte is covered by a checksum.
  */
 #include "core/student.h"
 
@@ -30,6 +33,24 @@
 #define STUDENT_MAGIC "DSTS"
 #define STUDENT_FORMAT_WHOLE 1
 #define STUDENT_FORMAT_CHUNKED 2
+#define STUDENT_FORMAT_FLAGGED 3	/* chunked, with flags */
+
+/* A student fine-tuned on a pretrained base: task tags in its vocabulary. */
+#define STUDENT_FLAG_FINE_TUNED 0x1u
+
+/* Bytes of the header of a format version. */
+static size_t
+header_size(uint32_t version)
+{
+	return version == STUDENT_FORMAT_FLAGGED ? STUDENT_HEADER_SIZE + 4 : STUDENT_HEADER_SIZE;
+}
+
+/* Is a student's tokenizer a pretrained base's, with task tags? */
+static bool
+fine_tuned(const Student *student)
+{
+	return tok_is_pretrained(student->tokenizer) && !student->zero_shot;
+}
 
 void *
 student_save_tokenizer(const Student *student, size_t *len)
@@ -58,35 +79,41 @@ student_save_weights(const Student *student, size_t *len)
 static void
 put_header(uint8_t *blob, uint32_t version, const Student *student)
 {
+	size_t		crc_at = header_size(version) - 4;
+
 	memcpy(blob, STUDENT_MAGIC, 4);
 	le_put_u32(blob + 4, version);
 	le_put_u32(blob + 8, (uint32_t) student->max_input_tokens);
 	le_put_u32(blob + 12, (uint32_t) student->max_target_tokens);
-	le_put_u32(blob + 16, crc32c(0, blob, 16));
+	if (version == STUDENT_FORMAT_FLAGGED)
+		le_put_u32(blob + 16, STUDENT_FLAG_FINE_TUNED);
+	le_put_u32(blob + crc_at, crc32c(0, blob, crc_at));
 }
 
 void *
 student_save_header(const Student *student, const uint8_t *dtypes,
 					uint32_t data_crc, size_t *len)
 {
+	uint32_t	version = fine_tuned(student) ? STUDENT_FORMAT_FLAGGED : STUDENT_FORMAT_CHUNKED;
+	size_t		own = header_size(version);
 	size_t		model_len;
 	void	   *model_header = model_save_header(student->model, dtypes, data_crc,
 												 &model_len);
-	uint8_t    *blob = model_header ? malloc(STUDENT_HEADER_SIZE + model_len) : NULL;
+	uint8_t    *blob = model_header ? malloc(own + model_len) : NULL;
 
 	if (blob != NULL)
 	{
-		put_header(blob, STUDENT_FORMAT_CHUNKED, student);
-		memcpy(blob + STUDENT_HEADER_SIZE, model_header, model_len);
-		*len = STUDENT_HEADER_SIZE + model_len;
+		put_header(blob, version, student);
+		memcpy(blob + own, model_header, model_len);
+		*len = own + model_len;
 	}
 	free(model_header);
 	return blob;
 }
 
 /*
- * Read and check the student header into s; its format version, or 0
- * with a message.
+ * Read and check the student header into s, whose tokenizer is loaded;
+ * its format version, or 0 with a message.
  */
 static uint32_t
 read_header(Student *s, const uint8_t *blob, size_t len, CoreError *err)
@@ -94,6 +121,8 @@ read_header(Student *s, const uint8_t *blob, size_t len, CoreError *err)
 	uint32_t	version;
 	uint32_t	max_input;
 	uint32_t	max_target;
+	uint32_t	flags = 0;
+	size_t		crc_at;
 
 	if (len < 4 || memcmp(blob, STUDENT_MAGIC, 4) != 0)
 	{
@@ -101,20 +130,21 @@ read_header(Student *s, const uint8_t *blob, size_t len, CoreError *err)
 				   STUDENT_MAGIC);
 		return 0;
 	}
-	if (len < STUDENT_HEADER_SIZE)
+	version = len >= 8 ? le_get_u32(blob + 4) : 0;
+	if (len < STUDENT_HEADER_SIZE || len < header_size(version))
 	{
 		core_error(err, CORE_ERR_CORRUPT, "truncated student weights: %zu bytes", len);
 		return 0;
 	}
-	version = le_get_u32(blob + 4);
-	if (version != STUDENT_FORMAT_WHOLE && version != STUDENT_FORMAT_CHUNKED)
+	if (version < STUDENT_FORMAT_WHOLE || version > STUDENT_FORMAT_FLAGGED)
 	{
 		core_error(err, CORE_ERR_CORRUPT,
-				   "unsupported student weights format version %u (this build reads %d and %d)",
-				   version, STUDENT_FORMAT_WHOLE, STUDENT_FORMAT_CHUNKED);
+				   "unsupported student weights format version %u (this build reads %d to %d)",
+				   version, STUDENT_FORMAT_WHOLE, STUDENT_FORMAT_FLAGGED);
 		return 0;
 	}
-	if (le_get_u32(blob + 16) != crc32c(0, blob, 16))
+	crc_at = header_size(version) - 4;
+	if (le_get_u32(blob + crc_at) != crc32c(0, blob, crc_at))
 	{
 		core_error(err, CORE_ERR_CORRUPT, "corrupt student weights: header checksum mismatch");
 		return 0;
@@ -129,8 +159,23 @@ read_header(Student *s, const uint8_t *blob, size_t len, CoreError *err)
 				   max_input, max_target);
 		return 0;
 	}
+	if (version == STUDENT_FORMAT_FLAGGED)
+		flags = le_get_u32(blob + 16);
+	if (flags & ~STUDENT_FLAG_FINE_TUNED)
+	{
+		core_error(err, CORE_ERR_CORRUPT, "student weights with unknown flags 0x%x", flags);
+		return 0;
+	}
+	if ((flags & STUDENT_FLAG_FINE_TUNED) && !tok_is_pretrained(s->tokenizer))
+	{
+		core_error(err, CORE_ERR_CORRUPT,
+				   "student weights fine-tuned on a pretrained base, with a tokenizer of its own");
+		return 0;
+	}
 	s->max_input_tokens = (int) max_input;
 	s->max_target_tokens = (int) max_target;
+	/* before version 3, a pretrained tokenizer meant an imported model */
+	s->zero_shot = tok_is_pretrained(s->tokenizer) && !(flags & STUDENT_FLAG_FINE_TUNED);
 	return version;
 }
 
@@ -138,8 +183,9 @@ read_header(Student *s, const uint8_t *blob, size_t len, CoreError *err)
  * Do the tokenizer and the model of s belong together?  A trained
  * student's vocabulary is its tokenizer's, and its sequences hold the
  * longest prefix and target.  A checkpoint's embedding may have rows past
- * its tokenizer's last id (Qwen2 pads it to a multiple of 128), and its
- * prompts are checked as they come (student_pretrained.c).
+ * its tokenizer's last id (Qwen2 pads it to a multiple of 128), also
+ * after fine-tuning; an imported model's prompts are checked as they come
+ * (student_pretrained.c).
  */
 static bool
 check_consistent(const Student *s, CoreError *err)
@@ -155,7 +201,7 @@ check_consistent(const Student *s, CoreError *err)
 				   s->model->config.vocab_size, vocab);
 		return false;
 	}
-	if (tok_is_pretrained(s->tokenizer))
+	if (s->zero_shot)
 		return true;
 	needed = student_sequence_limit(s->tokenizer, s->max_input_tokens,
 									s->max_target_tokens);
@@ -202,6 +248,8 @@ student_begin(const void *tokenizer, size_t tokenizer_len, const void *weights,
 	version = read_header(s, weights, weights_len, err);
 	if (version == 0)
 		goto fail;
+	if (version == STUDENT_FORMAT_FLAGGED)
+		version = STUDENT_FORMAT_CHUNKED;	/* the same, with flags */
 	if (version != expected_version)
 	{
 		core_error(err, CORE_ERR_CORRUPT,
@@ -216,17 +264,22 @@ fail:
 	return NULL;
 }
 
-/*
- * Check and pack a student whose model is in; frees it on failure.
- * prediction_only: it will never be saved or trained again, so it may
- * keep its weights once (model_pack_for_prediction_only()).
- */
+/* What a loaded student is for, which decides how its weights are held. */
+typedef enum StudentUse
+{
+	USE_ANY,					/* plain and packed */
+	USE_PREDICTION,				/* packed only (model_pack_for_prediction_only()) */
+	USE_TRAINING				/* plain only */
+} StudentUse;
+
+/* Check and pack a student whose model is in; frees it on failure. */
 static Student *
-student_complete(Student *s, bool prediction_only, CoreError *err)
+student_complete(Student *s, StudentUse use, CoreError *err)
 {
 	if (check_consistent(s, err) &&
-		(prediction_only ? model_pack_for_prediction_only(s->model, err)
-		 : model_pack_for_prediction(s->model, err)))
+		(use == USE_TRAINING ||
+		 (use == USE_PREDICTION ? model_pack_for_prediction_only(s->model, err)
+		  : model_pack_for_prediction(s->model, err))))
 		return s;
 	student_free(s);
 	return NULL;
@@ -235,8 +288,12 @@ student_complete(Student *s, bool prediction_only, CoreError *err)
 bool
 student_weights_chunked(const void *weights, size_t len)
 {
-	return len >= STUDENT_HEADER_SIZE && memcmp(weights, STUDENT_MAGIC, 4) == 0 &&
-		le_get_u32((const uint8_t *) weights + 4) == STUDENT_FORMAT_CHUNKED;
+	uint32_t	version;
+
+	if (len < STUDENT_HEADER_SIZE || memcmp(weights, STUDENT_MAGIC, 4) != 0)
+		return false;
+	version = le_get_u32((const uint8_t *) weights + 4);
+	return version == STUDENT_FORMAT_CHUNKED || version == STUDENT_FORMAT_FLAGGED;
 }
 
 Student *
@@ -258,7 +315,7 @@ student_load(const void *tokenizer, size_t tokenizer_len,
 		student_free(s);
 		return NULL;
 	}
-	return student_complete(s, false, err);
+	return student_complete(s, USE_ANY, err);
 }
 
 struct StudentLoader
@@ -273,6 +330,7 @@ student_load_begin(const void *tokenizer, size_t tokenizer_len,
 {
 	StudentLoader *loader = calloc(1, sizeof(StudentLoader));
 	CoreError	why;
+	size_t		own;
 
 	if (loader == NULL)
 	{
@@ -283,8 +341,9 @@ student_load_begin(const void *tokenizer, size_t tokenizer_len,
 									STUDENT_FORMAT_CHUNKED, err);
 	if (loader->student == NULL)
 		goto fail;
-	loader->model = model_loader_begin((const uint8_t *) header + STUDENT_HEADER_SIZE,
-									   header_len - STUDENT_HEADER_SIZE, &why);
+	own = header_size(le_get_u32((const uint8_t *) header + 4));
+	loader->model = model_loader_begin((const uint8_t *) header + own,
+									   header_len - own, &why);
 	if (loader->model == NULL)
 	{
 		core_error(err, why.kind, "student weights: %s", why.message);
@@ -309,8 +368,8 @@ student_load_feed(StudentLoader *loader, const void *data, size_t len,
 	return false;
 }
 
-Student *
-student_load_finish(StudentLoader *loader, CoreError *err)
+static Student *
+load_finish(StudentLoader *loader, StudentUse use, CoreError *err)
 {
 	Student    *s = loader->student;
 	CoreError	why;
@@ -323,7 +382,19 @@ student_load_finish(StudentLoader *loader, CoreError *err)
 		student_free(s);
 		return NULL;
 	}
-	return student_complete(s, true, err);
+	return student_complete(s, use, err);
+}
+
+Student *
+student_load_finish(StudentLoader *loader, CoreError *err)
+{
+	return load_finish(loader, USE_PREDICTION, err);
+}
+
+Student *
+student_load_finish_trainable(StudentLoader *loader, CoreError *err)
+{
+	return load_finish(loader, USE_TRAINING, err);
 }
 
 void

@@ -26,12 +26,6 @@
 
 #define INPUT_PLACEHOLDER "{input}"
 
-bool
-student_is_pretrained(const Student *student)
-{
-	return tok_is_pretrained(student->tokenizer);
-}
-
 Student *
 student_from_checkpoint(Tokenizer *tokenizer, Model *model, CoreError *err)
 {
@@ -47,6 +41,7 @@ student_from_checkpoint(Tokenizer *tokenizer, Model *model, CoreError *err)
 	}
 	s->tokenizer = tokenizer;
 	s->model = model;
+	s->zero_shot = true;
 	s->max_input_tokens = context / 2;
 	if (s->max_input_tokens > STUDENT_MAX_INPUT_TOKENS)
 		s->max_input_tokens = STUDENT_MAX_INPUT_TOKENS;

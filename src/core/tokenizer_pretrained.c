@@ -840,3 +840,9 @@ tok_adds_bos(const Tokenizer *t)
 	return t->pretrained != NULL && (t->pretrained->flags & PRE_ADDS_BOS) &&
 		t->pretrained->bos >= 0;
 }
+
+int32_t
+tok_newline(const Tokenizer *t)
+{
+	return t->pretrained != NULL ? t->pretrained->byte_id['\n'] : -1;
+}

@@ -130,4 +130,12 @@ extern bool tok_adds_bos(const Tokenizer *t);
  */
 extern bool tok_strips_leading_space(const Tokenizer *t);
 
+/*
+ * The token of the byte "\n" (SentencePiece's <0x0A>, GPT-2's "\u010a"),
+ * which ends the prefix of a student fine-tuned on a pretrained base
+ * (student_internal.h); -1 when the vocabulary has none, or t is not a
+ * pretrained tokenizer.
+ */
+extern int32_t tok_newline(const Tokenizer *t);
+
 #endif

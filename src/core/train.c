@@ -155,7 +155,7 @@ alloc_step_arrays(StudentTrainer *t, CoreError *err)
 
 	t->seqs = counted_alloc(t, max_sequences(t) * sizeof(Sequence));
 	t->order = counted_alloc(t, t->n_train * sizeof(int));
-	t->prefix = counted_alloc(t, STUDENT_PREFIX_LEN(longest_tag, t->params.max_input_tokens) *
+	t->prefix = counted_alloc(t, student_prefix_len(t->tokenizer, longest_tag, t->params.max_input_tokens) *
 							  sizeof(int32_t));
 	t->cand_ids = counted_alloc(t, max_candidates(t) * sizeof(int32_t *));
 	t->cand_lens = counted_alloc(t, max_candidates(t) * sizeof(int));
@@ -174,15 +174,33 @@ alloc_step_arrays(StudentTrainer *t, CoreError *err)
 }
 
 /*
- * The model's configuration, and how many sequences a micro-batch holds
- * in what memory_mb leaves: an error with the figures, before any of the
- * model is allocated, when not even one fits.
+ * How many sequences a micro-batch of config's model holds in what
+ * memory_mb leaves: an error with the figures, before any of the model is
+ * allocated, when not even one fits.
  */
+static bool
+plan_micro_batch(StudentTrainer *t, const ModelConfig *config, CoreError *err)
+{
+	size_t		one;
+
+	t->micro_batch = micro_batch_capacity(config, max_sequences(t), t->longest,
+										  t->budget - t->used);
+	if (t->micro_batch > 0)
+		return true;
+	one = model_training_bytes(config, 1, t->longest) +
+		(size_t) t->longest * BATCH_BYTES_PER_TOKEN;
+	core_error(err, CORE_ERR_LIMIT,
+			   "training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
+			   mb_up(t->used + one), t->params.memory_mb, t->longest, mb_up(one),
+			   mb_up(t->used));
+	return false;
+}
+
+/* The configuration of a model trained from scratch. */
 static bool
 plan_model(StudentTrainer *t, ModelConfig *config, CoreError *err)
 {
 	const StudentParams *p = &t->params;
-	size_t		one;
 
 	model_config_default(config, tok_vocab_size(t->tokenizer), p->d_model,
 						 p->n_layers, p->n_heads);
@@ -198,31 +216,46 @@ plan_model(StudentTrainer *t, ModelConfig *config, CoreError *err)
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory sizing the model");
 		return false;
 	}
-	if (!model_config_validate(config, err))
+	return model_config_validate(config, err) && plan_micro_batch(t, config, err);
+}
+
+/*
+ * A base's model as the student: its own configuration with the params'
+ * mask and dropout, and a context that holds the longest sequence.
+ */
+static bool
+adapt_base(StudentTrainer *t, CoreError *err)
+{
+	ModelConfig *config = &t->model->config;
+	int			needed = student_sequence_limit(t->tokenizer, t->params.max_input_tokens,
+												t->params.max_target_tokens);
+
+	if (needed < 0)
+	{
+		core_error(err, CORE_ERR_NO_MEMORY, "out of memory sizing the model");
 		return false;
-	t->micro_batch = micro_batch_capacity(config, max_sequences(t), t->longest,
-										  t->budget - t->used);
-	if (t->micro_batch > 0)
-		return true;
-	one = model_training_bytes(config, 1, t->longest) +
-		(size_t) t->longest * BATCH_BYTES_PER_TOKEN;
-	core_error(err, CORE_ERR_LIMIT,
-			   "training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
-			   mb_up(t->used + one), p->memory_mb, t->longest, mb_up(one), mb_up(t->used));
-	return false;
+	}
+	if (needed > config->max_seq_len)
+	{
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "sequences of max_input_tokens %d and max_target_tokens %d take up to %d tokens, more than the base's context of %d",
+				   t->params.max_input_tokens, t->params.max_target_tokens, needed,
+				   config->max_seq_len);
+		return false;
+	}
+	config->prefix_lm = t->params.prefix_lm;
+	config->dropout = (float) t->params.dropout;
+	model_seed_dropout(t->model, t->params.seed);
+	model_free_packed(t->model);	/* it would not follow the training */
+	return plan_micro_batch(t, config, err);
 }
 
 static bool
-build_model(StudentTrainer *t, const ModelConfig *config, CoreError *err)
+build_optimizer(StudentTrainer *t, CoreError *err)
 {
 	const StudentParams *p = &t->params;
 	int			total_steps = p->epochs * t->steps_per_epoch;
 	OptimConfig optim;
-
-	t->model = model_create(config, err);
-	if (t->model == NULL)
-		return false;
-	model_init_weights(t->model, p->seed);
 
 	optim_config_default(&optim, (float) p->lr, total_steps);
 	optim.warmup_steps = (int) (p->warmup_fraction * total_steps + 0.5);
@@ -230,6 +263,16 @@ build_model(StudentTrainer *t, const ModelConfig *config, CoreError *err)
 	optim.grad_clip = (float) p->grad_clip;
 	t->optim = optim_create(t->model, &optim, err);
 	return t->optim != NULL;
+}
+
+static bool
+build_model(StudentTrainer *t, const ModelConfig *config, CoreError *err)
+{
+	t->model = model_create(config, err);
+	if (t->model == NULL)
+		return false;
+	model_init_weights(t->model, t->params.seed);
+	return true;
 }
 
 /* The batch buffers of micro-batches of t->micro_batch sequences. */
@@ -257,22 +300,32 @@ alloc_buffers(StudentTrainer *t, CoreError *err)
 	return true;
 }
 
-StudentTrainer *
-trainer_create(const StudentParams *params, const StudentExample *examples,
-			   int n_examples, const char *const *labels, int n_labels,
-			   const StopCheck *stop, CoreError *err)
+/*
+ * What both ways of training share: the checks, the split, and a trainer
+ * with its tokenizer (base's, else trained on the training rows).  Takes
+ * base over.
+ */
+static StudentTrainer *
+trainer_begin(const StudentParams *params, Student *base,
+			  const StudentExample *examples, int n_examples,
+			  const char *const *labels, int n_labels,
+			  const StopCheck *stop, CoreError *err)
 {
 	StudentTrainer *t;
 	int		   *train_index = NULL;
-	ModelConfig config;
 
 	if (!student_params_validate(params, err) ||
-		!check_examples(examples, n_examples, labels, n_labels, err))
+		!check_examples(examples, n_examples, labels, n_labels, err) ||
+		(base != NULL && !student_layout_possible(base->tokenizer, err)))
+	{
+		student_free(base);
 		return NULL;
+	}
 	t = calloc(1, sizeof(StudentTrainer));
 	if (t == NULL)
 	{
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a trainer");
+		student_free(base);
 		return NULL;
 	}
 	t->params = *params;
@@ -282,8 +335,17 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 	t->shuffle_state = params->seed ^ 0x0DE75EEDull;
 	t->best_accuracy = NAN;
 	t->epoch = 1;
+	if (base != NULL)
+	{
+		t->tokenizer = base->tokenizer;
+		t->model = base->model;
+		base->tokenizer = NULL;
+		base->model = NULL;
+		student_free(base);
+	}
 	if (!split_examples(t, n_examples, &train_index, err) ||
-		!train_tokenizer(t, examples, train_index, labels, n_labels, err) ||
+		(base == NULL &&
+		 !train_tokenizer(t, examples, train_index, labels, n_labels, err)) ||
 		!tokenize_examples(t, examples, n_examples, train_index, labels, n_labels,
 						   err))
 		goto fail;
@@ -294,10 +356,7 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 				   params->epochs, t->steps_per_epoch);
 		goto fail;
 	}
-	if (!alloc_step_arrays(t, err) ||
-		!plan_model(t, &config, err) ||
-		!build_model(t, &config, err) ||
-		!alloc_buffers(t, err))
+	if (!alloc_step_arrays(t, err))
 		goto fail;
 	free(train_index);
 	return t;
@@ -306,6 +365,54 @@ fail:
 	free(train_index);
 	trainer_free(t);
 	return NULL;
+}
+
+StudentTrainer *
+trainer_create(const StudentParams *params, const StudentExample *examples,
+			   int n_examples, const char *const *labels, int n_labels,
+			   const StopCheck *stop, CoreError *err)
+{
+	StudentTrainer *t = trainer_begin(params, NULL, examples, n_examples, labels,
+									  n_labels, stop, err);
+	ModelConfig config;
+
+	if (t != NULL &&
+		!(plan_model(t, &config, err) &&
+		  build_model(t, &config, err) &&
+		  build_optimizer(t, err) &&
+		  alloc_buffers(t, err)))
+	{
+		trainer_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+StudentTrainer *
+trainer_create_on_base(const StudentParams *params, Student *base,
+					   const StudentExample *examples, int n_examples,
+					   const char *const *labels, int n_labels,
+					   const StopCheck *stop, CoreError *err)
+{
+	StudentTrainer *t;
+
+	if (base == NULL || base->model->plain_released)
+	{
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "the base must be loaded with its weights for training");
+		student_free(base);
+		return NULL;
+	}
+	t = trainer_begin(params, base, examples, n_examples, labels, n_labels, stop, err);
+	if (t != NULL &&
+		!(adapt_base(t, err) &&
+		  build_optimizer(t, err) &&
+		  alloc_buffers(t, err)))
+	{
+		trainer_free(t);
+		return NULL;
+	}
+	return t;
 }
 
 /* ---------------------------------------------------------------- */

@@ -45,7 +45,7 @@ collect_sequences(StudentTrainer *t, int first, int n_rows, int targets[2])
 				continue;
 			s->row = row;
 			s->explain = explain;
-			s->prefix_len = STUDENT_PREFIX_LEN(t->tag[explain].len, row->input.len);
+			s->prefix_len = student_prefix_len(t->tokenizer, t->tag[explain].len, row->input.len);
 			s->len = s->prefix_len + target.len;
 			s->ordinal = n++;
 			targets[explain] += target.len;
@@ -75,7 +75,7 @@ fill_batch(StudentTrainer *t, const Sequence *seqs, int n, int T,
 							 span_ids(t, s->row->input), s->row->input.len, tokens);
 		memcpy(tokens + s->prefix_len, span_ids(t, target), target.len * sizeof(int32_t));
 		for (int j = s->len; j < T; j++)
-			tokens[j] = tok_pad(t->tokenizer);
+			tokens[j] = student_padding(t->tokenizer);
 		for (int j = 0; j < T; j++)
 			weights[j] = j >= s->prefix_len && j < s->len ? task_weight[s->explain] : 0.0f;
 		t->lengths[b] = s->len;

@@ -276,9 +276,9 @@ tokenize_training_rows(StudentTrainer *t, const StudentExample *examples,
 		if (uses_rationale(t, e) &&
 			!encode_span(t, e->rationale, p->max_target_tokens, true, &row->rationale))
 			return false;
-		len = STUDENT_PREFIX_LEN(t->tag[0].len, row->input.len) + row->label.len;
+		len = student_prefix_len(t->tokenizer, t->tag[0].len, row->input.len) + row->label.len;
 		t->longest = len > t->longest ? len : t->longest;
-		len = STUDENT_PREFIX_LEN(t->tag[1].len, row->input.len) + row->rationale.len;
+		len = student_prefix_len(t->tokenizer, t->tag[1].len, row->input.len) + row->rationale.len;
 		if (row->rationale.len > 0 && len > t->longest)
 			t->longest = len;
 	}
@@ -383,8 +383,8 @@ tokenize_examples(StudentTrainer *t, const StudentExample *examples,
 				  const char *const *labels, int n_labels,
 				  CoreError *err)
 {
-	if (encode_span(t, STUDENT_PREDICT_TAG, INT32_MAX, false, &t->tag[0]) &&
-		encode_span(t, STUDENT_EXPLAIN_TAG, INT32_MAX, false, &t->tag[1]) &&
+	if (encode_span(t, student_tag(t->tokenizer, false), INT32_MAX, false, &t->tag[0]) &&
+		encode_span(t, student_tag(t->tokenizer, true), INT32_MAX, false, &t->tag[1]) &&
 		tokenize_training_rows(t, examples, train_index) &&
 		prepare_validation_rows(t, examples, labels, n_labels))
 		return true;

@@ -91,6 +91,26 @@ extern StudentTrainer *trainer_create(const StudentParams *params,
 									  CoreError *err);
 
 /*
+ * The same, fine-tuning a pretrained base instead of training a tokenizer
+ * and a model from scratch: the student keeps the base's tokenizer and
+ * architecture (the params d_model, n_layers, n_heads, d_ff, vocab_size
+ * and tied_embeddings are not used; dropout and prefix_lm are) and writes
+ * its task tags as plain text in the base's vocabulary (student_internal.h).
+ * base must have its plain weights (student_from_checkpoint(), or
+ * student_load_finish_trainable()); the trainer takes it over, also on
+ * failure.  student_params_default_for_base() gives the defaults that suit
+ * fine-tuning.
+ */
+extern StudentTrainer *trainer_create_on_base(const StudentParams *params,
+											  Student *base,
+											  const StudentExample *examples,
+											  int n_examples,
+											  const char *const *labels,
+											  int n_labels,
+											  const StopCheck *stop,
+											  CoreError *err);
+
+/*
  * Do one bounded unit of work (a step, or part of a validation pass).
  * Every event fills progress (step, total_steps, epoch, lr,
  * skipped_steps); TRAIN_STEP and TRAIN_EPOCH add the losses and speed,

@@ -545,7 +545,7 @@ distill_explain(PG_FUNCTION_ARGS)
 {
 	CachedModel *model = call_site_model(fcinfo);
 
-	if (student_is_pretrained(model->student))
+	if (model->student->zero_shot)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("model \"%s\" is an imported base model, which was not taught to explain",
