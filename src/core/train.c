@@ -238,7 +238,7 @@ adapt_base(StudentTrainer *t, CoreError *err)
 	if (needed > config->max_seq_len)
 	{
 		core_error(err, CORE_ERR_INVALID_INPUT,
-				   "sequences of max_input_tokens %d and max_target_tokens %d take up to %d tokens, more than the base's context of %d",
+				   "sequences of max_input_tokens %d and max_target_tokens %d take up to %d tokens, more than the base's context of %d: lower them",
 				   t->params.max_input_tokens, t->params.max_target_tokens, needed,
 				   config->max_seq_len);
 		return false;

@@ -98,7 +98,7 @@ extern void close_source(SourceCursor *cursor);
  * that the database's SQL objects are the version this library is for
  * (the default_version of distill.control).
  */
-#define DISTILL_SQL_VERSION "0.3.0"
+#define DISTILL_SQL_VERSION "0.4.0"
 extern void require_sql_version(void);
 extern int	run_sql(const char *sql, int nargs, const Oid *argtypes, const Datum *values,
 					const char *nulls, bool read_only, long count);
@@ -132,9 +132,20 @@ extern int64 job_submit(const char *kind, const char *args_json);
 /* annotate.c, train.c: the work of a job; return a summary */
 extern char *run_annotation(JobRun *run, const char *task, const char *teacher,
 							const char *source);
-extern char *run_training(JobRun *run, const char *model, const char *task,
-						  const char *method, const char *source,
-						  double rationale_weight, Jsonb *params);
+
+/* The arguments of distill.train(), as its job has them. */
+typedef struct TrainRequest
+{
+	const char *model;
+	const char *task;
+	const char *method;
+	const char *source;			/* NULL: the task's annotations */
+	double		rationale_weight;
+	Jsonb	   *params;
+	const char *base;			/* NULL: from scratch */
+} TrainRequest;
+
+extern char *run_training(JobRun *run, const TrainRequest *request);
 
 /* distill.c: settings, and the core's stop check (core/stop.h) */
 extern int	distill_threads;
@@ -172,6 +183,21 @@ extern int	store_model_version(const NewVersion *version, const char *name,
 								const uint8_t *dtypes);
 extern Student *load_model_student(int64 id, const char *name, int version,
 								   const bytea *tokenizer, const bytea *weights);
+
+/* The version of an imported model a student is fine-tuned from. */
+typedef struct BaseVersion
+{
+	const char *name;
+	int64		id;
+	int			version;
+} BaseVersion;
+
+/*
+ * The deployed version of imported model name, with its plain weights for
+ * training (student_load_finish_trainable()); raises when there is none
+ * the caller can see.
+ */
+extern Student *load_base_student(const char *name, BaseVersion *base);
 
 /* predict.c: the backend's model cache and the student's answers */
 typedef struct CachedModel CachedModel;

@@ -716,7 +716,8 @@ run_job(JobRun *run)
 
 	if (run_sql_as_owner("SELECT kind, args->>'task', args->>'teacher', args->>'source',"
 						 " args->>'model', args->>'method',"
-						 " (args->>'rationale_weight')::float8, args->'params', args->>'metric'"
+						 " (args->>'rationale_weight')::float8, args->'params', args->>'metric',"
+						 " args->>'base'"
 						 " FROM distill.jobs WHERE id = $1",
 						 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)}, NULL, 1)
 		!= SPI_OK_SELECT || SPI_processed != 1)
@@ -732,20 +733,20 @@ run_job(JobRun *run)
 	}
 	if (strcmp(kind, "train") == 0)
 	{
-		char	   *task = job_arg(run, 2, "task", false);
-		char	   *model = job_arg(run, 5, "model", false);
-		char	   *method = job_arg(run, 6, "method", false);
-		char	   *source = job_arg(run, 4, "source", true);
+		TrainRequest request = {
+			.task = job_arg(run, 2, "task", false),
+			.model = job_arg(run, 5, "model", false),
+			.method = job_arg(run, 6, "method", false),
+			.source = job_arg(run, 4, "source", true),
+			.base = job_arg(run, 10, "base", true)
+		};
 		bool		isnull;
-		double		rationale_weight;
-		Datum		params;
 
 		(void) job_arg(run, 7, "rationale_weight", false);
 		(void) job_arg(run, 8, "params", false);
-		rationale_weight = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull));
-		params = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
-		return run_training(run, model, task, method, source, rationale_weight,
-							DatumGetJsonbP(SPI_datumTransfer(params, false, -1)));
+		request.rationale_weight = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull));
+		request.params = DatumGetJsonbP(SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull), false, -1));
+		return run_training(run, &request);
 	}
 	if (strcmp(kind, "evaluate") == 0)
 	{

@@ -203,12 +203,13 @@ feed_chunks(int64 id, StudentLoader *loader, const char *name, int version)
 }
 
 /*
- * The student of a chunked version, malloc'd; NULL with err when it cannot
- * be loaded (a chunk that cannot be fed raises here).
+ * The student of a chunked version, malloc'd, for prediction or (trainable)
+ * with its plain weights; NULL with err when it cannot be loaded (a chunk
+ * that cannot be fed raises here).
  */
 static Student *
 load_chunked(int64 id, const char *name, int version, const bytea *tokenizer,
-			 const bytea *weights, CoreError *err)
+			 const bytea *weights, bool trainable, CoreError *err)
 {
 	StudentLoader *loader;
 	CoreGuard  *guard;
@@ -220,7 +221,20 @@ load_chunked(int64 id, const char *name, int version, const bytea *tokenizer,
 	guard = core_guard_new(loader, loader_release);
 	feed_chunks(id, loader, name, version);
 	core_guard_detach(guard);
-	return student_load_finish(loader, err);
+	return trainable ? student_load_finish_trainable(loader, err)
+		: student_load_finish(loader, err);
+}
+
+/* Raise the error of a version that cannot be loaded. */
+static void
+report_load_failure(const char *name, int version, const CoreError *err)
+{
+	ereport(ERROR,
+			(errcode(core_error_code(err)),
+			 errmsg("model \"%s\" version %d cannot be loaded: %s", name, version,
+					err->message),
+			 err->kind == CORE_ERR_CORRUPT ?
+			 errhint("Its rows in distill.models and distill.model_chunks are damaged or were not written by distill; train or import the model again.") : 0));
 }
 
 Student *
@@ -231,16 +245,55 @@ load_model_student(int64 id, const char *name, int version,
 	Student    *student;
 
 	if (student_weights_chunked(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights)))
-		student = load_chunked(id, name, version, tokenizer, weights, &err);
+		student = load_chunked(id, name, version, tokenizer, weights, false, &err);
 	else
 		student = student_load(VARDATA_ANY(tokenizer), VARSIZE_ANY_EXHDR(tokenizer),
 							   VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights), &err);
 	if (student == NULL)
+		report_load_failure(name, version, &err);
+	return student;
+}
+
+Student *
+load_base_student(const char *name, BaseVersion *base)
+{
+	HeapTuple	row;
+	TupleDesc	tupdesc;
+	bool		isnull;
+	bytea	   *tokenizer;
+	bytea	   *weights;
+	char	   *method;
+	CoreError	err;
+	Student    *student;
+
+	if (run_sql("SELECT id, version, method, tokenizer, weights FROM distill.models"
+				" WHERE name = $1 AND version = distill.deployed_version($1)",
+				1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)}, NULL, true, 1)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.models");
+	if (SPI_processed == 0)
 		ereport(ERROR,
-				(errcode(core_error_code(&err)),
-				 errmsg("model \"%s\" version %d cannot be loaded: %s", name, version,
-						err.message),
-				 err.kind == CORE_ERR_CORRUPT ?
-				 errhint("Its rows in distill.models and distill.model_chunks are damaged or were not written by distill; train or import the model again.") : 0));
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("base model \"%s\" does not exist", name),
+				 errhint("Import it with distill.import_model(); SELECT DISTINCT name FROM distill.models lists the models you can see.")));
+	row = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	base->name = name;
+	base->id = DatumGetInt64(SPI_getbinval(row, tupdesc, 1, &isnull));
+	base->version = DatumGetInt32(SPI_getbinval(row, tupdesc, 2, &isnull));
+	method = TextDatumGetCString(SPI_getbinval(row, tupdesc, 3, &isnull));
+	tokenizer = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 4, &isnull));
+	weights = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 5, &isnull));
+	if (strcmp(method, "imported") != 0 ||
+		!student_weights_chunked(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" is not an imported model", name),
+				 errdetail("Version %d was made by distill.train (method \"%s\").",
+						   base->version, method),
+				 errhint("A base is a pretrained model imported with distill.import_model().")));
+	student = load_chunked(base->id, name, base->version, tokenizer, weights, true, &err);
+	if (student == NULL)
+		report_load_failure(name, base->version, &err);
 	return student;
 }

@@ -233,16 +233,18 @@ typedef struct ParamSpec
 	const char *key;
 	ParamType	type;
 	size_t		offset;			/* in StudentParams */
+	bool		architecture;	/* of a model from scratch: a base has its own */
 } ParamSpec;
 
-#define PARAM(key, type, field) {key, type, offsetof(StudentParams, field)}
+#define PARAM(key, type, field) {key, type, offsetof(StudentParams, field), false}
+#define SHAPE(key, type, field) {key, type, offsetof(StudentParams, field), true}
 
 static const ParamSpec param_specs[] = {
-	PARAM("d_model", PARAM_INT, d_model),
-	PARAM("layers", PARAM_INT, n_layers),
-	PARAM("heads", PARAM_INT, n_heads),
-	PARAM("d_ff", PARAM_INT, d_ff),
-	PARAM("vocab_size", PARAM_INT, vocab_size),
+	SHAPE("d_model", PARAM_INT, d_model),
+	SHAPE("layers", PARAM_INT, n_layers),
+	SHAPE("heads", PARAM_INT, n_heads),
+	SHAPE("d_ff", PARAM_INT, d_ff),
+	SHAPE("vocab_size", PARAM_INT, vocab_size),
 	PARAM("epochs", PARAM_INT, epochs),
 	PARAM("batch_size", PARAM_INT, batch_size),
 	PARAM("max_input_tokens", PARAM_INT, max_input_tokens),
@@ -254,7 +256,7 @@ static const ParamSpec param_specs[] = {
 	PARAM("dropout", PARAM_FLOAT, dropout),
 	PARAM("validation_fraction", PARAM_FLOAT, validation_fraction),
 	PARAM("prefix_lm", PARAM_BOOL, prefix_lm),
-	PARAM("tied_embeddings", PARAM_BOOL, tied_embeddings),
+	SHAPE("tied_embeddings", PARAM_BOOL, tied_embeddings),
 	PARAM("seed", PARAM_SEED, seed),
 	PARAM("log_every", PARAM_INT, log_every),
 	PARAM("memory_mb", PARAM_INT, memory_mb),
@@ -262,11 +264,18 @@ static const ParamSpec param_specs[] = {
 };
 
 static const ParamSpec *
-find_param(const char *key)
+find_param(const char *key, bool on_base)
 {
 	for (int i = 0; i < lengthof(param_specs); i++)
 		if (strcmp(param_specs[i].key, key) == 0)
+		{
+			if (on_base && param_specs[i].architecture)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("training parameter \"%s\" does not apply to a student fine-tuned on a base", key),
+						 errhint("The student keeps the base's architecture and tokenizer; leave out d_model, layers, heads, d_ff, vocab_size and tied_embeddings.")));
 			return &param_specs[i];
+		}
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown training parameter \"%s\"", key),
@@ -332,14 +341,17 @@ set_param(StudentParams *params, const ParamSpec *spec, const JsonbValue *value)
 }
 
 static StudentParams
-parse_params(Jsonb *json)
+parse_params(Jsonb *json, bool on_base)
 {
 	StudentParams params;
 	JsonbIterator *it;
 	JsonbValue	value;
 	JsonbIteratorToken token;
 
-	student_params_default(&params);
+	if (on_base)
+		student_params_default_for_base(&params);
+	else
+		student_params_default(&params);
 	/* Training buffers are maintenance memory, like an index build's. */
 	params.memory_mb = Max(16, maintenance_work_mem / 1024);
 	if (!JB_ROOT_IS_OBJECT(json) || JB_ROOT_IS_SCALAR(json))
@@ -354,25 +366,35 @@ parse_params(Jsonb *json)
 
 		if (token != WJB_KEY)
 			continue;
-		spec = find_param(pnstrdup(value.val.string.val, value.val.string.len));
+		spec = find_param(pnstrdup(value.val.string.val, value.val.string.len), on_base);
 		JsonbIteratorNext(&it, &value, true);
 		set_param(&params, spec, &value);
 	}
 	return params;
 }
 
-/* Every hyperparameter in force, as JSON, for distill.models.params. */
+/*
+ * Every hyperparameter in force, as JSON, for distill.models.params; on a
+ * base, which version, and no architecture.
+ */
 static char *
-params_json_text(const StudentParams *params, double rationale_weight)
+params_json_text(const StudentParams *params, double rationale_weight,
+				 const BaseVersion *base)
 {
 	StringInfoData out;
 
 	initStringInfo(&out);
 	appendStringInfo(&out, "{\"rationale_weight\": %.17g", rationale_weight);
+	if (base != NULL)
+		appendStringInfo(&out, ", \"base\": %s, \"base_version\": %d",
+						 json_string(base->name), base->version);
 	for (int i = 0; i < lengthof(param_specs); i++)
 	{
 		const ParamSpec *spec = &param_specs[i];
 		const char *field = (const char *) params + spec->offset;
+
+		if (base != NULL && spec->architecture)
+			continue;
 
 		appendStringInfo(&out, ", \"%s\": ", spec->key);
 		switch (spec->type)
@@ -456,7 +478,8 @@ student_release(void *student)
  */
 static CoreGuard *
 train_student(JobRun *run, const NewVersion *version, const StudentParams *params,
-			  const TrainingSet *set, const TaskDef *task, const char **metrics)
+			  CoreGuard *base, const TrainingSet *set, const TaskDef *task,
+			  const char **metrics)
 {
 	CoreError	err;
 	const CoreError *failure;
@@ -470,10 +493,23 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 	TrainEvent	event;
 	const ModelConfig *config;
 
+	char	  **labels = utf8_labels(task);
+
 	model_set_threads(distill_threads);
-	trainer = trainer_create(params, set->examples, set->n_examples,
-							 (const char *const *) utf8_labels(task), task->n_labels,
-							 &stop, &err);
+	if (base != NULL)
+	{
+		Student    *base_student = base->object;
+
+		/* the trainer takes the base over, also when it fails */
+		core_guard_detach(base);
+		trainer = trainer_create_on_base(params, base_student, set->examples,
+										 set->n_examples, (const char *const *) labels,
+										 task->n_labels, &stop, &err);
+	}
+	else
+		trainer = trainer_create(params, set->examples, set->n_examples,
+								 (const char *const *) labels, task->n_labels,
+								 &stop, &err);
 	if (trainer == NULL)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -546,24 +582,30 @@ require_argument(FunctionCallInfo fcinfo, int arg, const char *name)
 
 /* Check what can be checked before any work, so that a job fails early. */
 static StudentParams
-checked_params(const char *name, TrainMethod method, double rationale_weight,
-			   Jsonb *json)
+checked_params(const TrainRequest *request)
 {
 	StudentParams params;
 	CoreError	err;
+	TrainMethod method = parse_method(request->method);
 
-	if (name[0] == '\0')
+	if (request->model[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("model name must not be empty")));
-	/* whatever the method: it is written into the job's arguments as JSON */
-	if (!isfinite(rationale_weight))
+	if (request->base != NULL && request->base[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("rationale_weight must be a finite number, not %g", rationale_weight),
+				 errmsg("base model name must not be empty"),
+				 errhint("Pass NULL to train a student from scratch.")));
+	/* whatever the method: it is written into the job's arguments as JSON */
+	if (!isfinite(request->rationale_weight))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rationale_weight must be a finite number, not %g",
+						request->rationale_weight),
 				 errhint("It is the weight of the rationale loss, between 0 and 100.")));
-	params = parse_params(json);
-	params.rationale_weight = method == METHOD_STEP_BY_STEP ? rationale_weight : 0.0;
+	params = parse_params(request->params, request->base != NULL);
+	params.rationale_weight = method == METHOD_STEP_BY_STEP ? request->rationale_weight : 0.0;
 	if (!student_params_validate(&params, &err))
 		ereport(ERROR,
 				(errcode(core_error_code(&err)),
@@ -571,29 +613,40 @@ checked_params(const char *name, TrainMethod method, double rationale_weight,
 	return params;
 }
 
-char *
-run_training(JobRun *run, const char *name, const char *task_name,
-			 const char *method_name, const char *source,
-			 double rationale_weight, Jsonb *params_json)
+static void
+base_release(void *student)
 {
-	TrainMethod method = parse_method(method_name);
-	StudentParams params = checked_params(name, method, rationale_weight, params_json);
-	TaskDef    *task = load_task(task_name);
-	NewVersion	version = new_model_version(name);
-	TrainingSet set = load_training_set(training_query(task->name, method, source),
+	student_free(student);
+}
+
+char *
+run_training(JobRun *run, const TrainRequest *request)
+{
+	TrainMethod method = parse_method(request->method);
+	StudentParams params = checked_params(request);
+	TaskDef    *task = load_task(request->task);
+	NewVersion	version = new_model_version(request->model);
+	TrainingSet set = load_training_set(training_query(task->name, method, request->source),
 										task, method);
+	BaseVersion base = {0};
+	CoreGuard  *base_guard = NULL;
 	CoreGuard  *student_guard;
 	ModelRow	row = {
 		.task = task->name, .method = method_names[method],
-		.params = params_json_text(&params, params.rationale_weight),
 		.labels = task->labels ? labels_array(task) : (Datum) 0
 	};
 	int			number;
 
-	student_guard = train_student(run, &version, &params, &set, task, &row.metrics);
-	number = store_model_version(&version, name, &row, student_guard->object, NULL);
+	if (request->base != NULL)
+		base_guard = core_guard_new(load_base_student(request->base, &base), base_release);
+	row.params = params_json_text(&params, params.rationale_weight,
+								  request->base ? &base : NULL);
+	student_guard = train_student(run, &version, &params, base_guard, &set, task,
+								  &row.metrics);
+	number = store_model_version(&version, request->model, &row, student_guard->object,
+								 NULL);
 	core_guard_release(student_guard);
-	return psprintf("model \"%s\" version %d: %s", name, number, row.metrics);
+	return psprintf("model \"%s\" version %d: %s", request->model, number, row.metrics);
 }
 
 Datum
@@ -601,12 +654,7 @@ distill_train(PG_FUNCTION_ARGS)
 {
 	static const char *const arg_names[] = {"model", "task", "method", NULL,
 	"rationale_weight", "params", "background"};
-	char	   *name;
-	char	   *task;
-	char	   *method;
-	char	   *source;
-	double		rationale_weight;
-	Jsonb	   *params;
+	TrainRequest request;
 	char	   *args;
 	JobRun	   *run;
 	char	   *summary;
@@ -614,30 +662,34 @@ distill_train(PG_FUNCTION_ARGS)
 	for (int i = 0; i < lengthof(arg_names); i++)
 		if (arg_names[i] != NULL)
 			require_argument(fcinfo, i, arg_names[i]);
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	task = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	method = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	source = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	rationale_weight = PG_GETARG_FLOAT8(4);
-	params = PG_GETARG_JSONB_P(5);
-	checked_params(name, parse_method(method), rationale_weight, params);
+	request.model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	request.task = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	request.method = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	request.source = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	request.rationale_weight = PG_GETARG_FLOAT8(4);
+	request.params = PG_GETARG_JSONB_P(5);
+	request.base = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
+	checked_params(&request);
 	args = psprintf("{\"model\": %s, \"task\": %s, \"method\": %s, \"source\": %s,"
-					" \"rationale_weight\": %.17g, \"params\": %s}",
-					json_string(name), json_string(task), json_string(method),
-					source ? json_string(source) : "null", rationale_weight,
-					JsonbToCString(NULL, &params->root, VARSIZE(params)));
+					" \"rationale_weight\": %.17g, \"params\": %s, \"base\": %s}",
+					json_string(request.model), json_string(request.task),
+					json_string(request.method),
+					request.source ? json_string(request.source) : "null",
+					request.rationale_weight,
+					JsonbToCString(NULL, &request.params->root, VARSIZE(request.params)),
+					request.base ? json_string(request.base) : "null");
 	if (PG_GETARG_BOOL(6))
 	{
 		/* refused now rather than when the job starts */
 		SPI_connect();
-		checked_model_owner(name);
+		checked_model_owner(request.model);
 		SPI_finish();
 		PG_RETURN_INT64(job_submit("train", args));
 	}
 
 	SPI_connect();
 	run = job_start_here("train", args);
-	summary = run_training(run, name, task, method, source, rationale_weight, params);
+	summary = run_training(run, &request);
 	job_finish(run, summary);
 	ereport(NOTICE, (errmsg("trained %s", summary)));
 	SPI_finish();

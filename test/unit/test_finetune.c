@@ -334,7 +334,7 @@ test_refusals(const Rows *rows)
 	base_params(&p);
 	p.max_input_tokens = 4096;
 	t = trainer_create_on_base(&p, load_base(), rows->examples, 20, animals, 3, NULL, &err);
-	CHECKF(t == NULL && strstr(err.message, "more than the base's context of 512") != NULL,
+	CHECKF(t == NULL && strstr(err.message, "more than the base's context of 512: lower them") != NULL,
 		   "%s", t ? "created" : err.message);
 	trainer_free(t);
 
