@@ -82,3 +82,6 @@ SELECT distill.schedule('nightly', '1 day', 'train',
 SELECT count(*) AS no_model_x FROM distill.models WHERE name = 'x';
 
 DROP TABLE stories;
+SELECT distill.drop_model('storyteller');
+SELECT distill.drop_model('stories');
+SELECT distill.drop_task('animal');

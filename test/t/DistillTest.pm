@@ -12,7 +12,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(new_node teacher_url teacher_stats wait_for_teacher
-  fill_database table_rows predictions);
+  fill_database table_rows table_rows_without predictions);
 
 # The replay teacher test/run.sh started (test/env.sh: DISTILL_TEACHER_PORT).
 sub teacher_url
@@ -111,6 +111,17 @@ sub table_rows
 
 	return $node->safe_psql($db,
 		"SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM distill.$table t");
+}
+
+# The same as JSON, without the columns named: those a later version added.
+sub table_rows_without
+{
+	my ($node, $db, $table, @columns) = @_;
+	my $drop = join(', ', map { "'$_'" } @columns);
+
+	return $node->safe_psql($db,
+		"SELECT string_agg((to_jsonb(t) - ARRAY[$drop]::text[])::text, E'\\n' ORDER BY t.id)"
+		  . " FROM distill.$table t");
 }
 
 # The student's answers and probabilities for every question.
