@@ -164,7 +164,8 @@ CREATE TABLE bench.results (
 -- Train one student and evaluate it on the test set. Errors are recorded
 -- in bench.results (and the run goes on), not raised.
 CREATE FUNCTION bench.run(dataset text, fraction float8, method text, params jsonb,
-                          rationale_weight float8 DEFAULT 1.0) RETURNS void
+                          rationale_weight float8 DEFAULT 1.0, base text DEFAULT NULL)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     tab      text := bench.subset(dataset, fraction);
@@ -198,7 +199,7 @@ BEGIN
         t0 := clock_timestamp();
         PERFORM distill.train(model, dataset, method, source,
                               rationale_weight => rationale_weight,
-                              params => params, background => false);
+                              params => params, background => false, base => base);
         train_s := extract(epoch FROM clock_timestamp() - t0);
         t0 := clock_timestamp();
         SELECT * INTO ev FROM distill.evaluate(model,
