@@ -45,31 +45,59 @@ optim_config_default(OptimConfig *config, float lr, int total_steps)
 }
 
 Optimizer *
-optim_create(const Model *model, const OptimConfig *config,
-			 CoreError *err)
+optim_create_for(size_t n_params, const OptimConfig *config, CoreError *err)
 {
 	Optimizer  *opt = calloc(1, sizeof(Optimizer));
 
 	if (opt != NULL)
 	{
 		opt->config = *config;
-		opt->n_params = model->n_params;
-		opt->m = calloc(2 * model->n_params, sizeof(float));
-		opt->v = opt->m + model->n_params;
-		opt->norm_parts = malloc((n_chunks(model->n_params) + 1) * sizeof(double));
+		opt->n_params = n_params;
+		opt->m = calloc(2 * n_params, sizeof(float));
+		opt->v = opt->m + n_params;
+		opt->norm_parts = malloc((n_chunks(n_params) + 1) * sizeof(double));
 	}
 	if (opt == NULL || opt->m == NULL || opt->norm_parts == NULL)
 	{
-		if (opt != NULL)
-		{
-			free(opt->m);
-			free(opt->norm_parts);
-		}
-		free(opt);
+		optim_free(opt);
+		core_error(err, CORE_ERR_NO_MEMORY,
+				   "out of memory for the optimizer state of %zu parameters",
+				   n_params);
+		return NULL;
+	}
+	return opt;
+}
+
+/* Decay applies to the matrices inside the blocks only (optim.h). */
+static bool
+kind_decays(ModelTensorKind kind)
+{
+	return kind == TENSOR_WEIGHT || kind == TENSOR_OUTPUT_WEIGHT;
+}
+
+Optimizer *
+optim_create(const Model *model, const OptimConfig *config,
+			 CoreError *err)
+{
+	Optimizer  *opt = optim_create_for(model->n_params, config, err);
+
+	if (opt == NULL)
+		return NULL;
+	opt->model_ranges = malloc(model->n_tensors * sizeof(OptimRange));
+	if (opt->model_ranges == NULL)
+	{
+		optim_free(opt);
 		core_error(err, CORE_ERR_NO_MEMORY,
 				   "out of memory for the optimizer state of %zu parameters",
 				   model->n_params);
 		return NULL;
+	}
+	opt->n_model_ranges = model->n_tensors;
+	for (int i = 0; i < model->n_tensors; i++)
+	{
+		opt->model_ranges[i].offset = model->tensors[i].offset;
+		opt->model_ranges[i].numel = model->tensors[i].numel;
+		opt->model_ranges[i].decay = kind_decays(model->tensors[i].kind);
 	}
 	return opt;
 }
@@ -81,6 +109,7 @@ optim_free(Optimizer *opt)
 		return;
 	free(opt->m);
 	free(opt->norm_parts);
+	free(opt->model_ranges);
 	free(opt);
 }
 
@@ -108,7 +137,7 @@ optim_lr(const OptimConfig *c, int64_t step)
 typedef struct StepJob
 {
 	Optimizer  *opt;
-	Model	   *model;
+	const ParamBlock *block;
 	float		lr;
 	float		grad_scale;
 	float		bias1;
@@ -120,15 +149,15 @@ static void
 chunk_bounds(const StepJob *job, int t, size_t *begin, size_t *end)
 {
 	*begin = (size_t) t * OPTIM_CHUNK;
-	*end = *begin + OPTIM_CHUNK < job->model->n_params
-		? *begin + OPTIM_CHUNK : job->model->n_params;
+	*end = *begin + OPTIM_CHUNK < job->block->n_params
+		? *begin + OPTIM_CHUNK : job->block->n_params;
 }
 
 static void
 norm_task(void *arg, int t)
 {
 	StepJob    *job = arg;
-	const float *g = job->model->grads;
+	const float *g = job->block->grads;
 	size_t		begin,
 				end;
 	double		sumsq = 0.0;
@@ -143,7 +172,7 @@ norm_task(void *arg, int t)
 static double
 global_norm(StepJob *job)
 {
-	int			n = n_chunks(job->model->n_params);
+	int			n = n_chunks(job->block->n_params);
 	double		sumsq = 0.0;
 
 	pool_run(n, norm_task, job);
@@ -182,41 +211,39 @@ adamw_update(float *restrict params, const float *restrict grads,
 	}
 }
 
-/* The update of chunk t: the parts of the tensors inside it. */
+/* The update of chunk t: the parts of the ranges inside it. */
 static void
 update_task(void *arg, int t)
 {
 	StepJob    *job = arg;
-	Model	   *model = job->model;
+	const ParamBlock *block = job->block;
 	Optimizer  *opt = job->opt;
 	const OptimConfig *c = &opt->config;
 	size_t		begin,
 				end;
 
 	chunk_bounds(job, t, &begin, &end);
-	for (int i = 0; i < model->n_tensors; i++)
+	for (int i = 0; i < block->n_ranges; i++)
 	{
-		const ModelTensor *tensor = &model->tensors[i];
-		bool		decays = tensor->kind == TENSOR_WEIGHT ||
-			tensor->kind == TENSOR_OUTPUT_WEIGHT;
-		size_t		first = tensor->offset > begin ? tensor->offset : begin;
-		size_t		last = tensor->offset + tensor->numel < end
-			? tensor->offset + tensor->numel : end;
+		const OptimRange *range = &block->ranges[i];
+		size_t		first = range->offset > begin ? range->offset : begin;
+		size_t		last = range->offset + range->numel < end
+			? range->offset + range->numel : end;
 
 		if (first >= last)
 			continue;
-		adamw_update(model->params + first, model->grads + first,
+		adamw_update(block->params + first, block->grads + first,
 					 opt->m + first, opt->v + first, last - first, job->lr,
-					 decays ? 1.0f - job->lr * c->weight_decay : 1.0f,
+					 range->decay ? 1.0f - job->lr * c->weight_decay : 1.0f,
 					 job->grad_scale, c, job->bias1, job->bias2);
 	}
 }
 
 float
-optim_step(Optimizer *opt, Model *model)
+optim_step_block(Optimizer *opt, const ParamBlock *block)
 {
 	const OptimConfig *c = &opt->config;
-	StepJob		job = {.opt = opt, .model = model, .lr = optim_lr(c, opt->step),
+	StepJob		job = {.opt = opt, .block = block, .lr = optim_lr(c, opt->step),
 	.grad_scale = 1.0f};
 	double		norm = global_norm(&job);
 
@@ -227,7 +254,16 @@ optim_step(Optimizer *opt, Model *model)
 	opt->step++;
 	job.bias1 = 1.0f - powf(c->beta1, (float) opt->step);
 	job.bias2 = 1.0f - powf(c->beta2, (float) opt->step);
-	pool_run(n_chunks(model->n_params), update_task, &job);
+	pool_run(n_chunks(block->n_params), update_task, &job);
 	opt->last_lr = job.lr;
 	return (float) norm;
+}
+
+float
+optim_step(Optimizer *opt, Model *model)
+{
+	ParamBlock	block = {model->params, model->grads, model->n_params,
+	opt->model_ranges, opt->n_model_ranges};
+
+	return optim_step_block(opt, &block);
 }

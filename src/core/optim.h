@@ -6,10 +6,17 @@
  * applies to the matrices inside the blocks only (ModelTensorKind in
  * model.h): not to norm gains, biases, or the embedding / lm_head, which
  * the T5-style initialization keeps at N(0, 1) on purpose.
+ *
+ * optim_create() and optim_step() update a whole model (model->params from
+ * model->grads).  optim_create_for() and optim_step_block() update any
+ * other block of parameters with gradients of their own, such as LoRA
+ * adapters over a frozen base (lora.h: lora_param_block()), with a decay
+ * flag per range of the block.
  */
 #ifndef DISTILL_CORE_OPTIM_H
 #define DISTILL_CORE_OPTIM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/model.h"
@@ -35,10 +42,36 @@ typedef struct OptimConfig
 	float		grad_clip;		/* max global L2 norm; 0 = no clipping */
 } OptimConfig;
 
+/*
+ * A block of parameters to update: params and grads [n_params], and the
+ * ranges of it that the optimizer updates, in order and not overlapping,
+ * each with or without weight decay.  Elements outside every range stay
+ * as they are.
+ */
+typedef struct OptimRange
+{
+	size_t		offset;
+	size_t		numel;
+	bool		decay;
+} OptimRange;
+
+typedef struct ParamBlock
+{
+	float	   *params;
+	const float *grads;
+	size_t		n_params;
+	const OptimRange *ranges;
+	int			n_ranges;
+} ParamBlock;
+
 typedef struct Optimizer
 {
 	OptimConfig config;
 	size_t		n_params;
+	OptimRange *model_ranges;	/* optim_create(): the model's tensors, with
+								 * the decay of their kind; NULL for
+								 * optim_create_for() */
+	int			n_model_ranges;
 	float	   *m;				/* first moment [n_params] */
 	float	   *v;				/* second moment [n_params] */
 	double	   *norm_parts;		/* the gradient norm's partial sums, one
@@ -56,6 +89,9 @@ extern void optim_config_default(OptimConfig *config, float lr,
 								 int total_steps);
 extern Optimizer *optim_create(const Model *model, const OptimConfig *config,
 							   CoreError *err);
+/* An optimizer of a block of n_params parameters (optim_step_block()). */
+extern Optimizer *optim_create_for(size_t n_params, const OptimConfig *config,
+								   CoreError *err);
 extern void optim_free(Optimizer *opt);
 
 /* The learning rate of update number step (0-based). */
@@ -64,8 +100,16 @@ extern float optim_lr(const OptimConfig *config, int64_t step);
 /*
  * One update of model->params from model->grads: clip, decay, Adam.
  * Returns the gradient's global norm before clipping; when it is not
- * finite nothing is updated (the caller decides whether to go on).
+ * finite nothing is updated (the caller decides whether to go on).  A
+ * model with LoRA adapters has no model->grads (its base is frozen): its
+ * adapters are updated with optim_step_block() and lora_param_block().
  */
 extern float optim_step(Optimizer *opt, Model *model);
+
+/*
+ * The same for a block of the size optim_create_for() was given: the norm
+ * is that of block->grads, all n_params of them.
+ */
+extern float optim_step_block(Optimizer *opt, const ParamBlock *block);
 
 #endif
