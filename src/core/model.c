@@ -419,6 +419,8 @@ model_free(Model *model)
 		model->free_training(model);
 	if (model->free_packed != NULL)
 		model->free_packed(model);
+	if (model->free_lora != NULL)
+		model->free_lora(model);
 	free(model->grads);
 	free(model->tensors);
 	free(model->params);
@@ -443,6 +445,22 @@ model_alloc_grads(Model *model, CoreError *err)
 	}
 	bind_weights(model, &model->g, model->grads);
 	return true;
+}
+
+/*
+ * Release the gradients; the views in model->g become NULL, which
+ * backward takes as a frozen weight (lora.h).
+ */
+void
+model_free_grads(Model *model)
+{
+	LayerWeights *layers = model->g.layers;
+
+	free(model->grads);
+	model->grads = NULL;
+	memset(layers, 0, model->config.n_layers * sizeof(LayerWeights));
+	memset(&model->g, 0, sizeof(ModelWeights));
+	model->g.layers = layers;
 }
 
 /* Next N(0, 1) sample of a SplitMix64 stream (Box-Muller, one of the two). */

@@ -166,6 +166,7 @@ typedef struct ModelWeights
 
 typedef struct ModelActivations ModelActivations;	/* model.c */
 typedef struct PackedWeights PackedWeights; /* model_infer.c */
+typedef struct LoraAdapters LoraAdapters;	/* lora.h */
 
 typedef struct Model
 {
@@ -188,14 +189,18 @@ typedef struct Model
 	PackedWeights *packed;		/* NULL until model_pack_for_prediction() */
 	bool		plain_released;	/* by model_pack_for_prediction_only(): the
 								 * plain layer matrices read as zeros */
+	LoraAdapters *lora;			/* NULL unless adapters are attached
+								 * (lora.h), which freezes the base: no
+								 * grads, no weight gradients in backward */
 
 	/*
-	 * How model_free() releases acts and packed: set by the files that
-	 * allocate them (model_train.c, model_infer.c), which alone know their
-	 * layout.  NULL while there is nothing to release.
+	 * How model_free() releases acts, packed and lora: set by the files
+	 * that allocate them (model_train.c, model_infer.c, lora.c), which
+	 * alone know their layout.  NULL while there is nothing to release.
 	 */
 	void		(*free_training) (struct Model *model);
 	void		(*free_packed) (struct Model *model);
+	void		(*free_lora) (struct Model *model);
 } Model;
 
 /*
@@ -249,21 +254,32 @@ extern void model_seed_dropout(Model *model, uint64_t seed);
 extern void model_free(Model *model);
 extern const ModelTensor *model_find_tensor(const Model *model,
 											const char *name);
-/* Gradients, laid out like params (model_alloc_training() calls it). */
+/*
+ * Gradients, laid out like params (model_alloc_training() calls it), and
+ * their release (model_free_training() calls it), which leaves the views
+ * of model->g NULL.
+ */
 extern bool model_alloc_grads(Model *model, CoreError *err);
+extern void model_free_grads(Model *model);
 
 /*
  * Training (model_train.c).  model_alloc_training() allocates the
  * gradients and the activations of batches of up to max_batch_size x
  * max_seq_len tokens; model_training_bytes() says how much that is, so the
  * caller can choose a micro-batch (model_backward() accumulates, so a batch
- * may run as several).  model_free_training() releases both and keeps the
- * weights.
+ * may run as several), and model_activation_bytes() how much of it is
+ * activations.  model_free_training() releases both and keeps the weights.
+ * With LoRA adapters attached (lora.h) the base is frozen: no gradients of
+ * the base, the adapters' gradients and activations instead
+ * (lora_training_bytes()), and model_zero_grad() and model_backward() work
+ * on those.
  */
 extern bool model_alloc_training(Model *model, int max_batch_size,
 								 int max_seq_len, CoreError *err);
 extern size_t model_training_bytes(const ModelConfig *config,
 								   int max_batch_size, int max_seq_len);
+extern size_t model_activation_bytes(const ModelConfig *config,
+									 int max_batch_size, int max_seq_len);
 extern void model_free_training(Model *model);
 extern void model_zero_grad(Model *model);
 

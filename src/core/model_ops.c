@@ -147,13 +147,11 @@ rmsnorm_backward(float *dx, float *dgain, const float *dout, const float *x,
 		float		rs = rstd[r];
 		float		dot = 0.0f;
 
+		if (dgain != NULL)
+			for (int i = 0; i < d; i++)
+				dgain[i] += doutr[i] * (xr[i] * rs);
 		for (int i = 0; i < d; i++)
-		{
-			float		xhat = xr[i] * rs;
-
-			dgain[i] += doutr[i] * xhat;
-			dot += doutr[i] * gain[i] * xhat;
-		}
+			dot += doutr[i] * gain[i] * (xr[i] * rs);
 		dot /= d;
 		for (int i = 0; i < d; i++)
 			dxr[i] += rs * (doutr[i] * gain[i] - xr[i] * rs * dot);
@@ -182,7 +180,10 @@ linear_forward(float *out, const float *in, const float *weight,
 	}
 }
 
-/* din = dout @ weight; dweight += dout^T @ in; dbias += column sums. */
+/*
+ * din = dout @ weight; dweight += dout^T @ in; dbias += column sums (each
+ * of dweight, dbias skipped when NULL: a frozen weight).
+ */
 void
 linear_backward(float *din, float *dweight, float *dbias, const float *dout,
 				const float *in, const float *weight, int n, int in_dim,
@@ -192,8 +193,9 @@ linear_backward(float *din, float *dweight, float *dbias, const float *dout,
 		return;
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_dim, out_dim,
 				1.0f, dout, out_dim, weight, in_dim, 0.0f, din, in_dim);
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, n,
-				1.0f, dout, out_dim, in, in_dim, 1.0f, dweight, in_dim);
+	if (dweight != NULL)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, n,
+					1.0f, dout, out_dim, in, in_dim, 1.0f, dweight, in_dim);
 	if (dbias == NULL)
 		return;
 	for (int r = 0; r < n; r++)
@@ -587,8 +589,9 @@ head_backward(float *dh, float *dweight, const float *dlogits, const float *h,
 		return;
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, vocab,
 				scale, dlogits, vocab, weight, d, 0.0f, dh, d);
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, vocab, d, n,
-				scale, dlogits, vocab, h, d, 1.0f, dweight, d);
+	if (dweight != NULL)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, vocab, d, n,
+					scale, dlogits, vocab, h, d, 1.0f, dweight, d);
 }
 
 /* ---------------------------------------------------------------- */

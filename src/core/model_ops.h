@@ -9,7 +9,9 @@
  *   - the gradient of a residual-stream input (rmsnorm_backward's dx)
  *     accumulates too, since the stream also carries the skip path;
  *   - any other input gradient is overwritten (=);
- *   - rope and dropout transform their gradient in place.
+ *   - rope and dropout transform their gradient in place;
+ *   - a parameter gradient that is NULL is not computed (dweight, dbias,
+ *     dgain: the weights of a frozen base, lora.h).
  */
 #ifndef DISTILL_CORE_MODEL_OPS_H
 #define DISTILL_CORE_MODEL_OPS_H

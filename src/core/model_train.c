@@ -5,7 +5,11 @@
  * The forward keeps what backward needs (activations) in buffers sized
  * once by model_alloc_training(); backward walks the layers in reverse,
  * calling each op's backward (model_ops.c), and adds the gradients to
- * model->grads.
+ * model->grads.  With LoRA adapters (lora.h) each adapted product adds its
+ * adapters' term after the base product, and backward adds their
+ * gradients to the adapters' instead: the base is frozen, so model->grads
+ * is NULL, and so are the views in model->g, which the ops take as "do not
+ * compute this weight gradient".
  */
 #include "core/model.h"
 
@@ -13,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/lora.h"
 #include "core/model_ops.h"
 #include "core/util.h"
 
@@ -96,14 +101,18 @@ free_activations(ModelActivations *acts)
 	free(acts);
 }
 
-/* Release the gradients and activations; the weights stay. */
+/*
+ * Release the gradients and activations (the adapters' too); the weights
+ * stay.
+ */
 void
 model_free_training(Model *model)
 {
 	free_activations(model->acts);
 	model->acts = NULL;
-	free(model->grads);
-	model->grads = NULL;
+	model_free_grads(model);
+	if (model->lora != NULL)
+		lora_free_training(model->lora);
 	model->free_training = NULL;
 }
 
@@ -180,7 +189,7 @@ layout_activations(const ModelConfig *c, ModelActivations *a, Carver *f,
 /*
  * Allocate gradients and the activations of batches up to max_batch_size
  * sequences of max_seq_len tokens (replacing earlier ones).  Gradients
- * start at zero.
+ * start at zero.  With adapters, theirs instead of the base's.
  */
 bool
 model_alloc_training(Model *model, int max_batch_size, int max_seq_len,
@@ -201,7 +210,9 @@ model_alloc_training(Model *model, int max_batch_size, int max_seq_len,
 	free_activations(model->acts);
 	model->acts = NULL;
 	model->free_training = model_free_training;
-	if (!model_alloc_grads(model, err))
+	if (model->lora != NULL
+		? !lora_alloc_training(model->lora, max_batch_size * max_seq_len, err)
+		: !model_alloc_grads(model, err))
 		return false;
 
 	a = calloc(1, sizeof(ModelActivations));
@@ -231,27 +242,39 @@ oom:
 	return false;
 }
 
-/*
- * Bytes model_alloc_training() allocates for this config and batch shape:
- * gradients and activations (the optimizer adds 2 * 4 * n_params).
- */
+/* Bytes of the activations of model_alloc_training(), without adapters. */
 size_t
-model_training_bytes(const ModelConfig *config, int max_batch_size,
-					 int max_seq_len)
+model_activation_bytes(const ModelConfig *config, int max_batch_size,
+					   int max_seq_len)
 {
 	ModelActivations a = {.max_batch = max_batch_size, .max_seq = max_seq_len};
 	Carver		f = {NULL, 0, sizeof(float)};
 	Carver		i = {NULL, 0, sizeof(int32_t)};
 
 	layout_activations(config, &a, &f, &i);
-	return (model_count_params(config) + f.used) * sizeof(float) +
-		i.used * sizeof(int32_t);
+	return f.used * sizeof(float) + i.used * sizeof(int32_t);
+}
+
+/*
+ * Bytes model_alloc_training() allocates for this config and batch shape
+ * without adapters: gradients and activations (the optimizer adds 2 * 4 *
+ * n_params).
+ */
+size_t
+model_training_bytes(const ModelConfig *config, int max_batch_size,
+					 int max_seq_len)
+{
+	return model_count_params(config) * sizeof(float) +
+		model_activation_bytes(config, max_batch_size, max_seq_len);
 }
 
 void
 model_zero_grad(Model *model)
 {
-	memset(model->grads, 0, model->n_params * sizeof(float));
+	if (model->grads != NULL)
+		memset(model->grads, 0, model->n_params * sizeof(float));
+	if (model->lora != NULL && model->lora->grads != NULL)
+		memset(model->lora->grads, 0, model->lora->n_params * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- */
@@ -388,11 +411,15 @@ layer_forward(Model *model, int l)
 	/* x_mid = x + Attention(RMSNorm(x)) */
 	rmsnorm_forward(la->attn_in, la->attn_rstd, x, w->attn_norm, N, d, c->norm_eps);
 	linear_forward(la->qkv, la->attn_in, w->qkv, w->qkv_bias, N, d, qkv_dim);
+	if (model->lora != NULL)
+		lora_forward(model->lora, l, LORA_SITE_QKV, la->attn_in, la->qkv, N);
 	rope_forward(la->qkv, N, qkv_dim, c->n_heads + c->n_kv_heads,
 				 model->head_dim, a->positions, model->rope_cos, model->rope_sin);
 	attention_forward(la->att_out, la->att_probs, la->qkv, a->lengths,
 					  a->prefix_lengths, a->B, a->T, attention_shape(model));
 	linear_forward(a->branch, la->att_out, w->o_proj, NULL, N, q_dim, d);
+	if (model->lora != NULL)
+		lora_forward(model->lora, l, LORA_SITE_O, la->att_out, a->branch, N);
 	if (a->dropout_on)
 		dropout_forward(a->branch, (size_t) N * d, c->dropout, branch_seed(model, l, 0));
 	residual_forward(x_mid, x, a->branch, (size_t) N * d);
@@ -400,8 +427,12 @@ layer_forward(Model *model, int l)
 	/* x_out = x_mid + MLP(RMSNorm(x_mid)) */
 	rmsnorm_forward(la->mlp_in, la->mlp_rstd, x_mid, w->mlp_norm, N, d, c->norm_eps);
 	linear_forward(la->gate_up, la->mlp_in, w->gate_up, NULL, N, d, 2 * c->d_ff);
+	if (model->lora != NULL)
+		lora_forward(model->lora, l, LORA_SITE_GATE_UP, la->mlp_in, la->gate_up, N);
 	swiglu_forward(la->mlp_act, la->gate_up, N, c->d_ff);
 	linear_forward(a->branch, la->mlp_act, w->down_proj, NULL, N, c->d_ff, d);
+	if (model->lora != NULL)
+		lora_forward(model->lora, l, LORA_SITE_DOWN, la->mlp_act, a->branch, N);
 	if (a->dropout_on)
 		dropout_forward(a->branch, (size_t) N * d, c->dropout, branch_seed(model, l, 1));
 	residual_forward(x_out, x_mid, a->branch, (size_t) N * d);
@@ -508,9 +539,15 @@ layer_backward(Model *model, int l)
 	d_branch = branch_gradient(model, l, 1);
 	linear_backward(a->d_mlp_act, g->down_proj, NULL, d_branch, la->mlp_act,
 					w->down_proj, N, c->d_ff, d);
+	if (model->lora != NULL)
+		lora_backward(model->lora, l, LORA_SITE_DOWN, la->mlp_act, d_branch,
+					  a->d_mlp_act, N);
 	swiglu_backward(a->d_gate_up, a->d_mlp_act, la->gate_up, N, c->d_ff);
 	linear_backward(a->d_norm, g->gate_up, NULL, a->d_gate_up, la->mlp_in,
 					w->gate_up, N, d, 2 * c->d_ff);
+	if (model->lora != NULL)
+		lora_backward(model->lora, l, LORA_SITE_GATE_UP, la->mlp_in,
+					  a->d_gate_up, a->d_norm, N);
 	rmsnorm_backward(a->d_residual, g->mlp_norm, a->d_norm, x_mid,
 					 la->mlp_rstd, w->mlp_norm, N, d);
 
@@ -518,6 +555,9 @@ layer_backward(Model *model, int l)
 	d_branch = branch_gradient(model, l, 0);
 	linear_backward(a->d_att_out, g->o_proj, NULL, d_branch, la->att_out,
 					w->o_proj, N, q_dim, d);
+	if (model->lora != NULL)
+		lora_backward(model->lora, l, LORA_SITE_O, la->att_out, d_branch,
+					  a->d_att_out, N);
 	attention_backward(a->d_qkv, a->d_att_scratch, a->d_att_out, la->qkv,
 					   la->att_probs, a->lengths, a->prefix_lengths, a->B, a->T,
 					   attention_shape(model));
@@ -525,6 +565,9 @@ layer_backward(Model *model, int l)
 				  model->head_dim, a->positions, model->rope_cos, model->rope_sin);
 	linear_backward(a->d_norm, g->qkv, g->qkv_bias, a->d_qkv, la->attn_in,
 					w->qkv, N, d, qkv_dim);
+	if (model->lora != NULL)
+		lora_backward(model->lora, l, LORA_SITE_QKV, la->attn_in, a->d_qkv,
+					  a->d_norm, N);
 	rmsnorm_backward(a->d_residual, g->attn_norm, a->d_norm, x,
 					 la->attn_rstd, w->attn_norm, N, d);
 }
@@ -555,7 +598,11 @@ head_loss_backward(Model *model)
 	}
 }
 
-/* Add the gradient of the last forward's loss to model->grads. */
+/*
+ * Add the gradient of the last forward's loss to model->grads, or to the
+ * adapters' gradients when the base is frozen (its views in model->g are
+ * NULL: the ops skip them).
+ */
 void
 model_backward(Model *model)
 {
@@ -579,5 +626,6 @@ model_backward(Model *model)
 					 model->w.final_norm, N, d);
 	for (int l = L - 1; l >= 0; l--)
 		layer_backward(model, l);
-	embedding_backward(model->g.embed, a->d_residual, a->tokens, N, d);
+	if (model->g.embed != NULL)
+		embedding_backward(model->g.embed, a->d_residual, a->tokens, N, d);
 }
