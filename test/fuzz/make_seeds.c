@@ -16,10 +16,12 @@
 #include <string.h>
 
 #include "core/crc32c.h"
+#include "core/lora.h"
 #include "core/model_io.h"
 #include "core/tokenizer_pretrained.h"
 #include "core/util.h"
 #include "../unit/checkpoint_files.h"
+#include "fuzz_lora.h"
 #include "core/trainer.h"
 #include "core/student_internal.h"
 
@@ -455,6 +457,32 @@ write_pretrained_seeds(void)
 	}
 }
 
+/*
+ * fuzz_lora's seeds: adapters of its base (fuzz_lora.h) with B as well as
+ * A random, so that a training step and a merge have work to do.
+ */
+static void
+write_lora(const char *name, int rank, float alpha, unsigned targets)
+{
+	Model	   *m = fuzz_lora_base();
+	LoraConfig	config = {rank, alpha, targets};
+	CoreError	err = {0};
+	uint64_t	state = 5;
+	void	   *blob;
+	size_t		len;
+
+	if (!lora_attach(m, &config, 3, &err))
+		die(name, err.message);
+	for (size_t i = 0; i < m->lora->n_params; i++)
+		m->lora->params[i] = (float) ((splitmix64_next(&state) >> 40) * 0x1.0p-24 - 0.5);
+	blob = lora_save(m, FUZZ_LORA_BASE_CHECKSUM, &len);
+	if (blob == NULL)
+		die(name, "out of memory");
+	write_seed("fuzz_lora", name, blob, len, NULL, 0);
+	free(blob);
+	model_free(m);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -477,6 +505,9 @@ main(int argc, char **argv)
 	write_tokenizer("merges", t);
 	tok_free(t);
 	write_pretrained_seeds();
+	write_lora("all_rank1", 1, 2.0f, LORA_ALL_TARGETS);
+	write_lora("qv_rank2", 2, 16.0f, LORA_Q | LORA_V);
+	write_lora("kv_down_rank4", 4, 4.0f, LORA_K | LORA_V | LORA_DOWN);
 
 	model_config_default(&c, 16, 8, 1, 2);
 	c.d_ff = 8;
