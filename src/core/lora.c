@@ -456,23 +456,42 @@ lora_alloc_training(LoraAdapters *lora, int rows, CoreError *err)
 	return true;
 }
 
+/* u [n, r] = x [n, in] A^T;  y[:, first ..] += scale u B^T */
+static void
+adapt_product(const LoraAdapters *lora, const LoraMatrix *m, const float *x,
+			  float *y, int n, float *u)
+{
+	int			r = lora->config.rank;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, m->in,
+				1.0f, x, m->in, m->A, m->in, 0.0f, u, r);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m->out, r,
+				lora->scale, u, r, m->B, r, 1.0f, y + m->first, m->width);
+}
+
 void
 lora_forward(LoraAdapters *lora, int layer, LoraSite site, const float *x,
 			 float *y, int n)
 {
-	int			r = lora->config.rank;
-
 	for (int t = 0; t < LORA_N_TARGETS && n > 0; t++)
 	{
 		const LoraMatrix *m = &lora->matrices[layer * LORA_N_TARGETS + t];
 
-		if (m->in == 0 || !(site_targets[site] & (1u << t)))
-			continue;
-		/* u [n, r] = x [n, in] A^T;  y[:, first ..] += scale u B^T */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, m->in,
-					1.0f, x, m->in, m->A, m->in, 0.0f, m->u, r);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m->out, r,
-					lora->scale, m->u, r, m->B, r, 1.0f, y + m->first, m->width);
+		if (m->in != 0 && (site_targets[site] & (1u << t)))
+			adapt_product(lora, m, x, y, n, m->u);
+	}
+}
+
+void
+lora_apply(const LoraAdapters *lora, int layer, LoraSite site, const float *x,
+		   float *y, int n, float *u)
+{
+	for (int t = 0; t < LORA_N_TARGETS && n > 0; t++)
+	{
+		const LoraMatrix *m = &lora->matrices[layer * LORA_N_TARGETS + t];
+
+		if (m->in != 0 && (site_targets[site] & (1u << t)))
+			adapt_product(lora, m, x, y, n, u);
 	}
 }
 

@@ -245,6 +245,13 @@ extern void lora_forward(LoraAdapters *lora, int layer, LoraSite site,
  * From dy (the site's output gradient): dA and dB accumulate (+=), and
  * so does dx (the input gradient the base product wrote).
  */
+/*
+ * The same for prediction with the adapters unmerged (a validation pass
+ * during training): u is scratch of [n, rank] floats, nothing is kept.
+ */
+extern void lora_apply(const LoraAdapters *lora, int layer, LoraSite site,
+					   const float *x, float *y, int n, float *u);
+
 extern void lora_backward(LoraAdapters *lora, int layer, LoraSite site,
 						  const float *x, const float *dy, float *dx, int n);
 

@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/lora.h"
 #include "core/model_ops.h"
 #include "core/packed.h"
 #include "core/util.h"
@@ -285,6 +286,7 @@ typedef struct Workspace
 	float	   *gate_up;		/* [rows, 2 d_ff] */
 	float	   *mlp_act;		/* [rows, d_ff] */
 	float	   *scores;			/* attention scores, scratch */
+	float	   *lora_u;			/* [rows, rank] with adapters attached */
 	float	   *prefix_state;	/* [d_model] the prefix's last hidden state */
 	float	   *logits;			/* [logit_rows, vocab] */
 	float	   *lse;			/* [logit_rows] */
@@ -315,6 +317,7 @@ layout_workspace(const Model *model, Workspace *ws, int max_rows,
 	ws->gate_up = carve(f, rows * 2 * c->d_ff);
 	ws->mlp_act = carve(f, rows * c->d_ff);
 	ws->scores = carve(f, score_size);
+	ws->lora_u = carve(f, model->lora != NULL ? rows * model->lora->config.rank : 0);
 	ws->prefix_state = carve(f, c->d_model);
 	ws->logits = carve(f, (size_t) logit_rows * c->vocab_size);
 	ws->lse = carve(f, logit_rows);
@@ -367,6 +370,19 @@ workspace_free(Workspace *ws)
 }
 
 /*
+ * Add the attached adapters' part of a product (lora.h); a training's
+ * validation predicts with them unmerged.  A stored model has none: they
+ * are merged before packing.
+ */
+static inline void
+adapt(const Model *model, Workspace *ws, int layer, LoraSite site,
+	  const float *x, float *y, int rows)
+{
+	if (model->lora != NULL)
+		lora_apply(model->lora, layer, site, x, y, rows, ws->lora_u);
+}
+
+/*
  * Run n_seqs sequences of new tokens (concatenated in tokens) after the
  * cached positions; each sees the cache and, causally, itself (positions
  * below n_bidir see each other both ways: the prefix-LM prefix).  Leaves
@@ -404,6 +420,7 @@ forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
 
 		rmsnorm_forward(ws->xn, ws->rstd, ws->x, w->attn_norm, rows, d, c->norm_eps);
 		packed_matmul(ws->qkv, ws->xn, &m->qkv, w->qkv_bias, 1.0f, rows);
+		adapt(model, ws, l, LORA_SITE_QKV, ws->xn, ws->qkv, rows);
 		rope_forward(ws->qkv, rows, qkv_dim, c->n_heads + c->n_kv_heads,
 					 model->head_dim, ws->positions, model->rope_cos, model->rope_sin);
 		for (int s = 0; s < n_seqs; s++)
@@ -423,12 +440,15 @@ forward_cached(const Model *model, Workspace *ws, const int32_t *tokens,
 			row += seq_lens[s];
 		}
 		packed_matmul(ws->branch, ws->att_out, &m->o_proj, NULL, 1.0f, rows);
+		adapt(model, ws, l, LORA_SITE_O, ws->att_out, ws->branch, rows);
 		residual_forward(ws->x, ws->x, ws->branch, (size_t) rows * d);
 
 		rmsnorm_forward(ws->xn, ws->rstd, ws->x, w->mlp_norm, rows, d, c->norm_eps);
 		packed_matmul(ws->gate_up, ws->xn, &m->gate_up, NULL, 1.0f, rows);
+		adapt(model, ws, l, LORA_SITE_GATE_UP, ws->xn, ws->gate_up, rows);
 		swiglu_forward(ws->mlp_act, ws->gate_up, rows, c->d_ff);
 		packed_matmul(ws->branch, ws->mlp_act, &m->down_proj, NULL, 1.0f, rows);
+		adapt(model, ws, l, LORA_SITE_DOWN, ws->mlp_act, ws->branch, rows);
 		residual_forward(ws->x, ws->x, ws->branch, (size_t) rows * d);
 	}
 	rmsnorm_forward(ws->xn, ws->rstd, ws->x, model->w.final_norm, rows, d, c->norm_eps);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/equation.h"
+#include "core/lora.h"
 #include "core/model_io.h"
 #include "core/student_internal.h"
 #include "core/tokenizer_pretrained.h"
@@ -44,6 +45,7 @@ student_params_default(StudentParams *params)
 	params->tied_embeddings = true;
 	params->seed = 1;
 	params->log_every = 10;
+	params->lora_targets = LORA_ALL_TARGETS;
 	params->memory_mb = 256;
 }
 
@@ -113,6 +115,16 @@ check_weights_size(const StudentParams *p, CoreError *err)
 	return false;
 }
 
+static bool
+check_lora_targets(const StudentParams *p, CoreError *err)
+{
+	if (p->lora_targets != 0 && (p->lora_targets & ~LORA_ALL_TARGETS) == 0)
+		return true;
+	core_error(err, CORE_ERR_INVALID_INPUT,
+			   "lora_targets must name at least one of q, k, v, o, gate, up, down");
+	return false;
+}
+
 bool
 student_params_validate(const StudentParams *p, CoreError *err)
 {
@@ -151,6 +163,9 @@ student_params_validate(const StudentParams *p, CoreError *err)
 		check_real("dropout", p->dropout, 0.0, false, 0.9, "[0, 0.9]", err) &&
 		check_real("validation_fraction", p->validation_fraction, 0.0, false, 0.5, "[0, 0.5]", err) &&
 		check_real("rationale_weight", p->rationale_weight, 0.0, false, 100.0, "[0, 100]", err) &&
+		check_int("lora_rank", p->lora_rank, 0, LORA_MAX_RANK, err) &&
+		check_real("lora_alpha", p->lora_alpha, 0.0, false, 1e6, "[0, 1e6] (0 = 2 * lora_rank)", err) &&
+		check_lora_targets(p, err) &&
 		check_weights_size(p, err);
 }
 

@@ -79,6 +79,12 @@ typedef struct StudentParams
 	bool		tied_embeddings;
 	uint64_t	seed;
 	int			log_every;		/* TRAIN_STEP progress every this many steps */
+	int			lora_rank;		/* on a base: LoRA adapters of this rank over
+								 * the frozen base (lora.h); 0 = fine-tune
+								 * every weight */
+	double		lora_alpha;		/* their scale is lora_alpha / lora_rank;
+								 * 0 = 2 * lora_rank */
+	unsigned	lora_targets;	/* LORA_Q | ... (lora.h) */
 	int			memory_mb;		/* training's working memory: the tokenizer's
 								 * training, the tokenized examples and the
 								 * batch buffers (activations, gradients); a
@@ -206,6 +212,33 @@ extern Student *student_load_finish(StudentLoader *loader, CoreError *err);
 extern Student *student_load_finish_trainable(StudentLoader *loader,
 											  CoreError *err);
 extern void student_loader_free(StudentLoader *loader);
+
+/*
+ * A student fine-tuned with LoRA adapters (StudentParams.lora_rank) is
+ * stored as the adapters alone, over its base's stored weights:
+ *
+ *     data = student_save_adapters(student, base_checksum, &header,
+ *                                  &header_len, &len);
+ *         (base_checksum: student_weights_checksum() of the base's weights
+ *          header, which names that exact version of the base)
+ *     to load: base = the base's student, student_load_finish_trainable();
+ *     student = student_apply_adapters(base, header, header_len, data, len,
+ *                                      base_checksum, err);
+ *
+ * student_apply_adapters() checks the adapters belong to that base, merges
+ * them into its weights (lora_merge()) and packs it for prediction only;
+ * it takes base over, also on failure.  student_weights_are_adapters()
+ * tells such weights from others, which student_load_begin() refuses.
+ */
+extern bool student_has_adapters(const Student *student);
+extern bool student_weights_are_adapters(const void *weights, size_t len);
+extern void *student_save_adapters(const Student *student,
+								   uint32_t base_checksum, void **header,
+								   size_t *header_len, size_t *len);
+extern Student *student_apply_adapters(Student *base, const void *header,
+									   size_t header_len, const void *adapters,
+									   size_t len, uint32_t base_checksum,
+									   CoreError *err);
 
 extern void *student_save_weights(const Student *student, size_t *len);
 extern Student *student_load(const void *tokenizer, size_t tokenizer_len,

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/crc32c.h"
+#include "core/lora.h"
 #include "core/model_io.h"
 #include "core/student_internal.h"
 #include "core/tokenizer_pretrained.h"
@@ -37,6 +38,9 @@
 
 /* A student fine-tuned on a pretrained base: task tags in its vocabulary. */
 #define STUDENT_FLAG_FINE_TUNED 0x1u
+/* Its data are LoRA adapters (lora_save()) over its base's weights. */
+#define STUDENT_FLAG_ADAPTERS 0x2u
+#define STUDENT_ALL_FLAGS (STUDENT_FLAG_FINE_TUNED | STUDENT_FLAG_ADAPTERS)
 
 /* Bytes of the header of a format version. */
 static size_t
@@ -77,7 +81,7 @@ student_save_weights(const Student *student, size_t *len)
 }
 
 static void
-put_header(uint8_t *blob, uint32_t version, const Student *student)
+put_header(uint8_t *blob, uint32_t version, const Student *student, uint32_t flags)
 {
 	size_t		crc_at = header_size(version) - 4;
 
@@ -86,7 +90,7 @@ put_header(uint8_t *blob, uint32_t version, const Student *student)
 	le_put_u32(blob + 8, (uint32_t) student->max_input_tokens);
 	le_put_u32(blob + 12, (uint32_t) student->max_target_tokens);
 	if (version == STUDENT_FORMAT_FLAGGED)
-		le_put_u32(blob + 16, STUDENT_FLAG_FINE_TUNED);
+		le_put_u32(blob + 16, flags);
 	le_put_u32(blob + crc_at, crc32c(0, blob, crc_at));
 }
 
@@ -103,7 +107,7 @@ student_save_header(const Student *student, const uint8_t *dtypes,
 
 	if (blob != NULL)
 	{
-		put_header(blob, version, student);
+		put_header(blob, version, student, STUDENT_FLAG_FINE_TUNED);
 		memcpy(blob + own, model_header, model_len);
 		*len = own + model_len;
 	}
@@ -161,7 +165,8 @@ read_header(Student *s, const uint8_t *blob, size_t len, CoreError *err)
 	}
 	if (version == STUDENT_FORMAT_FLAGGED)
 		flags = le_get_u32(blob + 16);
-	if (flags & ~STUDENT_FLAG_FINE_TUNED)
+	if ((flags & ~STUDENT_ALL_FLAGS) != 0 ||
+		((flags & STUDENT_FLAG_ADAPTERS) && !(flags & STUDENT_FLAG_FINE_TUNED)))
 	{
 		core_error(err, CORE_ERR_CORRUPT, "student weights with unknown flags 0x%x", flags);
 		return 0;
@@ -177,6 +182,13 @@ read_header(Student *s, const uint8_t *blob, size_t len, CoreError *err)
 	/* before version 3, a pretrained tokenizer meant an imported model */
 	s->zero_shot = tok_is_pretrained(s->tokenizer) && !(flags & STUDENT_FLAG_FINE_TUNED);
 	return version;
+}
+
+/* The flags of a header read_header() accepted. */
+static uint32_t
+header_flags(const uint8_t *blob)
+{
+	return le_get_u32(blob + 4) == STUDENT_FORMAT_FLAGGED ? le_get_u32(blob + 16) : 0;
 }
 
 /*
@@ -248,6 +260,12 @@ student_begin(const void *tokenizer, size_t tokenizer_len, const void *weights,
 	version = read_header(s, weights, weights_len, err);
 	if (version == 0)
 		goto fail;
+	if (header_flags(weights) & STUDENT_FLAG_ADAPTERS)
+	{
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "these weights are adapters: load their base and apply them (student_apply_adapters())");
+		goto fail;
+	}
 	if (version == STUDENT_FORMAT_FLAGGED)
 		version = STUDENT_FORMAT_CHUNKED;	/* the same, with flags */
 	if (version != expected_version)
@@ -405,4 +423,67 @@ student_loader_free(StudentLoader *loader)
 	model_loader_free(loader->model);
 	student_free(loader->student);
 	free(loader);
+}
+
+/* ---------------------------------------------------------------- */
+/* LoRA adapters over a stored base */
+
+bool
+student_has_adapters(const Student *student)
+{
+	return student->model->lora != NULL;
+}
+
+bool
+student_weights_are_adapters(const void *weights, size_t len)
+{
+	return len >= header_size(STUDENT_FORMAT_FLAGGED) &&
+		memcmp(weights, STUDENT_MAGIC, 4) == 0 &&
+		(header_flags(weights) & STUDENT_FLAG_ADAPTERS) != 0;
+}
+
+void *
+student_save_adapters(const Student *student, uint32_t base_checksum,
+					  void **header, size_t *header_len, size_t *len)
+{
+	void	   *blob = lora_save(student->model, base_checksum, len);
+
+	*header_len = header_size(STUDENT_FORMAT_FLAGGED);
+	*header = blob ? malloc(*header_len) : NULL;
+	if (*header == NULL)
+	{
+		free(blob);
+		return NULL;
+	}
+	put_header(*header, STUDENT_FORMAT_FLAGGED, student,
+			   STUDENT_FLAG_FINE_TUNED | STUDENT_FLAG_ADAPTERS);
+	return blob;
+}
+
+Student *
+student_apply_adapters(Student *base, const void *header, size_t header_len,
+					   const void *adapters, size_t len, uint32_t base_checksum,
+					   CoreError *err)
+{
+	if (read_header(base, header, header_len, err) == 0)
+		goto fail;
+	if (!student_weights_are_adapters(header, header_len) ||
+		header_len != header_size(STUDENT_FORMAT_FLAGGED))
+	{
+		core_error(err, CORE_ERR_CORRUPT, "these weights are not LoRA adapters");
+		goto fail;
+	}
+	if (base->model->plain_released || base->model->lora != NULL)
+	{
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "adapters apply to a base loaded with its plain weights");
+		goto fail;
+	}
+	if (lora_load(base->model, adapters, len, base_checksum, err) &&
+		lora_merge(base->model, err))
+		return student_complete(base, USE_PREDICTION, err);
+
+fail:
+	student_free(base);
+	return NULL;
 }

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/lora.h"
 #include "core/student_internal.h"
 #include "core/train_internal.h"
 #include "core/util.h"
@@ -107,14 +108,27 @@ counted_alloc(StudentTrainer *t, size_t bytes)
  * within budget bytes; 0 when not even one fits.  The buffers grow
  * linearly with the number of sequences, so two sizes give the slope.
  */
-static int
-micro_batch_capacity(const ModelConfig *config, int max_seqs, int seq_len,
-					 size_t budget)
+/*
+ * Bytes the model's training buffers take for batches of B sequences of T
+ * tokens: gradients and activations, or with LoRA the adapters' state and
+ * the activations.
+ */
+static size_t
+training_bytes(const StudentTrainer *t, const ModelConfig *config, int B, int T)
 {
-	size_t		one = model_training_bytes(config, 1, seq_len) +
+	if (t->lora.rank > 0)
+		return lora_training_bytes(config, &t->lora, B, T);
+	return model_training_bytes(config, B, T);
+}
+
+static int
+micro_batch_capacity(const StudentTrainer *t, const ModelConfig *config,
+					 int max_seqs, int seq_len, size_t budget)
+{
+	size_t		one = training_bytes(t, config, 1, seq_len) +
 		(size_t) seq_len * BATCH_BYTES_PER_TOKEN;
-	size_t		per_seq = model_training_bytes(config, 2, seq_len) -
-		model_training_bytes(config, 1, seq_len) +
+	size_t		per_seq = training_bytes(t, config, 2, seq_len) -
+		training_bytes(t, config, 1, seq_len) +
 		(size_t) seq_len * BATCH_BYTES_PER_TOKEN;
 	size_t		fits;
 
@@ -183,11 +197,11 @@ plan_micro_batch(StudentTrainer *t, const ModelConfig *config, CoreError *err)
 {
 	size_t		one;
 
-	t->micro_batch = micro_batch_capacity(config, max_sequences(t), t->longest,
+	t->micro_batch = micro_batch_capacity(t, config, max_sequences(t), t->longest,
 										  t->budget - t->used);
 	if (t->micro_batch > 0)
 		return true;
-	one = model_training_bytes(config, 1, t->longest) +
+	one = training_bytes(t, config, 1, t->longest) +
 		(size_t) t->longest * BATCH_BYTES_PER_TOKEN;
 	core_error(err, CORE_ERR_LIMIT,
 			   "training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
@@ -247,7 +261,17 @@ adapt_base(StudentTrainer *t, CoreError *err)
 	config->dropout = (float) t->params.dropout;
 	model_seed_dropout(t->model, t->params.seed);
 	model_free_packed(t->model);	/* it would not follow the training */
-	return plan_micro_batch(t, config, err);
+	if (t->params.lora_rank > 0)
+	{
+		t->lora.rank = t->params.lora_rank;
+		t->lora.alpha = (float) (t->params.lora_alpha > 0.0 ? t->params.lora_alpha
+								 : 2.0 * t->params.lora_rank);
+		t->lora.targets = t->params.lora_targets;
+		if (!lora_config_validate(&t->lora, config, err))
+			return false;
+	}
+	return plan_micro_batch(t, config, err) &&
+		(t->lora.rank == 0 || lora_attach(t->model, &t->lora, t->params.seed, err));
 }
 
 static bool
@@ -261,8 +285,29 @@ build_optimizer(StudentTrainer *t, CoreError *err)
 	optim.warmup_steps = (int) (p->warmup_fraction * total_steps + 0.5);
 	optim.weight_decay = (float) p->weight_decay;
 	optim.grad_clip = (float) p->grad_clip;
-	t->optim = optim_create(t->model, &optim, err);
+	t->optim = t->model->lora != NULL
+		? optim_create_for(t->model->lora->n_params, &optim, err)
+		: optim_create(t->model, &optim, err);
 	return t->optim != NULL;
+}
+
+float *
+trained_params(const StudentTrainer *t, size_t *n)
+{
+	const LoraAdapters *lora = t->model->lora;
+
+	*n = lora != NULL ? lora->n_params : t->model->n_params;
+	return lora != NULL ? lora->params : t->model->params;
+}
+
+float
+trainer_update(StudentTrainer *t)
+{
+	ParamBlock	block;
+
+	if (t->model->lora != NULL)
+		return optim_step_block(t->optim, lora_param_block(t->model, &block));
+	return optim_step(t->optim, t->model);
 }
 
 static bool
@@ -280,16 +325,18 @@ static bool
 alloc_buffers(StudentTrainer *t, CoreError *err)
 {
 	size_t		cells = (size_t) t->micro_batch * t->longest;
+	size_t		n_trained;
 
 	if (!model_alloc_training(t->model, t->micro_batch, t->longest, err))
 		return false;
+	(void) trained_params(t, &n_trained);
 	t->tokens = malloc(cells * sizeof(int32_t));
 	t->lengths = malloc(t->micro_batch * sizeof(int32_t));
 	t->prefix_lengths = malloc(t->micro_batch * sizeof(int32_t));
 	t->weights = malloc(cells * sizeof(float));
 	t->token_nll = malloc(cells * sizeof(float));
 	if (t->n_valid > 0)
-		t->best_params = malloc(t->model->n_params * sizeof(float));
+		t->best_params = malloc(n_trained * sizeof(float));
 	if (!t->tokens || !t->lengths || !t->prefix_lengths || !t->weights ||
 		!t->token_nll || (t->n_valid > 0 && !t->best_params))
 	{
@@ -372,9 +419,16 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 			   int n_examples, const char *const *labels, int n_labels,
 			   const StopCheck *stop, CoreError *err)
 {
-	StudentTrainer *t = trainer_begin(params, NULL, examples, n_examples, labels,
-									  n_labels, stop, err);
+	StudentTrainer *t;
 	ModelConfig config;
+
+	if (params->lora_rank > 0)
+	{
+		core_error(err, CORE_ERR_INVALID_INPUT,
+				   "LoRA adapters need a pretrained base: a model from scratch trains every weight");
+		return NULL;
+	}
+	t = trainer_begin(params, NULL, examples, n_examples, labels, n_labels, stop, err);
 
 	if (t != NULL &&
 		!(plan_model(t, &config, err) &&
@@ -487,7 +541,12 @@ trainer_take_best(StudentTrainer *t)
 	if (s == NULL)
 		return NULL;
 	if (t->best_params != NULL && t->best_epoch > 0)
-		memcpy(t->model->params, t->best_params, t->model->n_params * sizeof(float));
+	{
+		size_t		n;
+		float	   *params = trained_params(t, &n);
+
+		memcpy(params, t->best_params, n * sizeof(float));
+	}
 	model_free_training(t->model);
 	s->tokenizer = t->tokenizer;
 	s->model = t->model;

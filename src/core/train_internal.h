@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/lora.h"
 #include "core/optim.h"
 #include "core/trainer.h"
 
@@ -84,6 +85,7 @@ struct StudentTrainer
 	StudentParams params;
 	Tokenizer  *tokenizer;
 	Model	   *model;
+	LoraConfig	lora;			/* rank 0: every weight is trained */
 	Optimizer  *optim;
 
 	/* every Span points into this */
@@ -150,6 +152,12 @@ span_ids(const StudentTrainer *t, Span s)
 
 /* train.c */
 extern void shuffle(int *a, int n, uint64_t *state);
+
+/* What training changes: the model's parameters, or its adapters'. */
+extern float *trained_params(const StudentTrainer *t, size_t *n);
+
+/* One optimizer update of them; the gradient's norm (optim.h). */
+extern float trainer_update(StudentTrainer *t);
 extern bool trainer_stopping(StudentTrainer *t);
 extern void *counted_alloc(StudentTrainer *t, size_t bytes);
 

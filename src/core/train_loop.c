@@ -89,7 +89,7 @@ train_step(StudentTrainer *t, TrainProgress *p)
 		tokens += run_micro_batch(t, t->seqs + start, end - start, task_weight, nll);
 		start = end;
 	}
-	if (!isfinite(optim_step(t->optim, t->model)))
+	if (!isfinite(trainer_update(t)))
 		t->skipped_steps++;
 
 	label_loss = nll[0] / targets[0];
@@ -185,7 +185,12 @@ end_epoch(StudentTrainer *t, TrainProgress *p)
 		t->best_accuracy = accuracy;
 		t->best_epoch = t->epoch;
 		if (t->best_params != NULL)
-			memcpy(t->best_params, t->model->params, t->model->n_params * sizeof(float));
+		{
+			size_t		n;
+			const float *params = trained_params(t, &n);
+
+			memcpy(t->best_params, params, n * sizeof(float));
+		}
 	}
 	p->val_accuracy = accuracy;
 	meter_report(&t->this_epoch, p);

@@ -3,8 +3,9 @@
  * stories260K, the one real pretrained model here, learns a small task
  * about story sentences; the sequences it reads are the task tags as text
  * in its vocabulary; the student saves and loads as a fine-tuned one
- * (format version 3) and answers the same after; what cannot work is
- * refused with a message.
+ * (format version 3) and answers the same after; with LoRA the base stays
+ * as it was and the adapters alone, stored, answer the same once applied
+ * to the base; what cannot work is refused with a message.
  */
 #include <math.h>
 #include <stdio.h>
@@ -313,7 +314,7 @@ test_bad_flags(const Student *s)
 	StudentLoader *loader;
 
 	student_free(loaded);
-	le_put_u32(h + 16, 0x3);
+	le_put_u32(h + 16, 0x5);
 	le_put_u32(h + 20, crc32c(0, h, 20));
 	loader = student_load_begin(tok, tok_len, header, header_len, &err);
 	CHECKF(loader == NULL && strstr(err.message, "unknown flags") != NULL, "%s",
@@ -321,6 +322,78 @@ test_bad_flags(const Student *s)
 	student_loader_free(loader);
 	free(tok);
 	free(header);
+}
+
+/*
+ * LoRA: the base stays as it was, the adapters learn the task, and stored
+ * alone they give the same answers once applied to a new copy of the base
+ * (merged and packed) as the adapted model in training did (unmerged).
+ */
+static void
+test_lora(const Rows *rows)
+{
+	StudentParams p;
+	double		first,
+				last,
+				accuracy;
+	Student    *s;
+	Student    *base = load_base();
+	Student    *again;
+	void	   *header;
+	size_t		header_len,
+				len;
+	void	   *adapters;
+	CoreError	err;
+	const uint32_t base_checksum = 0x5EEDB45E;
+	int			same = 0;
+
+	base_params(&p);
+	p.lora_rank = 4;
+	p.lr = 1e-2;
+	s = fine_tune(&p, rows, 100, &first, &last, &accuracy);
+	CHECK(s != NULL && base != NULL);
+	if (s == NULL || base == NULL)
+	{
+		student_free(s);
+		student_free(base);
+		return;
+	}
+	printf("  LoRA rank 4: label loss %.3f -> %.3f, validation accuracy %.2f, held out %.2f\n",
+		   first, last, accuracy, held_out_accuracy(s, rows, 100, N_ROWS));
+	CHECK(student_has_adapters(s));
+	CHECKF(accuracy >= 0.9, "validation accuracy %.2f", accuracy);
+	CHECK(memcmp(s->model->params, base->model->params,
+				 base->model->n_params * sizeof(float)) == 0);
+
+	adapters = student_save_adapters(s, base_checksum, &header, &header_len, &len);
+	CHECK(adapters != NULL && student_weights_are_adapters(header, header_len));
+	CHECKF(len < base->model->n_params * sizeof(float) / 4, "%zu bytes of adapters", len);
+	again = student_apply_adapters(base, header, header_len, adapters, len,
+								   base_checksum, &err);
+	CHECKF(again != NULL, "%s", err.message);
+	for (int i = 100; again != NULL && i < N_ROWS; i++)
+	{
+		double		p1[3],
+					p2[3];
+		int			a = student_choose(s, rows->inputs[i], animals, 3, p1, &err);
+		int			b = student_choose(again, rows->inputs[i], animals, 3, p2, &err);
+
+		same += a == b && a >= 0 && fabs(p1[a] - p2[a]) < 1e-4;
+	}
+	CHECKF(same == N_ROWS - 100, "%d of %d answers the same", same, N_ROWS - 100);
+	CHECK(again == NULL || (!again->zero_shot && again->model->lora == NULL));
+	student_free(again);
+
+	/* another base, or a prediction-only one, is refused */
+	base = load_base();
+	again = student_apply_adapters(base, header, header_len, adapters, len,
+								   base_checksum + 1, &err);
+	CHECKF(again == NULL && strstr(err.message, "base") != NULL, "%s",
+		   again ? "applied" : err.message);
+	student_free(again);
+	free(header);
+	free(adapters);
+	student_free(s);
 }
 
 /* What cannot work is refused before any training, with the figures. */
@@ -336,6 +409,18 @@ test_refusals(const Rows *rows)
 	t = trainer_create_on_base(&p, load_base(), rows->examples, 20, animals, 3, NULL, &err);
 	CHECKF(t == NULL && strstr(err.message, "more than the base's context of 512: lower them") != NULL,
 		   "%s", t ? "created" : err.message);
+	trainer_free(t);
+
+	base_params(&p);
+	p.lora_rank = 2;
+	t = trainer_create(&p, rows->examples, 20, animals, 3, NULL, &err);
+	CHECKF(t == NULL && strstr(err.message, "need a pretrained base") != NULL, "%s",
+		   t ? "created" : err.message);
+	trainer_free(t);
+	p.lora_rank = 512;
+	t = trainer_create_on_base(&p, load_base(), rows->examples, 20, animals, 3, NULL, &err);
+	CHECKF(t == NULL && strstr(err.message, "lora_rank") != NULL, "%s",
+		   t ? "created" : err.message);
 	trainer_free(t);
 
 	base_params(&p);
@@ -380,6 +465,7 @@ main(void)
 		test_bad_flags(s);
 		student_free(s);
 	}
+	test_lora(&rows);
 	test_refusals(&rows);
 	return unit_summary("finetune");
 }
