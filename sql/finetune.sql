@@ -65,6 +65,51 @@ FROM distill.models WHERE name = 'storyteller' ORDER BY version;
 SELECT count(*) FILTER (WHERE distill_predict('storyteller', body) = animal) >= 15 AS mostly_right
 FROM stories WHERE i > 100;
 
+-- LoRA: the new version stores rank-4 adapters and names its exact base
+SELECT distill.train('storylora', 'animal', 'step_by_step',
+                     'SELECT body AS input, animal AS label,
+                             ''The story says a '' || animal || ''.'' AS rationale
+                      FROM stories WHERE i <= 100',
+                     params => '{"epochs": 4, "lr": 0.01, "max_input_tokens": 32,
+                                 "max_target_tokens": 16, "validation_fraction": 0.2,
+                                 "lora_rank": 4, "lora_targets": ["q", "v", "gate", "up", "down"]}',
+                     background => false, base => 'stories') > 0 AS trained;
+SELECT s.base_id = b.id AS on_its_base, s.n_params = b.n_params AS runs_the_base,
+       (s.metrics->>'lora_params')::int AS lora_params,
+       s.params->'lora_targets' AS targets, s.params->>'lora_alpha' AS alpha,
+       (SELECT sum(length(data)) FROM distill.model_chunks WHERE model_id = s.id)
+         < (SELECT sum(length(data)) FROM distill.model_chunks WHERE model_id = b.id) / 4
+         AS adapters_only
+FROM distill.models s, distill.models b
+WHERE s.name = 'storylora' AND b.name = 'stories';
+SELECT count(*) FILTER (WHERE distill_predict('storylora', body) = animal) AS right,
+       count(*) AS held_out
+FROM stories WHERE i > 100;
+SELECT starts_with(distill_explain('storylora', 'Tom went to the river. He saw a big cat.'),
+                   'The story says a cat.') AS explains;
+-- the base answers as it did: its weights are not touched
+SELECT distill.generate('stories', 'Once upon a time', 12);
+
+-- a base that students' adapters use cannot be dropped before them
+SELECT distill.drop_model('stories');
+-- a new version of the base: the students keep theirs
+SELECT distill.import_model('stories', :'models' || '/stories260K.bin',
+                            tokenizer => :'models' || '/tok512.bin') AS imported;
+SELECT b.version AS base_version FROM distill.models s JOIN distill.models b ON b.id = s.base_id
+WHERE s.name = 'storylora';
+SELECT distill_predict('storylora', 'Anna liked a big bird.') AS answer;
+-- adapters in a background job
+SELECT distill.train('storylora', 'animal', 'distill',
+                     'SELECT body AS input, animal AS label FROM stories WHERE i <= 60',
+                     params => '{"epochs": 2, "max_input_tokens": 32, "max_target_tokens": 8,
+                                 "validation_fraction": 0, "lora_rank": 2}',
+                     base => 'stories') AS job \gset
+SELECT distill.wait(:job);
+SELECT s.version, b.version AS base_version, s.params->>'lr' AS lr,
+       s.params->>'lora_alpha' AS alpha, s.params->'lora_targets' AS targets
+FROM distill.models s JOIN distill.models b ON b.id = s.base_id
+WHERE s.name = 'storylora' ORDER BY s.version;
+
 -- errors
 SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS label FROM stories',
                      base => 'nobody', background => false);
@@ -77,11 +122,22 @@ SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS 
 SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS label FROM stories',
                      params => '{"max_input_tokens": 1000}', base => 'stories',
                      background => false);
+SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS label FROM stories',
+                     params => '{"lora_rank": 4}');
+SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS label FROM stories',
+                     params => '{"lora_targets": ["q", "attention"]}', base => 'stories');
+SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS label FROM stories',
+                     params => '{"lora_targets": []}', base => 'stories');
+SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS label FROM stories',
+                     params => '{"lora_rank": 300}', base => 'stories');
+SELECT distill.train('x', 'animal', 'distill', 'SELECT body AS input, animal AS label FROM stories',
+                     params => '{"lora_rank": 128}', base => 'stories', background => false);
 SELECT distill.schedule('nightly', '1 day', 'train',
                         '{"model": "x", "task": "animal", "base": 7}');
 SELECT count(*) AS no_model_x FROM distill.models WHERE name = 'x';
 
 DROP TABLE stories;
 SELECT distill.drop_model('storyteller');
+SELECT distill.drop_model('storylora');
 SELECT distill.drop_model('stories');
 SELECT distill.drop_task('animal');

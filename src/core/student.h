@@ -220,7 +220,9 @@ extern void student_loader_free(StudentLoader *loader);
  *     data = student_save_adapters(student, base_checksum, &header,
  *                                  &header_len, &len);
  *         (base_checksum: student_weights_checksum() of the base's weights
- *          header, which names that exact version of the base)
+ *          header, the checksum that ends it, which covers the checksum of
+ *          the data too: it names that exact version of the base; 0 for
+ *          bytes too short to be weights)
  *     to load: base = the base's student, student_load_finish_trainable();
  *     student = student_apply_adapters(base, header, header_len, data, len,
  *                                      base_checksum, err);
@@ -230,6 +232,7 @@ extern void student_loader_free(StudentLoader *loader);
  * it takes base over, also on failure.  student_weights_are_adapters()
  * tells such weights from others, which student_load_begin() refuses.
  */
+extern uint32_t student_weights_checksum(const void *weights, size_t len);
 extern bool student_has_adapters(const Student *student);
 extern bool student_weights_are_adapters(const void *weights, size_t len);
 extern void *student_save_adapters(const Student *student,

@@ -428,6 +428,13 @@ student_loader_free(StudentLoader *loader)
 /* ---------------------------------------------------------------- */
 /* LoRA adapters over a stored base */
 
+uint32_t
+student_weights_checksum(const void *weights, size_t len)
+{
+	return len >= STUDENT_HEADER_SIZE + 4
+		? le_get_u32((const uint8_t *) weights + len - 4) : 0;
+}
+
 bool
 student_has_adapters(const Student *student)
 {

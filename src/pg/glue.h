@@ -165,6 +165,15 @@ typedef struct NewVersion
 	Oid			owner;
 } NewVersion;
 
+/* The version of an imported model a student is fine-tuned from. */
+typedef struct BaseVersion
+{
+	const char *name;
+	int64		id;
+	int			version;
+	uint32		checksum;		/* student_weights_checksum() of its weights */
+} BaseVersion;
+
 /* The columns of distill.models besides the student's bytes. */
 typedef struct ModelRow
 {
@@ -173,6 +182,7 @@ typedef struct ModelRow
 	const char *params;			/* JSON */
 	Datum		labels;			/* text[], or 0 for NULL */
 	const char *metrics;		/* JSON */
+	const BaseVersion *base;	/* the base of a student with adapters */
 } ModelRow;
 
 extern bytea *blob_to_bytea(void *blob, size_t len);
@@ -183,14 +193,6 @@ extern int	store_model_version(const NewVersion *version, const char *name,
 								const uint8_t *dtypes);
 extern Student *load_model_student(int64 id, const char *name, int version,
 								   const bytea *tokenizer, const bytea *weights);
-
-/* The version of an imported model a student is fine-tuned from. */
-typedef struct BaseVersion
-{
-	const char *name;
-	int64		id;
-	int			version;
-} BaseVersion;
 
 /*
  * The deployed version of imported model name, with its plain weights for

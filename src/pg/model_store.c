@@ -74,6 +74,18 @@ new_model_version(const char *name)
 	return version;
 }
 
+static void
+insert_chunk(int64 id, int32 seq, bytea *chunk)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (run_sql_as_owner("INSERT INTO distill.model_chunks (model_id, seq, data)"
+						 " VALUES ($1, $2, $3)", 3,
+						 (Oid[]) {INT8OID, INT4OID, BYTEAOID},
+						 (Datum[]) {Int64GetDatum(id), Int32GetDatum(seq), PointerGetDatum(chunk)},
+						 NULL, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into distill.model_chunks");
+}
+
 /*
  * Write the weights' data as chunks of model id; returns their CRC-32C.
  * One chunk's buffer at a time.
@@ -90,19 +102,31 @@ store_chunks(int64 id, const Model *model, const uint8_t *dtypes)
 	{
 		size_t		len = Min(total - offset, MODEL_CHUNK_BYTES);
 
-		CHECK_FOR_INTERRUPTS();
 		model_data_read(model, dtypes, offset, VARDATA(chunk), len);
 		SET_VARSIZE(chunk, VARHDRSZ + len);
 		crc = crc32c(crc, VARDATA(chunk), len);
-		if (run_sql_as_owner("INSERT INTO distill.model_chunks (model_id, seq, data)"
-							 " VALUES ($1, $2, $3)", 3,
-							 (Oid[]) {INT8OID, INT4OID, BYTEAOID},
-							 (Datum[]) {Int64GetDatum(id), Int32GetDatum(seq), PointerGetDatum(chunk)},
-							 NULL, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not insert into distill.model_chunks");
+		insert_chunk(id, seq, chunk);
 	}
 	pfree(chunk);
 	return crc;
+}
+
+/* Write data[0, len) as chunks of model id. */
+static void
+store_blob_chunks(int64 id, const char *data, size_t len)
+{
+	bytea	   *chunk = palloc(VARHDRSZ + Min(len, MODEL_CHUNK_BYTES));
+	int32		seq = 0;
+
+	for (size_t offset = 0; offset < len; offset += MODEL_CHUNK_BYTES, seq++)
+	{
+		size_t		n = Min(len - offset, MODEL_CHUNK_BYTES);
+
+		memcpy(VARDATA(chunk), data + offset, n);
+		SET_VARSIZE(chunk, VARHDRSZ + n);
+		insert_chunk(id, seq, chunk);
+	}
+	pfree(chunk);
 }
 
 /*
@@ -110,6 +134,36 @@ store_chunks(int64 id, const Model *model, const uint8_t *dtypes)
  * serializes concurrent stores of one name, so versions stay unique and
  * gapless, and the first version's owner is the owner of all.
  */
+/*
+ * The weights of a student as chunks of model id, and their header
+ * (malloc'd): all of them, or its LoRA adapters alone (over base).
+ */
+static void *
+store_weights(int64 id, const Student *student, const uint8_t *dtypes,
+			  const BaseVersion *base, size_t *header_len)
+{
+	void	   *header = NULL;
+	void	   *adapters;
+	size_t		len;
+
+	if (!student_has_adapters(student))
+		return student_save_header(student, dtypes,
+								   store_chunks(id, student->model, dtypes), header_len);
+	adapters = student_save_adapters(student, base->checksum, &header, header_len, &len);
+	if (adapters == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	PG_TRY();
+	{
+		store_blob_chunks(id, adapters, len);
+	}
+	PG_FINALLY();
+	{
+		free(adapters);
+	}
+	PG_END_TRY();
+	return header;
+}
+
 int
 store_model_version(const NewVersion *version, const char *name,
 					const ModelRow *row, const Student *student,
@@ -119,20 +173,18 @@ store_model_version(const NewVersion *version, const char *name,
 				header_len;
 	void	   *tokenizer;
 	void	   *header;
-	uint32		crc;
-	Oid			argtypes[11] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTARRAYOID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, REGROLEOID};
-	Datum		values[11];
-	char		nulls[11] = "           ";
+	Oid			argtypes[12] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTARRAYOID, INT8OID, BYTEAOID, BYTEAOID, TEXTOID, REGROLEOID, INT8OID};
+	Datum		values[12];
+	char		nulls[12] = "            ";
 	bool		isnull;
 
 	if (run_sql("SELECT pg_advisory_xact_lock(hashtext('distill.models'), hashtext($1))",
 				1, &argtypes[1], (Datum[]) {CStringGetTextDatum(name)}, NULL, false, 0)
 		!= SPI_OK_SELECT)
 		elog(ERROR, "could not lock model name");
-	crc = store_chunks(version->id, student->model, dtypes);
+	header = store_weights(version->id, student, dtypes, row->base, &header_len);
 	tokenizer = student_save_tokenizer(student, &tokenizer_len);
-	header = student_save_header(student, dtypes, crc, &header_len);
 	values[0] = Int64GetDatum(version->id);
 	values[1] = CStringGetTextDatum(name);
 	values[2] = row->task ? CStringGetTextDatum(row->task) : (Datum) 0;
@@ -144,14 +196,17 @@ store_model_version(const NewVersion *version, const char *name,
 	values[8] = PointerGetDatum(blob_to_bytea(header, header_len));
 	values[9] = CStringGetTextDatum(row->metrics);
 	values[10] = ObjectIdGetDatum(checked_model_owner(name));
+	values[11] = Int64GetDatum(student_has_adapters(student) ? row->base->id : 0);
 	nulls[2] = row->task ? ' ' : 'n';
 	nulls[5] = row->labels ? ' ' : 'n';
+	nulls[11] = student_has_adapters(student) ? ' ' : 'n';
 	if (run_sql_as_owner("INSERT INTO distill.models (id, name, version, task, method,"
-						 " params, labels, n_params, tokenizer, weights, metrics, owner)"
+						 " params, labels, n_params, tokenizer, weights, metrics, owner,"
+						 " base_id)"
 						 " VALUES ($1, $2, (SELECT coalesce(max(version), 0) + 1"
 						 " FROM distill.models WHERE name = $2), $3, $4, $5::jsonb,"
-						 " $6, $7, $8, $9, $10::jsonb, $11) RETURNING version",
-						 11, argtypes, values, nulls, 0) != SPI_OK_INSERT_RETURNING)
+						 " $6, $7, $8, $9, $10::jsonb, $11, $12) RETURNING version",
+						 12, argtypes, values, nulls, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into distill.models");
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -237,6 +292,108 @@ report_load_failure(const char *name, int version, const CoreError *err)
 			 errhint("Its rows in distill.models and distill.model_chunks are damaged or were not written by distill; train or import the model again.") : 0));
 }
 
+/*
+ * The chunks of model id as one malloc'd block of *len bytes (adapters:
+ * megabytes, not a model).
+ */
+static char *
+read_blob_chunks(int64 id, size_t *len)
+{
+	bool		isnull;
+	Datum		total;
+	char	   *blob;
+	size_t		filled = 0;
+
+	if (run_sql("SELECT sum(length(data))::int8 FROM distill.model_chunks WHERE model_id = $1",
+				1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(id)}, NULL, true, 1)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.model_chunks");
+	total = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*len = isnull ? 0 : (size_t) DatumGetInt64(total);
+	if ((blob = malloc(*len > 0 ? *len : 1)) == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	for (int32 seq = 0; filled < *len; seq++)
+	{
+		bytea	   *chunk;
+
+		CHECK_FOR_INTERRUPTS();
+		if (run_sql("SELECT data FROM distill.model_chunks WHERE model_id = $1 AND seq = $2",
+					2, (Oid[]) {INT8OID, INT4OID},
+					(Datum[]) {Int64GetDatum(id), Int32GetDatum(seq)}, NULL, true, 1)
+			!= SPI_OK_SELECT || SPI_processed == 0 ||
+			(chunk = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1, &isnull)),
+			 VARSIZE_ANY_EXHDR(chunk) > *len - filled))
+			break;				/* a gap: what is read does not check out */
+		memcpy(blob + filled, VARDATA_ANY(chunk), VARSIZE_ANY_EXHDR(chunk));
+		filled += VARSIZE_ANY_EXHDR(chunk);
+	}
+	*len = filled;
+	return blob;
+}
+
+static void
+student_release(void *student)
+{
+	student_free(student);
+}
+
+/*
+ * A student stored as LoRA adapters: its base version loaded with its
+ * plain weights, the adapters applied and merged.  NULL with err.
+ */
+static Student *
+load_with_adapters(int64 id, const char *name, int version, const bytea *weights,
+				   CoreError *err)
+{
+	HeapTuple	row;
+	TupleDesc	tupdesc;
+	bool		isnull;
+	int64		base_id;
+	int			base_version;
+	char	   *base_name;
+	bytea	   *base_weights;
+	CoreGuard  *base;
+	char	   *adapters;
+	size_t		len;
+	Student    *student;
+
+	if (run_sql("SELECT b.id, b.version, b.name, b.tokenizer, b.weights"
+				" FROM distill.models m JOIN distill.models b ON b.id = m.base_id"
+				" WHERE m.id = $1", 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(id)},
+				NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.models");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" version %d cannot be loaded: its base is not there", name,
+						version),
+				 errdetail("Its weights are LoRA adapters over the version of an imported model that models.base_id names."),
+				 errhint("The base must be visible to the role that predicts: it belongs to the model's owner.")));
+	row = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	base_id = DatumGetInt64(SPI_getbinval(row, tupdesc, 1, &isnull));
+	base_version = DatumGetInt32(SPI_getbinval(row, tupdesc, 2, &isnull));
+	base_name = TextDatumGetCString(SPI_getbinval(row, tupdesc, 3, &isnull));
+	base_weights = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 5, &isnull));
+	base = core_guard_new(load_chunked(base_id, base_name, base_version,
+									   DatumGetByteaPP(SPI_getbinval(row, tupdesc, 4, &isnull)),
+									   base_weights, true, err),
+						  student_release);
+	if (base->object == NULL)
+		return NULL;
+	adapters = read_blob_chunks(id, &len);
+	student = base->object;
+	core_guard_detach(base);	/* student_apply_adapters() takes it over */
+	student = student_apply_adapters(student, VARDATA_ANY(weights),
+									 VARSIZE_ANY_EXHDR(weights), adapters, len,
+									 student_weights_checksum(VARDATA_ANY(base_weights),
+															  VARSIZE_ANY_EXHDR(base_weights)),
+									 err);
+	free(adapters);
+	return student;
+}
+
 Student *
 load_model_student(int64 id, const char *name, int version,
 				   const bytea *tokenizer, const bytea *weights)
@@ -244,7 +401,9 @@ load_model_student(int64 id, const char *name, int version,
 	CoreError	err;
 	Student    *student;
 
-	if (student_weights_chunked(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights)))
+	if (student_weights_are_adapters(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights)))
+		student = load_with_adapters(id, name, version, weights, &err);
+	else if (student_weights_chunked(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights)))
 		student = load_chunked(id, name, version, tokenizer, weights, false, &err);
 	else
 		student = student_load(VARDATA_ANY(tokenizer), VARSIZE_ANY_EXHDR(tokenizer),
@@ -284,6 +443,7 @@ load_base_student(const char *name, BaseVersion *base)
 	method = TextDatumGetCString(SPI_getbinval(row, tupdesc, 3, &isnull));
 	tokenizer = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 4, &isnull));
 	weights = DatumGetByteaPP(SPI_getbinval(row, tupdesc, 5, &isnull));
+	base->checksum = student_weights_checksum(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights));
 	if (strcmp(method, "imported") != 0 ||
 		!student_weights_chunked(VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights)))
 		ereport(ERROR,

@@ -15,6 +15,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
+#include "core/lora.h"
 #include "core/trainer.h"
 #include "teacher/parse.h"
 #include "pg/glue.h"
@@ -219,7 +220,8 @@ typedef enum ParamType
 	PARAM_FLOAT,
 	PARAM_BOOL,
 	PARAM_SEED,
-	PARAM_METRIC				/* an AnswerMetric, by name */
+	PARAM_METRIC,				/* an AnswerMetric, by name */
+	PARAM_TARGETS				/* LoRA targets: an array of their names */
 } ParamType;
 
 /* AnswerMetric names, as distill.evaluate spells them. */
@@ -233,11 +235,14 @@ typedef struct ParamSpec
 	const char *key;
 	ParamType	type;
 	size_t		offset;			/* in StudentParams */
-	bool		architecture;	/* of a model from scratch: a base has its own */
+	char		applies;		/* 'a' always, 's' from scratch only (a base
+								 * has its own architecture), 'b' on a base
+								 * only */
 } ParamSpec;
 
-#define PARAM(key, type, field) {key, type, offsetof(StudentParams, field), false}
-#define SHAPE(key, type, field) {key, type, offsetof(StudentParams, field), true}
+#define PARAM(key, type, field) {key, type, offsetof(StudentParams, field), 'a'}
+#define SHAPE(key, type, field) {key, type, offsetof(StudentParams, field), 's'}
+#define ON_BASE(key, type, field) {key, type, offsetof(StudentParams, field), 'b'}
 
 static const ParamSpec param_specs[] = {
 	SHAPE("d_model", PARAM_INT, d_model),
@@ -261,6 +266,9 @@ static const ParamSpec param_specs[] = {
 	PARAM("log_every", PARAM_INT, log_every),
 	PARAM("memory_mb", PARAM_INT, memory_mb),
 	PARAM("validation_metric", PARAM_METRIC, validation_metric),
+	ON_BASE("lora_rank", PARAM_INT, lora_rank),
+	ON_BASE("lora_alpha", PARAM_FLOAT, lora_alpha),
+	ON_BASE("lora_targets", PARAM_TARGETS, lora_targets),
 };
 
 static const ParamSpec *
@@ -269,11 +277,16 @@ find_param(const char *key, bool on_base)
 	for (int i = 0; i < lengthof(param_specs); i++)
 		if (strcmp(param_specs[i].key, key) == 0)
 		{
-			if (on_base && param_specs[i].architecture)
+			if (on_base && param_specs[i].applies == 's')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("training parameter \"%s\" does not apply to a student fine-tuned on a base", key),
 						 errhint("The student keeps the base's architecture and tokenizer; leave out d_model, layers, heads, d_ff, vocab_size and tied_embeddings.")));
+			if (!on_base && param_specs[i].applies == 'b')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("training parameter \"%s\" needs a base", key),
+						 errhint("LoRA adapters fine-tune an imported model: pass its name as base.")));
 			return &param_specs[i];
 		}
 	ereport(ERROR,
@@ -290,6 +303,33 @@ param_type_error(const ParamSpec *spec, const char *expected)
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("training parameter \"%s\" must be %s", spec->key, expected),
 			 errhint("docs/training.md lists every parameter with its type and range.")));
+}
+
+/* A JSON array of LoRA target names as their bits (lora.h). */
+static void
+set_targets_param(const ParamSpec *spec, unsigned *field, const JsonbValue *value)
+{
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken token;
+	unsigned	targets = 0;
+
+	if (value->type != jbvBinary || !JsonContainerIsArray(value->val.binary.data))
+		param_type_error(spec, "an array of \"q\", \"k\", \"v\", \"o\", \"gate\", \"up\", \"down\"");
+	it = JsonbIteratorInit(value->val.binary.data);
+	while ((token = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		unsigned	bit;
+
+		if (token != WJB_ELEM)
+			continue;
+		bit = elem.type == jbvString
+			? lora_target_from_name(pnstrdup(elem.val.string.val, elem.val.string.len)) : 0;
+		if (bit == 0)
+			param_type_error(spec, "an array of \"q\", \"k\", \"v\", \"o\", \"gate\", \"up\", \"down\"");
+		targets |= bit;
+	}
+	*field = targets;
 }
 
 static void
@@ -325,6 +365,11 @@ set_param(StudentParams *params, const ParamSpec *spec, const JsonbValue *value)
 		set_metric_param(spec, (AnswerMetric *) field, value);
 		return;
 	}
+	if (spec->type == PARAM_TARGETS)
+	{
+		set_targets_param(spec, (unsigned *) field, value);
+		return;
+	}
 	if (value->type != jbvNumeric)
 		param_type_error(spec, "a number");
 	number = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
@@ -347,6 +392,7 @@ parse_params(Jsonb *json, bool on_base)
 	JsonbIterator *it;
 	JsonbValue	value;
 	JsonbIteratorToken token;
+	bool		lr_given = false;
 
 	if (on_base)
 		student_params_default_for_base(&params);
@@ -369,8 +415,30 @@ parse_params(Jsonb *json, bool on_base)
 		spec = find_param(pnstrdup(value.val.string.val, value.val.string.len), on_base);
 		JsonbIteratorNext(&it, &value, true);
 		set_param(&params, spec, &value);
+		lr_given |= spec->offset == offsetof(StudentParams, lr);
 	}
+	/* adapters learn from scratch, at a rate of their own */
+	if (params.lora_rank > 0 && !lr_given)
+		params.lr = 1e-3;
+	if (params.lora_rank > 0 && params.lora_alpha == 0.0)
+		params.lora_alpha = 2.0 * params.lora_rank;
 	return params;
+}
+
+/* LoRA target bits as a JSON array of their names. */
+static void
+append_targets(StringInfo out, unsigned targets)
+{
+	const char *sep = "";
+
+	appendStringInfoChar(out, '[');
+	for (int t = 0; t < LORA_N_TARGETS; t++)
+		if (targets & (1u << t))
+		{
+			appendStringInfo(out, "%s\"%s\"", sep, lora_target_name(1u << t));
+			sep = ", ";
+		}
+	appendStringInfoChar(out, ']');
 }
 
 /*
@@ -393,7 +461,9 @@ params_json_text(const StudentParams *params, double rationale_weight,
 		const ParamSpec *spec = &param_specs[i];
 		const char *field = (const char *) params + spec->offset;
 
-		if (base != NULL && spec->architecture)
+		if (spec->applies == (base != NULL ? 's' : 'b') ||
+			(spec->applies == 'b' && params->lora_rank == 0 &&
+			 spec->offset != offsetof(StudentParams, lora_rank)))
 			continue;
 
 		appendStringInfo(&out, ", \"%s\": ", spec->key);
@@ -413,6 +483,9 @@ params_json_text(const StudentParams *params, double rationale_weight,
 				break;
 			case PARAM_METRIC:
 				appendStringInfo(&out, "\"%s\"", metric_names[*(const AnswerMetric *) field]);
+				break;
+			case PARAM_TARGETS:
+				append_targets(&out, *(const unsigned *) field);
 				break;
 		}
 	}
@@ -541,14 +614,17 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 	config = &trainer_model(trainer)->config;
 	*metrics = psprintf("{\"val_accuracy\": %s, \"best_epoch\": %d, \"steps\": %d,"
 						" \"train_examples\": %d, \"validation_examples\": %d,"
-						" \"rationale_examples\": %d, \"vocab_size\": %d, \"d_ff\": %d}",
+						" \"rationale_examples\": %d, \"vocab_size\": %d, \"d_ff\": %d%s}",
 						isnan(trainer_best_accuracy(trainer)) ? "null" :
 						psprintf("%.6f", trainer_best_accuracy(trainer)),
 						trainer_best_epoch(trainer), progress.step,
 						trainer_train_examples(trainer),
 						trainer_validation_examples(trainer),
 						trainer_rationale_examples(trainer),
-						config->vocab_size, config->d_ff);
+						config->vocab_size, config->d_ff,
+						trainer_model(trainer)->lora == NULL ? "" :
+						psprintf(", \"lora_params\": %zu",
+								 trainer_model(trainer)->lora->n_params));
 	/* NULL only when the Student struct cannot be allocated */
 	student = trainer_take_best(trainer);
 	if (student == NULL)
@@ -641,6 +717,7 @@ run_training(JobRun *run, const TrainRequest *request)
 		base_guard = core_guard_new(load_base_student(request->base, &base), base_release);
 	row.params = params_json_text(&params, params.rationale_weight,
 								  request->base ? &base : NULL);
+	row.base = request->base ? &base : NULL;
 	student_guard = train_student(run, &version, &params, base_guard, &set, task,
 								  &row.metrics);
 	number = store_model_version(&version, request->model, &row, student_guard->object,
