@@ -207,6 +207,21 @@ extern Student *student_load_finish_trainable(StudentLoader *loader,
 											  CoreError *err);
 extern void student_loader_free(StudentLoader *loader);
 
+/*
+ * A student of a stored tokenizer and weights whose model was made
+ * elsewhere, from the same weights (a prediction image, model_image.h):
+ * the weights' header gives the limits, and the model must agree with the
+ * tokenizer.  Takes model over, also on failure.  A checksum of the stored
+ * model, which tells one version's weights from another's:
+ * student_weights_checksum() (0 for bytes too short to be weights).
+ */
+extern Student *student_load_with_model(const void *tokenizer,
+										size_t tokenizer_len,
+										const void *weights,
+										size_t weights_len, Model *model,
+										CoreError *err);
+extern uint32_t student_weights_checksum(const void *weights, size_t len);
+
 extern void *student_save_weights(const Student *student, size_t *len);
 extern Student *student_load(const void *tokenizer, size_t tokenizer_len,
 							 const void *weights, size_t weights_len,

@@ -220,7 +220,10 @@ check_consistent(const Student *s, CoreError *err)
 	return true;
 }
 
-/* A student with tokenizer loaded and header read; NULL with err. */
+/*
+ * A student with tokenizer loaded and header read, of expected_version (0:
+ * either); NULL with err.
+ */
 static Student *
 student_begin(const void *tokenizer, size_t tokenizer_len, const void *weights,
 			  size_t weights_len, uint32_t expected_version, CoreError *err)
@@ -250,7 +253,7 @@ student_begin(const void *tokenizer, size_t tokenizer_len, const void *weights,
 		goto fail;
 	if (version == STUDENT_FORMAT_FLAGGED)
 		version = STUDENT_FORMAT_CHUNKED;	/* the same, with flags */
-	if (version != expected_version)
+	if (expected_version != 0 && version != expected_version)
 	{
 		core_error(err, CORE_ERR_CORRUPT,
 				   "student weights of format version %u where %u was expected",
@@ -405,4 +408,34 @@ student_loader_free(StudentLoader *loader)
 	model_loader_free(loader->model);
 	student_free(loader->student);
 	free(loader);
+}
+
+Student *
+student_load_with_model(const void *tokenizer, size_t tokenizer_len,
+						const void *weights, size_t weights_len, Model *model,
+						CoreError *err)
+{
+	Student    *s = student_begin(tokenizer, tokenizer_len, weights, weights_len, 0, err);
+
+	if (s == NULL)
+	{
+		model_free(model);
+		return NULL;
+	}
+	s->model = model;
+	if (check_consistent(s, err))
+		return s;
+	student_free(s);
+	return NULL;
+}
+
+/*
+ * Every format ends in a CRC-32C: of the whole model blob (version 1), of
+ * the model header, which holds the data's (versions 2 and 3).
+ */
+uint32_t
+student_weights_checksum(const void *weights, size_t len)
+{
+	return len >= STUDENT_HEADER_SIZE + 4
+		? le_get_u32((const uint8_t *) weights + len - 4) : 0;
 }
