@@ -106,6 +106,8 @@ extern int	run_sql_latest(const char *sql, int nargs, const Oid *argtypes,
 						   const Datum *values, long count);
 extern int	run_sql_as_owner(const char *sql, int nargs, const Oid *argtypes,
 							 const Datum *values, const char *nulls, long count);
+extern int	run_sql_as_owner_latest(const char *sql, int nargs, const Oid *argtypes,
+									const Datum *values, long count);
 
 /* jobs.c: one job as it runs, here or in a background worker */
 typedef struct JobRun
@@ -198,6 +200,15 @@ typedef struct BaseVersion
  * the caller can see.
  */
 extern Student *load_base_student(const char *name, BaseVersion *base);
+
+/*
+ * shared_models.c: a model version's student whose weights are a
+ * prediction image mapped from a file every backend shares
+ * (distill.shared_models); as load_model_student() otherwise.
+ */
+extern bool distill_shared_models;
+extern Student *load_shared_student(int64 id, const char *name, int version,
+									const bytea *tokenizer, const bytea *weights);
 
 /* predict.c: the backend's model cache and the student's answers */
 typedef struct CachedModel CachedModel;
