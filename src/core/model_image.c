@@ -533,10 +533,9 @@ model_image_map(int fd, const ModelImageIdentity *expected, CoreError *err)
 				   strerror(errno));
 		return NULL;
 	}
-	if ((uint64_t) st.st_size < PRELUDE_BYTES + 4)
+	if (st.st_size == 0)		/* which cannot be mapped */
 	{
-		core_error(err, CORE_ERR_CORRUPT, "truncated prediction image: %lld bytes",
-				   (long long) st.st_size);
+		core_error(err, CORE_ERR_CORRUPT, "truncated prediction image: 0 bytes");
 		return NULL;
 	}
 	map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);

@@ -279,11 +279,11 @@ sweep(bool wrote)
 
 /*
  * The model of the image at path when there is one of these weights;
- * else NULL, logging why a file there is not used.
+ * else NULL, logging why a file there is not used when asked to.
  */
 static Model *
 map_image(const char *path, const ModelImageIdentity *identity,
-		  const char *name, int version)
+		  const char *name, int version, bool log_why)
 {
 	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	CoreError	err;
@@ -291,7 +291,7 @@ map_image(const char *path, const ModelImageIdentity *identity,
 
 	if (fd < 0)
 	{
-		if (errno != ENOENT)
+		if (errno != ENOENT && log_why)
 			ereport(LOG,
 					(errcode_for_file_access(),
 					 errmsg("could not open file \"%s\": %m", path)));
@@ -299,7 +299,7 @@ map_image(const char *path, const ModelImageIdentity *identity,
 	}
 	model = model_image_map(fd, identity, &err);
 	CloseTransientFile(fd);
-	if (model == NULL)
+	if (model == NULL && log_why)
 		ereport(LOG,
 				(errmsg("the prediction image \"%s\" of model \"%s\" version %d is written again: %s",
 						path, name, version, err.message)));
@@ -420,7 +420,8 @@ write_and_map_image(int64 id, const char *name, int version, const bytea *tokeni
 
 	image_lock_tag(&tag, id);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	model = map_image(path, identity, name, version);
+	/* written meanwhile?  If not, this says why a file there is not used */
+	model = map_image(path, identity, name, version, true);
 	if (model == NULL)
 	{
 		Student    *student = load_model_student(id, name, version, tokenizer, weights);
@@ -431,7 +432,7 @@ write_and_map_image(int64 id, const char *name, int version, const bytea *tokeni
 		{
 			core_guard_release(guard);
 			guard = NULL;
-			model = map_image(path, identity, name, version);
+			model = map_image(path, identity, name, version, true);
 			if (model == NULL)
 				elog(ERROR, "the prediction image \"%s\" just written cannot be used", path);
 		}
@@ -463,7 +464,7 @@ load_shared_student(int64 id, const char *name, int version, const bytea *tokeni
 	if (!make_directories())
 		return load_model_student(id, name, version, tokenizer, weights);
 	sweep(false);
-	model = map_image(path, &identity, name, version);
+	model = map_image(path, &identity, name, version, false);
 	if (model == NULL)
 	{
 		model = write_and_map_image(id, name, version, tokenizer, weights, &identity, path,
