@@ -541,7 +541,8 @@ model_image_map(int fd, const ModelImageIdentity *expected, CoreError *err)
 	map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 	{
-		core_error(err, CORE_ERR_NO_MEMORY, "cannot map a prediction image of %lld bytes: %s",
+		core_error(err, errno == ENOMEM ? CORE_ERR_NO_MEMORY : CORE_ERR_INVALID_INPUT,
+				   "cannot map a prediction image of %lld bytes: %s",
 				   (long long) st.st_size, strerror(errno));
 		return NULL;
 	}

@@ -105,7 +105,10 @@ extern Model *model_from_image(const void *image, size_t len,
 
 /*
  * model_from_image() of the whole file open as fd, mapped read-only and
- * shared: model_free() unmaps it.  The caller may close fd at once.
+ * shared: model_free() unmaps it.  The caller may close fd at once.  A
+ * file that cannot be mapped is CORE_ERR_NO_MEMORY (no room for the
+ * mapping) or CORE_ERR_INVALID_INPUT (not a regular file), not
+ * CORE_ERR_CORRUPT.
  */
 extern Model *model_image_map(int fd, const ModelImageIdentity *expected,
 							  CoreError *err);

@@ -279,7 +279,9 @@ sweep(bool wrote)
 
 /*
  * The model of the image at path when there is one of these weights;
- * else NULL, logging why a file there is not used when asked to.
+ * else NULL, logging why a file there is not used when asked to.  A file
+ * that cannot be mapped (out of memory) is an error: writing it again
+ * would not help.
  */
 static Model *
 map_image(const char *path, const ModelImageIdentity *identity,
@@ -299,6 +301,12 @@ map_image(const char *path, const ModelImageIdentity *identity,
 	}
 	model = model_image_map(fd, identity, &err);
 	CloseTransientFile(fd);
+	if (model == NULL && err.kind != CORE_ERR_CORRUPT)
+		ereport(ERROR,
+				(errcode(err.kind == CORE_ERR_NO_MEMORY ? ERRCODE_OUT_OF_MEMORY : ERRCODE_IO_ERROR),
+				 errmsg("model \"%s\" version %d cannot be mapped from \"%s\": %s",
+						name, version, path, err.message),
+				 errhint("Remove what is there, or set distill.shared_models to off.")));
 	if (model == NULL && log_why)
 		ereport(LOG,
 				(errmsg("the prediction image \"%s\" of model \"%s\" version %d is written again: %s",

@@ -3,7 +3,7 @@
 # foreign is written again with the same answers; a writer at work keeps
 # its temporary file, which goes once the writer is killed; a data
 # directory that refuses the file leaves the model in the backend, with a
-# warning.
+# warning; what cannot be mapped in place of an image is an error.
 use strict;
 use warnings;
 use File::Copy;
@@ -170,6 +170,16 @@ like(
 	qr/WARNING:  could not write file ".*\/$id\.image\.\d+\.tmp": Permission denied\nDETAIL:  The model is loaded into this backend alone\./,
 	'with a warning that says so');
 ok(!-e image('umpire'), 'and no image');
+
+# What cannot be mapped where an image should be (here a directory) is an
+# error that names it, not an image to write again.
+mkdir(image('umpire')) or die $!;
+($ret, $stdout, $stderr) = $node->psql('postgres', answers_sql('umpire'));
+like(
+	$stderr,
+	qr/ERROR:  model "umpire" version 1 cannot be mapped from ".*\/$id\.image": cannot map a prediction image of \d+ bytes: .*\nHINT:  Remove what is there, or set distill.shared_models to off\./,
+	'what cannot be mapped in place of an image is an error that names it');
+rmdir(image('umpire')) or die $!;
 
 $node->stop;
 done_testing();

@@ -6,6 +6,7 @@
  * flipped header byte, another identity, bytes appended and foreign bytes
  * are refused with a message.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -203,6 +204,12 @@ test_mapped(void)
 		  strstr(err.message, "truncated") != NULL);
 	close(fd);
 	unlink(path);
+
+	/* what is no regular file cannot be mapped, which is no damage */
+	fd = open("/tmp", O_RDONLY);
+	CHECK(model_image_map(fd, &identity, &err) == NULL &&
+		  err.kind == CORE_ERR_INVALID_INPUT && strstr(err.message, "cannot map") != NULL);
+	close(fd);
 	model_free(loaded);
 	free(image.data);
 }
