@@ -103,8 +103,8 @@ make_directories(void)
 			ereport(WARNING,
 					(errcode_for_file_access(),
 					 errmsg("could not create directory \"%s\": %m", dirs[i]),
-					 errdetail("Models are loaded into each backend alone until it can be created."),
-					 errhint("Or set distill.shared_models to off.")));
+					 errdetail("The model is loaded into this backend alone."),
+					 errhint("Let the server create it (permissions, free space), or set distill.shared_models to off.")));
 			return false;
 		}
 	return true;

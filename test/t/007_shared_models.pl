@@ -162,14 +162,28 @@ unlink(image('umpire'));
 chmod(0500, $dir) or die $!;
 my ($ret, $stdout, $stderr) = $node->psql('postgres', answers_sql('umpire'));
 chmod(0700, $dir) or die $!;
-is( $stdout,
-	$node->safe_psql('postgres', 'SET distill.shared_models = off; ' . answers_sql('umpire')),
-	'a model whose image cannot be written still answers');
+my $unshared =
+  $node->safe_psql('postgres', 'SET distill.shared_models = off; ' . answers_sql('umpire'));
+is($stdout, $unshared, 'a model whose image cannot be written still answers');
 like(
 	$stderr,
 	qr/WARNING:  could not write file ".*\/$id\.image\.\d+\.tmp": Permission denied\nDETAIL:  The model is loaded into this backend alone\./,
 	'with a warning that says so');
 ok(!-e image('umpire'), 'and no image');
+
+# So does a data directory where the database's directory of images cannot
+# be made.
+my $images = $node->data_dir . '/pg_dynshmem/distill';
+rename($dir, "$dir.away") or die $!;
+chmod(0500, $images) or die $!;
+($ret, $stdout, $stderr) = $node->psql('postgres', answers_sql('umpire'));
+chmod(0700, $images) or die $!;
+rename("$dir.away", $dir) or die $!;
+is($stdout, $unshared, 'a model whose directory cannot be made still answers');
+like(
+	$stderr,
+	qr/WARNING:  could not create directory ".*": Permission denied\nDETAIL:  The model is loaded into this backend alone\./,
+	'with a warning that says so');
 
 # What cannot be mapped where an image should be (here a directory) is an
 # error that names it, not an image to write again.
