@@ -185,6 +185,8 @@ extern int	store_model_version(const NewVersion *version, const char *name,
 								const uint8_t *dtypes);
 extern Student *load_model_student(int64 id, const char *name, int version,
 								   const bytea *tokenizer, const bytea *weights);
+extern void report_load_failure(const char *name, int version, const CoreError *err)
+			pg_attribute_noreturn();
 
 /* The version of an imported model a student is fine-tuned from. */
 typedef struct BaseVersion

@@ -484,11 +484,6 @@ load_shared_student(int64 id, const char *name, int version, const bytea *tokeni
 									  VARDATA_ANY(weights), VARSIZE_ANY_EXHDR(weights),
 									  model, &err);
 	if (student == NULL)
-		ereport(ERROR,
-				(errcode(core_error_code(&err)),
-				 errmsg("model \"%s\" version %d cannot be loaded: %s", name, version,
-						err.message),
-				 err.kind == CORE_ERR_CORRUPT ?
-				 errhint("Its rows in distill.models and distill.model_chunks are damaged or were not written by distill; train or import the model again.") : 0));
+		report_load_failure(name, version, &err);
 	return student;
 }
