@@ -161,9 +161,15 @@ RESET statement_timeout;
 SELECT count(*) AS no_model_m FROM distill.models WHERE name = 'm';
 
 -- The model cache holds at most distill.model_cache_mb between
--- transactions; a transaction keeps what it uses until it ends.
+-- transactions; a transaction keeps what it uses until it ends.  (It
+-- counts a backend's own memory: models loaded into it, here, rather than
+-- shared, whose weights are not the backend's.)
+SET distill.shared_models = off;
 SELECT count(pg_temp.copy_model('limiter', 'copy_' || i)) FROM generate_series(1, 12) i;
-SELECT bytes AS model_bytes FROM distill.model_cache() WHERE model = 'limiter' \gset
+SELECT distill_predict('copy_1', 'The film was wonderful.') IS NOT NULL AS loaded;
+SELECT bytes AS model_bytes FROM distill.model_cache() WHERE model = 'copy_1' \gset
+SELECT :model_bytes > 2 * bytes AS shared_weights_not_counted
+FROM distill.model_cache() WHERE model = 'limiter';
 SELECT set_config('distill.model_cache_mb', '1', false) AS model_cache_mb;
 SELECT 12 * :model_bytes > 1024 * 1024 AS twelve_do_not_fit;
 BEGIN;
@@ -180,6 +186,7 @@ SET distill.model_cache_mb = 0;
 SELECT distill_predict('limiter', 'The film was wonderful.');
 SELECT count(*) AS cached FROM distill.model_cache();
 RESET distill.model_cache_mb;
+RESET distill.shared_models;
 
 -- distill.threads: at most the machine's cores
 \set VERBOSITY terse

@@ -426,7 +426,10 @@ model_free(Model *model)
 	free(model->params);
 	free(model->w.layers);
 	free(model->g.layers);
-	free(model->rope_cos);
+	if (model->image == NULL)	/* else a view into the image */
+		free(model->rope_cos);
+	if (model->free_image != NULL)
+		model->free_image(model);
 	free(model);
 }
 

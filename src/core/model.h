@@ -194,13 +194,23 @@ typedef struct Model
 								 * grads, no weight gradients in backward */
 
 	/*
-	 * How model_free() releases acts, packed and lora: set by the files
-	 * that allocate them (model_train.c, model_infer.c, lora.c), which
-	 * alone know their layout.  NULL while there is nothing to release.
+	 * A model made of a prediction image (model_image.h): its weights,
+	 * rope tables and packed matrices are views into the image_bytes bytes
+	 * at image, params is NULL and plain_released true.  NULL otherwise.
+	 */
+	const void *image;
+	size_t		image_bytes;
+
+	/*
+	 * How model_free() releases acts, packed, lora and image: set by the
+	 * files that allocate them (model_train.c, model_infer.c, lora.c,
+	 * model_image.c), which alone know their layout.  NULL while there is
+	 * nothing to release.
 	 */
 	void		(*free_training) (struct Model *model);
 	void		(*free_packed) (struct Model *model);
 	void		(*free_lora) (struct Model *model);
+	void		(*free_image) (struct Model *model);	/* after the rest */
 } Model;
 
 /*
@@ -377,7 +387,10 @@ extern void model_free_packed(Model *model);
  */
 extern bool model_pack_for_prediction_only(Model *model, CoreError *err);
 
-/* Bytes of memory model holds for prediction: weights, tables, packing. */
+/*
+ * Bytes of memory model holds for prediction: weights, tables, packing;
+ * of a model made of a prediction image, only its own, not the image's.
+ */
 extern size_t model_memory_bytes(const Model *model);
 
 /*

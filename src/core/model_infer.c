@@ -33,7 +33,7 @@
 
 #include "core/lora.h"
 #include "core/model_ops.h"
-#include "core/packed.h"
+#include "core/model_packed.h"
 #include "core/util.h"
 
 /*
@@ -43,22 +43,8 @@
  */
 #define SCORE_GROUP_TOKENS 128
 
-typedef struct LayerMatrices
-{
-	PackedMatrix qkv;
-	PackedMatrix o_proj;
-	PackedMatrix gate_up;
-	PackedMatrix down_proj;
-} LayerMatrices;
-
-struct PackedWeights
-{
-	LayerMatrices *layers;		/* [n_layers] */
-	PackedMatrix head;
-};
-
 /* Views of layer l's plain weights, in packed.h's terms. */
-static void
+void
 plain_layer_matrices(const Model *model, int l, LayerMatrices *plain)
 {
 	const ModelConfig *c = &model->config;
@@ -258,11 +244,15 @@ released_floats(const Model *model)
 size_t
 model_memory_bytes(const Model *model)
 {
+	int			n_layers = model->config.n_layers;
 	size_t		rope_size = (size_t) model->config.max_seq_len * (model->head_dim / 2);
+	size_t		tables = sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
+		2 * n_layers * sizeof(LayerWeights);
 
-	return sizeof(Model) + model->n_tensors * sizeof(ModelTensor) +
-		(model->n_params - released_floats(model)) * sizeof(float) +
-		2 * model->config.n_layers * sizeof(LayerWeights) +
+	/* the weights, rope tables and panels of an image are the image's */
+	if (model->image != NULL)
+		return tables + sizeof(PackedWeights) + n_layers * sizeof(LayerMatrices);
+	return tables + (model->n_params - released_floats(model)) * sizeof(float) +
 		2 * rope_size * sizeof(float) + packed_bytes(model);
 }
 

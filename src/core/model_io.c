@@ -735,19 +735,25 @@ read_header_v2(Reader *r, ModelConfig *config, uint8_t **dtypes,
 	return true;
 }
 
-ModelLoader *
-model_loader_begin(const void *header, size_t len, CoreError *err)
+/*
+ * A version 2 header, checked completely: magic, version, checksum first
+ * (so that a flipped bit is always caught), then what read_header_v2()
+ * checks.  *dtypes is malloc'd on success.
+ */
+static bool
+parse_header_v2(const void *header, size_t len, ModelConfig *config,
+				uint8_t **dtypes, uint64_t *data_bytes, uint32_t *data_crc,
+				CoreError *err)
 {
 	Reader		r = {header, len, 0, false};
-	ModelConfig config;
-	ModelLoader *loader;
 	uint32_t	version;
 
+	*dtypes = NULL;
 	if (len < 12 || memcmp(header, MODEL_IO_MAGIC, 4) != 0)
 	{
 		core_error(err, CORE_ERR_CORRUPT, "not a distill model header (no \"%s\")",
 				   MODEL_IO_MAGIC);
-		return NULL;
+		return false;
 	}
 	r.pos = 4;
 	version = (uint32_t) get_le(&r, 4);
@@ -756,21 +762,47 @@ model_loader_begin(const void *header, size_t len, CoreError *err)
 		core_error(err, CORE_ERR_CORRUPT,
 				   "unsupported model header version %u (this build reads %d)",
 				   version, MODEL_IO_VERSION_CHUNKED);
-		return NULL;
+		return false;
 	}
 	if (le_get_u32((const uint8_t *) header + len - 4) != crc32c(0, header, len - 4))
 	{
 		core_error(err, CORE_ERR_CORRUPT, "corrupt model header: checksum mismatch");
-		return NULL;
+		return false;
 	}
-	loader = calloc(1, sizeof(ModelLoader));
+	if (read_header_v2(&r, config, dtypes, data_bytes, data_crc, err))
+		return true;
+	free(*dtypes);
+	*dtypes = NULL;
+	return false;
+}
+
+bool
+model_header_config(const void *header, size_t len, ModelConfig *config,
+					CoreError *err)
+{
+	uint8_t    *dtypes;
+	uint64_t	data_bytes;
+	uint32_t	data_crc;
+
+	if (!parse_header_v2(header, len, config, &dtypes, &data_bytes, &data_crc, err))
+		return false;
+	free(dtypes);
+	return true;
+}
+
+ModelLoader *
+model_loader_begin(const void *header, size_t len, CoreError *err)
+{
+	ModelConfig config;
+	ModelLoader *loader = calloc(1, sizeof(ModelLoader));
+
 	if (loader == NULL)
 	{
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory for a model loader");
 		return NULL;
 	}
-	if (!read_header_v2(&r, &config, &loader->dtypes, &loader->data_bytes,
-						&loader->data_crc, err) ||
+	if (!parse_header_v2(header, len, &config, &loader->dtypes, &loader->data_bytes,
+						 &loader->data_crc, err) ||
 		(loader->model = model_create(&config, err)) == NULL)
 	{
 		model_loader_free(loader);

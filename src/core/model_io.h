@@ -123,6 +123,14 @@ extern void model_data_read(const Model *model, const uint8_t *dtypes,
 extern void *model_save_header(const Model *model, const uint8_t *dtypes,
 							   uint32_t data_crc, size_t *len);
 
+/*
+ * The config of a version 2 header, checked as model_loader_begin() checks
+ * the whole header, without allocating a model.  False with err when it
+ * does not pass.
+ */
+extern bool model_header_config(const void *header, size_t len,
+								ModelConfig *config, CoreError *err);
+
 typedef struct ModelLoader ModelLoader;
 
 /*

@@ -214,15 +214,28 @@ extern Student *student_load_finish_trainable(StudentLoader *loader,
 extern void student_loader_free(StudentLoader *loader);
 
 /*
+ * A student of a stored tokenizer and weights whose model was made
+ * elsewhere, from the same weights (a prediction image, model_image.h):
+ * the weights' header gives the limits, and the model must agree with the
+ * tokenizer.  Takes model over, also on failure.  A checksum of the stored
+ * model, which tells one version's weights from another's:
+ * student_weights_checksum() (0 for bytes too short to be weights).
+ */
+extern Student *student_load_with_model(const void *tokenizer,
+										size_t tokenizer_len,
+										const void *weights,
+										size_t weights_len, Model *model,
+										CoreError *err);
+extern uint32_t student_weights_checksum(const void *weights, size_t len);
+
+/*
  * A student fine-tuned with LoRA adapters (StudentParams.lora_rank) is
  * stored as the adapters alone, over its base's stored weights:
  *
  *     data = student_save_adapters(student, base_checksum, &header,
  *                                  &header_len, &len);
- *         (base_checksum: student_weights_checksum() of the base's weights
- *          header, the checksum that ends it, which covers the checksum of
- *          the data too: it names that exact version of the base; 0 for
- *          bytes too short to be weights)
+ *         (base_checksum: student_weights_checksum() of the base's weights,
+ *          below: it names that exact version of the base)
  *     to load: base = the base's student, student_load_finish_trainable();
  *     student = student_apply_adapters(base, header, header_len, data, len,
  *                                      base_checksum, err);
@@ -232,7 +245,6 @@ extern void student_loader_free(StudentLoader *loader);
  * it takes base over, also on failure.  student_weights_are_adapters()
  * tells such weights from others, which student_load_begin() refuses.
  */
-extern uint32_t student_weights_checksum(const void *weights, size_t len);
 extern bool student_has_adapters(const Student *student);
 extern bool student_weights_are_adapters(const void *weights, size_t len);
 extern void *student_save_adapters(const Student *student,

@@ -232,7 +232,10 @@ check_consistent(const Student *s, CoreError *err)
 	return true;
 }
 
-/* A student with tokenizer loaded and header read; NULL with err. */
+/*
+ * A student with tokenizer loaded and header read, of expected_version (0:
+ * either); NULL with err.
+ */
 static Student *
 student_begin(const void *tokenizer, size_t tokenizer_len, const void *weights,
 			  size_t weights_len, uint32_t expected_version, CoreError *err)
@@ -260,7 +263,7 @@ student_begin(const void *tokenizer, size_t tokenizer_len, const void *weights,
 	version = read_header(s, weights, weights_len, err);
 	if (version == 0)
 		goto fail;
-	if (header_flags(weights) & STUDENT_FLAG_ADAPTERS)
+	if (expected_version != 0 && (header_flags(weights) & STUDENT_FLAG_ADAPTERS))
 	{
 		core_error(err, CORE_ERR_INVALID_INPUT,
 				   "these weights are adapters: load their base and apply them (student_apply_adapters())");
@@ -268,7 +271,7 @@ student_begin(const void *tokenizer, size_t tokenizer_len, const void *weights,
 	}
 	if (version == STUDENT_FORMAT_FLAGGED)
 		version = STUDENT_FORMAT_CHUNKED;	/* the same, with flags */
-	if (version != expected_version)
+	if (expected_version != 0 && version != expected_version)
 	{
 		core_error(err, CORE_ERR_CORRUPT,
 				   "student weights of format version %u where %u was expected",
@@ -425,15 +428,38 @@ student_loader_free(StudentLoader *loader)
 	free(loader);
 }
 
-/* ---------------------------------------------------------------- */
-/* LoRA adapters over a stored base */
+Student *
+student_load_with_model(const void *tokenizer, size_t tokenizer_len,
+						const void *weights, size_t weights_len, Model *model,
+						CoreError *err)
+{
+	Student    *s = student_begin(tokenizer, tokenizer_len, weights, weights_len, 0, err);
 
+	if (s == NULL)
+	{
+		model_free(model);
+		return NULL;
+	}
+	s->model = model;
+	if (check_consistent(s, err))
+		return s;
+	student_free(s);
+	return NULL;
+}
+
+/*
+ * Every format ends in a CRC-32C: of the whole model blob (version 1), of
+ * the model header, which holds the data's (versions 2 and 3).
+ */
 uint32_t
 student_weights_checksum(const void *weights, size_t len)
 {
 	return len >= STUDENT_HEADER_SIZE + 4
 		? le_get_u32((const uint8_t *) weights + len - 4) : 0;
 }
+
+/* ---------------------------------------------------------------- */
+/* LoRA adapters over a stored base */
 
 bool
 student_has_adapters(const Student *student)

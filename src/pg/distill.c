@@ -73,6 +73,15 @@ _PG_init(void)
 							256, 0, 1024 * 1024,
 							PGC_USERSET, GUC_UNIT_MB,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("distill.shared_models",
+							 "Shares a model's weights among the backends that predict with it.",
+							 "The first backend to need a model version writes them to a file under "
+							 "the data directory, which every backend maps; off loads them into each "
+							 "backend.",
+							 &distill_shared_models,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomStringVariable("distill.database",
 								   "Database whose background jobs distill runs.",

@@ -106,6 +106,8 @@ extern int	run_sql_latest(const char *sql, int nargs, const Oid *argtypes,
 						   const Datum *values, long count);
 extern int	run_sql_as_owner(const char *sql, int nargs, const Oid *argtypes,
 							 const Datum *values, const char *nulls, long count);
+extern int	run_sql_as_owner_latest(const char *sql, int nargs, const Oid *argtypes,
+									const Datum *values, long count);
 
 /* jobs.c: one job as it runs, here or in a background worker */
 typedef struct JobRun
@@ -193,6 +195,8 @@ extern int	store_model_version(const NewVersion *version, const char *name,
 								const uint8_t *dtypes);
 extern Student *load_model_student(int64 id, const char *name, int version,
 								   const bytea *tokenizer, const bytea *weights);
+extern void report_load_failure(const char *name, int version, const CoreError *err)
+			pg_attribute_noreturn();
 
 /*
  * The deployed version of imported model name, with its plain weights for
@@ -200,6 +204,15 @@ extern Student *load_model_student(int64 id, const char *name, int version,
  * the caller can see.
  */
 extern Student *load_base_student(const char *name, BaseVersion *base);
+
+/*
+ * shared_models.c: a model version's student whose weights are a
+ * prediction image mapped from a file every backend shares
+ * (distill.shared_models); as load_model_student() otherwise.
+ */
+extern bool distill_shared_models;
+extern Student *load_shared_student(int64 id, const char *name, int version,
+									const bytea *tokenizer, const bytea *weights);
 
 /* predict.c: the backend's model cache and the student's answers */
 typedef struct CachedModel CachedModel;

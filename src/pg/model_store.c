@@ -281,7 +281,7 @@ load_chunked(int64 id, const char *name, int version, const bytea *tokenizer,
 }
 
 /* Raise the error of a version that cannot be loaded. */
-static void
+void
 report_load_failure(const char *name, int version, const CoreError *err)
 {
 	ereport(ERROR,

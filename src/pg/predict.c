@@ -10,7 +10,9 @@
  * distill.model_cache_mb of models: loading one evicts the least recently
  * used others while it is over, and the end of each transaction trims it
  * down to the bound, so a query that used many models holds them only
- * until it ends.
+ * until it ends.  With distill.shared_models, a model's weights are a
+ * file mapping that every backend shares (shared_models.c), and the cache
+ * counts only what is the backend's own: its tokenizer and small tables.
  */
 #include "postgres.h"
 
@@ -39,7 +41,8 @@ struct CachedModel
 	int			version;
 	char	  **labels;			/* NULL without a label set */
 	int			n_labels;
-	size_t		bytes;			/* the student's, and memory's */
+	size_t		bytes;			/* the student's (not a shared image's), and
+								 * memory's */
 	uint64		last_used;		/* cache_clock when last looked up */
 	LocalTransactionId used_in; /* the last transaction that used it */
 	bool		held;			/* by a job, across its commits */
@@ -214,7 +217,9 @@ load_model(const char *name, int64 id)
 	loaded.version = DatumGetInt32(SPI_getbinval(row, tupdesc, 4, &isnull));
 	template = SPI_getbinval(row, tupdesc, 5, &template_null);
 
-	loaded.student = load_model_student(id, name, loaded.version, tokenizer, weights);
+	loaded.student = distill_shared_models
+		? load_shared_student(id, name, loaded.version, tokenizer, weights)
+		: load_model_student(id, name, loaded.version, tokenizer, weights);
 	guard = core_guard_new(loaded.student, student_release);
 	loaded.student->stop.should_stop = interrupt_pending;
 	if (!template_null &&

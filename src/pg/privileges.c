@@ -198,6 +198,19 @@ run_sql_latest(const char *sql, int nargs, const Oid *argtypes, const Datum *val
 	return execute_pinned(InvalidOid, &s);
 }
 
+/*
+ * A read as the extension's owner, who sees every role's rows, of what has
+ * committed by now (as run_sql_latest()).
+ */
+int
+run_sql_as_owner_latest(const char *sql, int nargs, const Oid *argtypes,
+						const Datum *values, long count)
+{
+	Statement	s = {sql, nargs, argtypes, values, NULL, true, true, count};
+
+	return execute_pinned(extension_owner(), &s);
+}
+
 /* One of distill's own statements, as the extension's owner (its writes). */
 int
 run_sql_as_owner(const char *sql, int nargs, const Oid *argtypes, const Datum *values,

@@ -17,6 +17,7 @@
 
 #include "core/crc32c.h"
 #include "core/lora.h"
+#include "core/model_image.h"
 #include "core/model_io.h"
 #include "core/tokenizer_pretrained.h"
 #include "core/util.h"
@@ -159,6 +160,32 @@ write_model_chunked(const char *name, const ModelConfig *config)
 	free(blob);
 	free(header);
 	free(data);
+	model_free(m);
+}
+
+static bool
+append_image(void *arg, const void *data, size_t len)
+{
+	Bytes	   *b = arg;
+
+	bytes_put(b, data, len);
+	return true;
+}
+
+/* fuzz_prediction_image's input: the image of a loaded model of config. */
+static void
+write_prediction_image(const char *name, const ModelConfig *config)
+{
+	Model	   *m = tiny_model(config);
+	ModelImageIdentity identity = {7, 5, 0xD157111u};
+	Bytes		image = {0};
+	CoreError	err = {0};
+
+	if (!model_pack_for_prediction_only(m, &err) ||
+		!model_image_write(m, &identity, append_image, &image, &err))
+		die(name, err.message);
+	write_seed("fuzz_prediction_image", name, image.data, image.len, NULL, 0);
+	free(image.data);
 	model_free(m);
 }
 
@@ -522,6 +549,7 @@ main(int argc, char **argv)
 	c.qkv_bias = true;
 	write_model("untied_causal_gqa_bias", &c);
 	write_model_chunked("untied_causal_gqa_bias", &c);
+	write_prediction_image("untied_causal_gqa_bias", &c);
 	model_config_default(&c, 10, 8, 1, 2);
 	c.head_dim = 6;
 	c.d_ff = 8;
@@ -531,6 +559,11 @@ main(int argc, char **argv)
 	c.rope_theta = 500000.0f;
 	c.rope_scaling = (ModelRopeScaling) {ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 4};
 	write_model_chunked("head_dim_llama3", &c);
+	write_prediction_image("head_dim_llama3", &c);
+	model_config_default(&c, 16, 8, 1, 2);
+	c.d_ff = 8;
+	c.max_seq_len = 8;
+	write_prediction_image("tied_prefix_lm", &c);
 	write_checkpoint_seeds();
 
 	s = trained_student();
