@@ -46,7 +46,8 @@ student_params_default(StudentParams *params)
 	params->seed = 1;
 	params->log_every = 10;
 	params->lora_targets = LORA_ALL_TARGETS;
-	params->memory_mb = 256;
+	params->memory_mb = 0;
+	params->work_mem_mb = 256;
 }
 
 void
@@ -155,7 +156,8 @@ student_params_validate(const StudentParams *p, CoreError *err)
 		check_int("max_target_tokens", p->max_target_tokens,
 				  STUDENT_MIN_TARGET_TOKENS, STUDENT_MAX_TARGET_TOKENS, err) &&
 		check_int("log_every", p->log_every, 1, 1000000, err) &&
-		check_int("memory_mb", p->memory_mb, 16, 1048576, err) &&
+		(p->memory_mb == 0 || check_int("memory_mb", p->memory_mb, 16, 1048576, err)) &&
+		check_int("work_mem_mb", p->work_mem_mb, 16, 1048576, err) &&
 		check_real("lr", p->lr, 0.0, true, 1.0, "(0, 1]", err) &&
 		check_real("weight_decay", p->weight_decay, 0.0, false, 1.0, "[0, 1]", err) &&
 		check_real("warmup_fraction", p->warmup_fraction, 0.0, false, 1.0, "[0, 1]", err) &&

@@ -85,12 +85,16 @@ typedef struct StudentParams
 	double		lora_alpha;		/* their scale is lora_alpha / lora_rank;
 								 * 0 = 2 * lora_rank */
 	unsigned	lora_targets;	/* LORA_Q | ... (lora.h) */
-	int			memory_mb;		/* training's working memory: the tokenizer's
-								 * training, the tokenized examples and the
-								 * batch buffers (activations, gradients); a
-								 * batch needing more runs as micro-batches.
-								 * The model's weights and optimizer state
-								 * (16 bytes a parameter) come on top. */
+	int			memory_mb;		/* all the memory training may take: the
+								 * model's weights, the gradients, AdamW's
+								 * state and the best epoch's copy of what
+								 * is trained, the tokenizer's training,
+								 * the tokenized examples and the batch
+								 * buffers (activations); a batch needing
+								 * more runs as micro-batches.  0: what the
+								 * model's state needs plus work_mem_mb */
+	int			work_mem_mb;	/* with memory_mb 0: the memory beside the
+								 * model's state */
 } StudentParams;
 
 typedef struct Student

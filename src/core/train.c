@@ -109,16 +109,43 @@ counted_alloc(StudentTrainer *t, size_t bytes)
  * linearly with the number of sequences, so two sizes give the slope.
  */
 /*
- * Bytes the model's training buffers take for batches of B sequences of T
- * tokens: gradients and activations, or with LoRA the adapters' state and
- * the activations.
+ * Bytes of the activations of batches of B sequences of T tokens, the
+ * adapters' among them (the model's state is charged apart: state_bytes()).
  */
 static size_t
 training_bytes(const StudentTrainer *t, const ModelConfig *config, int B, int T)
 {
+	size_t		bytes = model_activation_bytes(config, B, T);
+
 	if (t->lora.rank > 0)
-		return lora_training_bytes(config, &t->lora, B, T);
-	return model_training_bytes(config, B, T);
+		bytes += lora_activation_floats(config, &t->lora, B * T) * sizeof(float);
+	return bytes;
+}
+
+/*
+ * The model's state while it trains: its weights (and the adapters'), the
+ * gradients and AdamW's two moments of what is trained, and the best
+ * epoch's copy of it when there is validation.
+ */
+static StateBytes
+state_bytes(const StudentParams *p, const ModelConfig *config, const LoraConfig *lora)
+{
+	size_t		n = model_count_params(config);
+	size_t		trained = lora->rank > 0 ? lora_n_params(config, lora) : n;
+	StateBytes	b = {
+		.weights = (n + (lora->rank > 0 ? trained : 0)) * sizeof(float),
+		.grads = trained * sizeof(float),
+		.optimizer = 2 * trained * sizeof(float),
+		.best = p->validation_fraction > 0.0 ? trained * sizeof(float) : 0
+	};
+
+	return b;
+}
+
+static size_t
+state_total(const StateBytes *b)
+{
+	return b->weights + b->grads + b->optimizer + b->best;
 }
 
 static int
@@ -204,33 +231,70 @@ plan_micro_batch(StudentTrainer *t, const ModelConfig *config, CoreError *err)
 	one = training_bytes(t, config, 1, t->longest) +
 		(size_t) t->longest * BATCH_BYTES_PER_TOKEN;
 	core_error(err, CORE_ERR_LIMIT,
-			   "training needs at least %zu MB of memory_mb, not %d: the gradients and activations of one sequence of %d tokens take %zu MB, the tokenized examples %zu MB",
-			   mb_up(t->used + one), t->params.memory_mb, t->longest, mb_up(one),
-			   mb_up(t->used));
+			   "training needs at least %zu MB of memory_mb, not %zu: the model's state takes %zu MB, the tokenized examples %zu MB, the activations of one sequence of %d tokens %zu MB",
+			   mb_up(t->used + one), t->budget >> 20, mb_up(state_total(&t->state)),
+			   mb_up(t->used - state_total(&t->state)), t->longest, mb_up(one));
 	return false;
 }
 
+/*
+ * Charge the model's state to memory_mb before anything else, or say what
+ * it takes.  With memory_mb 0 the budget is the state and work_mem_mb.
+ */
+static bool
+charge_state(StudentTrainer *t, const StateBytes *state, CoreError *err)
+{
+	t->state = *state;
+	t->budget = t->params.memory_mb > 0 ? (size_t) t->params.memory_mb << 20
+		: state_total(state) + ((size_t) t->params.work_mem_mb << 20);
+	if (charge(t, state_total(state)))
+		return true;
+	core_error(err, CORE_ERR_LIMIT,
+			   "training needs more than memory_mb (%d MB) for the model's state alone: %zu MB of weights, %zu MB of gradients, %zu MB of AdamW's moments and %zu MB for the best epoch's copy",
+			   t->params.memory_mb, mb_up(state->weights), mb_up(state->grads),
+			   mb_up(state->optimizer), mb_up(state->best));
+	return false;
+}
+
+/* The state of the model actually built, which may be smaller than planned. */
+static void
+settle_state(StudentTrainer *t, const ModelConfig *config)
+{
+	StateBytes	actual = state_bytes(&t->params, config, &t->lora);
+
+	t->used -= state_total(&t->state) - state_total(&actual);
+	t->state = actual;
+}
+
 /* The configuration of a model trained from scratch. */
+static void
+scratch_config(const StudentParams *p, int vocab_size, ModelConfig *config)
+{
+	model_config_default(config, vocab_size, p->d_model, p->n_layers, p->n_heads);
+	if (p->d_ff > 0)
+		config->d_ff = p->d_ff;
+	config->tied_embeddings = p->tied_embeddings;
+	config->prefix_lm = p->prefix_lm;
+	config->dropout = (float) p->dropout;
+}
+
 static bool
 plan_model(StudentTrainer *t, ModelConfig *config, CoreError *err)
 {
 	const StudentParams *p = &t->params;
 
-	model_config_default(config, tok_vocab_size(t->tokenizer), p->d_model,
-						 p->n_layers, p->n_heads);
-	if (p->d_ff > 0)
-		config->d_ff = p->d_ff;
+	scratch_config(p, tok_vocab_size(t->tokenizer), config);
 	config->max_seq_len = student_sequence_limit(t->tokenizer, p->max_input_tokens,
 												 p->max_target_tokens);
-	config->tied_embeddings = p->tied_embeddings;
-	config->prefix_lm = p->prefix_lm;
-	config->dropout = (float) p->dropout;
 	if (config->max_seq_len < 0)
 	{
 		core_error(err, CORE_ERR_NO_MEMORY, "out of memory sizing the model");
 		return false;
 	}
-	return model_config_validate(config, err) && plan_micro_batch(t, config, err);
+	if (!model_config_validate(config, err))
+		return false;
+	settle_state(t, config);
+	return plan_micro_batch(t, config, err);
 }
 
 /*
@@ -261,15 +325,6 @@ adapt_base(StudentTrainer *t, CoreError *err)
 	config->dropout = (float) t->params.dropout;
 	model_seed_dropout(t->model, t->params.seed);
 	model_free_packed(t->model);	/* it would not follow the training */
-	if (t->params.lora_rank > 0)
-	{
-		t->lora.rank = t->params.lora_rank;
-		t->lora.alpha = (float) (t->params.lora_alpha > 0.0 ? t->params.lora_alpha
-								 : 2.0 * t->params.lora_rank);
-		t->lora.targets = t->params.lora_targets;
-		if (!lora_config_validate(&t->lora, config, err))
-			return false;
-	}
 	return plan_micro_batch(t, config, err) &&
 		(t->lora.rank == 0 || lora_attach(t->model, &t->lora, t->params.seed, err));
 }
@@ -353,11 +408,13 @@ alloc_buffers(StudentTrainer *t, CoreError *err)
  * base over.
  */
 static StudentTrainer *
-trainer_begin(const StudentParams *params, Student *base,
-			  const StudentExample *examples, int n_examples,
-			  const char *const *labels, int n_labels,
+trainer_begin(const StudentParams *params, Student *base, const LoraConfig *lora,
+			  const ModelConfig *planned, const StudentExample *examples,
+			  int n_examples, const char *const *labels, int n_labels,
 			  const StopCheck *stop, CoreError *err)
 {
+	StateBytes	state;
+
 	StudentTrainer *t;
 	int		   *train_index = NULL;
 
@@ -376,9 +433,9 @@ trainer_begin(const StudentParams *params, Student *base,
 		return NULL;
 	}
 	t->params = *params;
+	t->lora = *lora;
 	if (stop != NULL)
 		t->stop = *stop;
-	t->budget = (size_t) params->memory_mb << 20;
 	t->shuffle_state = params->seed ^ 0x0DE75EEDull;
 	t->best_accuracy = NAN;
 	t->epoch = 1;
@@ -390,7 +447,9 @@ trainer_begin(const StudentParams *params, Student *base,
 		base->model = NULL;
 		student_free(base);
 	}
-	if (!split_examples(t, n_examples, &train_index, err) ||
+	state = state_bytes(params, planned, lora);
+	if (!charge_state(t, &state, err) ||
+		!split_examples(t, n_examples, &train_index, err) ||
 		(base == NULL &&
 		 !train_tokenizer(t, examples, train_index, labels, n_labels, err)) ||
 		!tokenize_examples(t, examples, n_examples, train_index, labels, n_labels,
@@ -421,6 +480,7 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 {
 	StudentTrainer *t;
 	ModelConfig config;
+	const LoraConfig no_lora = {0};
 
 	if (params->lora_rank > 0)
 	{
@@ -428,7 +488,10 @@ trainer_create(const StudentParams *params, const StudentExample *examples,
 				   "LoRA adapters need a pretrained base: a model from scratch trains every weight");
 		return NULL;
 	}
-	t = trainer_begin(params, NULL, examples, n_examples, labels, n_labels, stop, err);
+	/* the largest the model can be: the tokenizer has not been trained */
+	scratch_config(params, params->vocab_size, &config);
+	t = trainer_begin(params, NULL, &no_lora, &config, examples, n_examples, labels,
+					  n_labels, stop, err);
 
 	if (t != NULL &&
 		!(plan_model(t, &config, err) &&
@@ -449,6 +512,7 @@ trainer_create_on_base(const StudentParams *params, Student *base,
 					   const StopCheck *stop, CoreError *err)
 {
 	StudentTrainer *t;
+	LoraConfig	lora = {0};
 
 	if (base == NULL || base->model->plain_released)
 	{
@@ -457,7 +521,25 @@ trainer_create_on_base(const StudentParams *params, Student *base,
 		student_free(base);
 		return NULL;
 	}
-	t = trainer_begin(params, base, examples, n_examples, labels, n_labels, stop, err);
+	if (!student_params_validate(params, err))
+	{
+		student_free(base);
+		return NULL;
+	}
+	if (params->lora_rank > 0)
+	{
+		lora.rank = params->lora_rank;
+		lora.alpha = (float) (params->lora_alpha > 0.0 ? params->lora_alpha
+							  : 2.0 * params->lora_rank);
+		lora.targets = params->lora_targets;
+		if (!lora_config_validate(&lora, &base->model->config, err))
+		{
+			student_free(base);
+			return NULL;
+		}
+	}
+	t = trainer_begin(params, base, &lora, &base->model->config, examples, n_examples,
+					  labels, n_labels, stop, err);
 	if (t != NULL &&
 		!(adapt_base(t, err) &&
 		  build_optimizer(t, err) &&
@@ -516,6 +598,12 @@ const Model *
 trainer_model(const StudentTrainer *t)
 {
 	return t->model;
+}
+
+int
+trainer_memory_mb(const StudentTrainer *t)
+{
+	return (int) mb_up(t->budget);
 }
 
 int

@@ -51,6 +51,15 @@ typedef struct ValidRow
 								 * when decoding */
 } ValidRow;
 
+/* Bytes of the model's state while training (train.c: state_bytes()). */
+typedef struct StateBytes
+{
+	size_t		weights;
+	size_t		grads;
+	size_t		optimizer;
+	size_t		best;
+} StateBytes;
+
 /* One sequence of a batch: a training row with one of its targets. */
 typedef struct Sequence
 {
@@ -138,7 +147,8 @@ struct StudentTrainer
 	StopCheck	stop;			/* the caller's interrupt check */
 	CoreError	error;
 
-	/* working memory counted against memory_mb (not the model's state) */
+	/* memory counted against memory_mb: the model's state, then the rest */
+	StateBytes	state;
 	size_t		budget;
 	size_t		used;
 	bool		over_budget;	/* an allocation did not fit */

@@ -142,6 +142,9 @@ extern int	trainer_best_epoch(const StudentTrainer *trainer);
 /* The model in training (its config, n_params); NULL once taken. */
 extern const Model *trainer_model(const StudentTrainer *trainer);
 
+/* The memory training may take, in MB: memory_mb, or what 0 stood for. */
+extern int	trainer_memory_mb(const StudentTrainer *trainer);
+
 /* Sequences per forward pass (a batch beyond memory_mb runs as several). */
 extern int	trainer_micro_batch_size(const StudentTrainer *trainer);
 

@@ -398,8 +398,12 @@ parse_params(Jsonb *json, bool on_base)
 		student_params_default_for_base(&params);
 	else
 		student_params_default(&params);
-	/* Training buffers are maintenance memory, like an index build's. */
-	params.memory_mb = Max(16, maintenance_work_mem / 1024);
+	/*
+	 * Unless memory_mb is given: the model's state and, beside it, the
+	 * maintenance memory of an index build.
+	 */
+	params.memory_mb = 0;
+	params.work_mem_mb = Max(16, maintenance_work_mem / 1024);
 	if (!JB_ROOT_IS_OBJECT(json) || JB_ROOT_IS_SCALAR(json))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -550,7 +554,7 @@ student_release(void *student)
  * memory context.
  */
 static CoreGuard *
-train_student(JobRun *run, const NewVersion *version, const StudentParams *params,
+train_student(JobRun *run, const NewVersion *version, StudentParams *params,
 			  CoreGuard *base, const TrainingSet *set, const TaskDef *task,
 			  const char **metrics)
 {
@@ -588,7 +592,9 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 		CHECK_FOR_INTERRUPTS();
 		ereport(ERROR,
 				(errcode(core_error_code(&err)),
-				 errmsg("cannot train: %s", err.message)));
+				 errmsg("cannot train: %s", err.message),
+				 err.kind == CORE_ERR_LIMIT ?
+				 errhint("Raise memory_mb in params (or maintenance_work_mem, when memory_mb is not given), or train a smaller model, or LoRA adapters on a base.") : 0));
 	}
 	trainer_guard = core_guard_new(trainer, trainer_release);
 
@@ -610,8 +616,9 @@ train_student(JobRun *run, const NewVersion *version, const StudentParams *param
 				(errcode(core_error_code(failure)),
 				 errmsg("training stopped early: %s", failure->message),
 				 failure->kind == CORE_ERR_NO_MEMORY || failure->kind == CORE_ERR_LIMIT ?
-				 errhint("Give training more memory (params memory_mb, or maintenance_work_mem), or a smaller model.") : 0));
+				 errhint("Give training more memory (params memory_mb, or maintenance_work_mem), a smaller model, or LoRA adapters on a base.") : 0));
 	config = &trainer_model(trainer)->config;
+	params->memory_mb = trainer_memory_mb(trainer);	/* the budget in force */
 	*metrics = psprintf("{\"val_accuracy\": %s, \"best_epoch\": %d, \"steps\": %d,"
 						" \"train_examples\": %d, \"validation_examples\": %d,"
 						" \"rationale_examples\": %d, \"vocab_size\": %d, \"d_ff\": %d%s}",
@@ -715,11 +722,10 @@ run_training(JobRun *run, const TrainRequest *request)
 
 	if (request->base != NULL)
 		base_guard = core_guard_new(load_base_student(request->base, &base), base_release);
-	row.params = params_json_text(&params, params.rationale_weight,
-								  request->base ? &base : NULL);
 	row.base = request->base ? &base : NULL;
 	student_guard = train_student(run, &version, &params, base_guard, &set, task,
 								  &row.metrics);
+	row.params = params_json_text(&params, params.rationale_weight, row.base);
 	number = store_model_version(&version, request->model, &row, student_guard->object,
 								 NULL);
 	core_guard_release(student_guard);

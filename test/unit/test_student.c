@@ -883,7 +883,7 @@ test_micro_batches(void)
 		StudentTrainer *t;
 		TrainProgress prog;
 
-		p.memory_mb = i == 0 ? 1024 : 24;
+		p.memory_mb = i == 0 ? 1024 : 32;	/* 7 MB of it the model's state */
 		t = trainer_create(&p, data.rows, 32, kinds, 3, NULL, &err);
 		CHECKF(t != NULL, "%s", err.message);
 		if (t == NULL)
@@ -1322,14 +1322,30 @@ test_memory_mb(void)
 	free_rows(rows, 5000);
 
 	tiny_params(&p);
-	p.memory_mb = 16;
-	p.d_model = 512;			/* 12.6 million parameters: 50 MB of gradients */
+	p.memory_mb = 64;
+	p.d_model = 512;			/* 12.6 million parameters: 50 MB of weights */
 	p.n_heads = 4;
 	p.n_layers = 4;
 	t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, &err);
 	CHECKF(t == NULL && err.kind == CORE_ERR_LIMIT &&
+		   strstr(err.message, "more than memory_mb (64 MB) for the model's state alone: 49 MB of weights, 49 MB of gradients, 98 MB of AdamW's moments") != NULL,
+		   "%s", err.message);
+
+	/* with the state, one sequence's activations must fit */
+	p.memory_mb = 200;
+	t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, &err);
+	CHECKF(t == NULL && err.kind == CORE_ERR_LIMIT &&
 		   strstr(err.message, "training needs at least") != NULL &&
-		   strstr(err.message, "of memory_mb, not 16") != NULL, "%s", err.message);
+		   strstr(err.message, "of memory_mb, not 200: the model's state takes 196 MB") != NULL,
+		   "%s", err.message);
+
+	/* memory_mb 0: the state and work_mem_mb */
+	p.memory_mb = 0;
+	p.work_mem_mb = 32;
+	t = trainer_create(&p, tiny_rows, N_TINY, kinds, 3, NULL, &err);
+	CHECKF(t != NULL && trainer_memory_mb(t) >= 196 + 32 && trainer_memory_mb(t) <= 197 + 32,
+		   "%s %d", t ? "" : err.message, t ? trainer_memory_mb(t) : 0);
+	trainer_free(t);
 }
 
 /* Validation by the label set, by per-row choices and by decoding. */
