@@ -128,15 +128,23 @@ SELECT distill.train('m', 'limits', 'distill', 'SELECT body AS input, label FROM
                      background => false);
 SELECT count(*) AS no_job_left FROM distill.jobs WHERE args->>'model' = 'm';
 
--- memory_mb bounds the tokenizer's training (here 15,000 distinct words)
+-- memory_mb bounds the model's state: weights, gradients, AdamW's moments,
+-- the best epoch's copy
+SELECT distill.train('m', 'limits', 'distill', 'SELECT body AS input, label FROM limit_reviews',
+                     params => '{"d_model": 1024, "heads": 8, "layers": 2, "vocab_size": 300, "memory_mb": 16}',
+                     background => false);
+-- then the tokenizer's training (here 15,000 distinct words)
 SELECT distill.train('m', 'limits', 'distill',
                      $$SELECT string_agg(translate(md5(i || '-' || j), '0123456789', 'ghijklmnop'), ' ') AS input,
                               'positive' AS label
                        FROM generate_series(1, 3000) i, generate_series(1, 5) j GROUP BY i$$,
-                     params => '{"memory_mb": 16}', background => false);
--- and the gradients and activations of one sequence
-SELECT distill.train('m', 'limits', 'distill', 'SELECT body AS input, label FROM limit_reviews',
-                     params => '{"d_model": 1024, "heads": 8, "layers": 2, "vocab_size": 300, "memory_mb": 16}',
+                     params => '{"d_model": 32, "heads": 2, "layers": 1, "vocab_size": 300, "memory_mb": 16}',
+                     background => false);
+-- and the activations of one sequence (of 4,000 tokens here)
+SELECT distill.train('m', 'limits', 'distill',
+                     'SELECT repeat(body || '' '', 1000) AS input, label FROM limit_reviews',
+                     params => '{"d_model": 512, "heads": 8, "layers": 1, "vocab_size": 300,
+                                 "memory_mb": 80, "max_input_tokens": 4000}',
                      background => false);
 -- which is a limit (program_limit_exceeded), not a wrong argument
 DO $$
