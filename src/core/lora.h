@@ -39,9 +39,10 @@
  * does to every parameter it is given (PEFT trains exactly those, and
  * Hugging Face's Trainer exempts only biases and norm weights).
  *
- * Prediction (model_infer.c) ignores adapters: lora_merge() them into the
- * base first (W += scale * B A), then pack.  lora_save() and lora_load()
- * store adapters apart from their base (below).
+ * Prediction (model_infer.c) applies attached adapters unmerged
+ * (lora_apply(): a validation pass while training); to serve, lora_merge()
+ * them into the base (W += scale * B A), then pack.  lora_save() and
+ * lora_load() store adapters apart from their base (below).
  *
  * Plain C, no PostgreSQL headers.
  */
@@ -242,16 +243,16 @@ extern void lora_forward(LoraAdapters *lora, int layer, LoraSite site,
 						 const float *x, float *y, int n);
 
 /*
- * From dy (the site's output gradient): dA and dB accumulate (+=), and
- * so does dx (the input gradient the base product wrote).
- */
-/*
  * The same for prediction with the adapters unmerged (a validation pass
  * during training): u is scratch of [n, rank] floats, nothing is kept.
  */
 extern void lora_apply(const LoraAdapters *lora, int layer, LoraSite site,
 					   const float *x, float *y, int n, float *u);
 
+/*
+ * From dy (the site's output gradient): dA and dB accumulate (+=), and
+ * so does dx (the input gradient the base product wrote).
+ */
 extern void lora_backward(LoraAdapters *lora, int layer, LoraSite site,
 						  const float *x, const float *dy, float *dx, int n);
 
