@@ -157,7 +157,7 @@ fuzz: $(FUZZ_TARGETS)
 
 # The seed corpora in test/fuzz/seeds/<target>, committed: rewrites the
 # generated files, leaves any other seed alone.
-build/make_seeds: test/fuzz/make_seeds.c test/unit/checkpoint_files.h $(UNIT_OBJS)
+build/make_seeds: test/fuzz/make_seeds.c test/unit/checkpoint_files.h test/fuzz/fuzz_trainer.h $(UNIT_OBJS)
 	$(CC) $(UNIT_CFLAGS) $< $(UNIT_OBJS) $(UNIT_LIBS) -o $@
 
 .PHONY: fuzz-seeds

@@ -21,7 +21,8 @@
  *
  * Here: trainer_create(), the model and the batch buffers it plans within
  * memory_mb, the results and trainer_free().  Preparing the examples is in
- * train_data.c, batching in train_batch.c, the loop in train_loop.c.
+ * train_data.c, batching in train_batch.c, the loop in train_loop.c,
+ * saving and restoring where training stands in train_state.c.
  */
 #include "core/trainer.h"
 
@@ -610,6 +611,18 @@ int
 trainer_micro_batch_size(const StudentTrainer *t)
 {
 	return t->micro_batch;
+}
+
+int
+trainer_steps_done(const StudentTrainer *t)
+{
+	return t->step;
+}
+
+int
+trainer_epochs_done(const StudentTrainer *t)
+{
+	return t->epoch - 1 < t->params.epochs ? t->epoch - 1 : t->params.epochs;
 }
 
 const CoreError *

@@ -9,6 +9,7 @@
  *                  training, tokenizing, validation rows
  *   train_batch.c  a step's sequences as micro-batches, forward and backward
  *   train_loop.c   trainer_advance(): steps, validation, epochs
+ *   train_state.c  where training stands, saved and restored
  */
 #ifndef DISTILL_CORE_TRAIN_INTERNAL_H
 #define DISTILL_CORE_TRAIN_INTERNAL_H

@@ -219,6 +219,7 @@ trainer_advance(StudentTrainer *t, TrainProgress *p)
 			event = train_step(t, p);
 			break;
 		case PHASE_VALIDATION:
+			p->validating = true;
 			if (!validate_some(t))
 			{
 				t->failed = true;

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/model.h"
 #include "core/stop.h"
@@ -58,6 +59,7 @@ typedef struct TrainProgress
 									 * padding) per second inside the steps */
 	double		val_accuracy;	/* at TRAIN_EPOCH; NaN without validation */
 	bool		best;			/* at TRAIN_EPOCH: the best epoch so far */
+	bool		validating;		/* the unit of work was validation */
 	int			skipped_steps;	/* so far: steps not applied because the
 								 * gradient was not finite */
 } TrainProgress;
@@ -160,5 +162,66 @@ extern const int *trainer_validation_index(const StudentTrainer *trainer);
  */
 extern Student *trainer_take_best(StudentTrainer *trainer);
 extern void trainer_free(StudentTrainer *trainer);
+
+/* Where training stands: optimizer steps done, whole epochs done. */
+extern int	trainer_steps_done(const StudentTrainer *trainer);
+extern int	trainer_epochs_done(const StudentTrainer *trainer);
+
+/*
+ * Saving where training stands, to go on from there in another process
+ * (train_state.c).  The state is everything a trainer built from the same
+ * params and examples needs to continue as if it had never stopped: all
+ * the weights, AdamW's moments and step count, the best epoch's weights
+ * and accuracy, the epoch and step counters, the shuffle and dropout
+ * generators, the skipped steps, the meters of the logged means.  With one
+ * thread, a trainer restored from a state saved after epoch k ends with
+ * the same bits as one that ran all epochs.
+ *
+ * It is a stream of named sections (a header, then each section's name,
+ * size, bytes and CRC-32C, then a CRC-32C of the headers and section
+ * CRCs), written and read through the caller's function in pieces of at
+ * most TRAINER_STATE_PIECE bytes, so that a state of gigabytes never sits
+ * in memory.  It names the model configuration, the training parameters
+ * (all but memory_mb and log_every, which change no result) and a
+ * fingerprint of the tokenized examples that it belongs to.
+ *
+ * trainer_save_state() may be called between any two trainer_advance()
+ * calls until training ends; the trainer is unchanged.  write returns
+ * false with err to give up.
+ *
+ * trainer_check_state() reads a state through read and says whether
+ * trainer_restore_state() would take it: false with err when it is of
+ * another model (CORE_ERR_INVALID_INPUT: its message names the first
+ * configuration value, parameter or count of the examples that differs,
+ * or the fingerprint), damaged or truncated (CORE_ERR_CORRUPT), or read
+ * fails.  It changes nothing.  trainer_restore_state() does the same
+ * checks while it restores, into a trainer just made by trainer_create()
+ * or trainer_create_on_base() with the same params and examples; when it
+ * fails past the first checks, the trainer is left half restored: it
+ * returns TRAIN_DONE with that error (trainer_error()) and must be freed.
+ * Both ask the stop check between pieces.
+ *
+ * read fills buf with len bytes and returns len, or fewer only at the
+ * end of the state, or -1 with err when it fails.
+ */
+#define TRAINER_STATE_PIECE ((size_t) 1 << 20)
+
+typedef bool (*TrainerStateWrite) (void *ctx, const void *data, size_t len,
+								   CoreError *err);
+typedef int64_t (*TrainerStateRead) (void *ctx, void *buf, size_t len,
+									 CoreError *err);
+
+extern bool trainer_save_state(const StudentTrainer *trainer,
+							   TrainerStateWrite write, void *ctx,
+							   CoreError *err);
+extern bool trainer_check_state(const StudentTrainer *trainer,
+								TrainerStateRead read, void *ctx,
+								CoreError *err);
+extern bool trainer_restore_state(StudentTrainer *trainer,
+								  TrainerStateRead read, void *ctx,
+								  CoreError *err);
+
+/* Bytes trainer_save_state() would write now. */
+extern uint64_t trainer_state_bytes(const StudentTrainer *trainer);
 
 #endif

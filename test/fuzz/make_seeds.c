@@ -25,6 +25,7 @@
 #include "fuzz_lora.h"
 #include "core/trainer.h"
 #include "core/student_internal.h"
+#include "fuzz_trainer.h"
 
 static const char *seeds_dir;
 
@@ -380,6 +381,40 @@ tiny_student(void)
 	return s;
 }
 
+static bool
+append_state(void *ctx, const void *data, size_t len, CoreError *err)
+{
+	TextBuffer *buf = ctx;
+
+	if (!text_buffer_append(buf, data, len))
+		die("training state", "out of memory");
+	return true;
+}
+
+/*
+ * fuzz_trainer_state's input: the state of its trainer after the first
+ * epoch, with the best epoch's weights (97 KB: the smallest vocabulary
+ * and width there are).
+ */
+static void
+write_trainer_state(void)
+{
+	CoreError	err = {0};
+	StudentTrainer *t = fuzz_state_trainer(&err);
+	TrainProgress p;
+	TextBuffer	buf = {0};
+
+	if (t == NULL)
+		die("fuzz_state_trainer", err.message);
+	while (trainer_advance(t, &p) != TRAIN_EPOCH)
+		;
+	if (!trainer_save_state(t, append_state, &buf, &err))
+		die("trainer_save_state", err.message);
+	write_seed("fuzz_trainer_state", "after_epoch_1", buf.data, buf.len, NULL, 0);
+	free(buf.data);
+	trainer_free(t);
+}
+
 /* GPT-2's character for byte b, as a JSON \\u escape. */
 static int
 put_byte_char(char *out, int b)
@@ -572,5 +607,6 @@ main(int argc, char **argv)
 	s = tiny_student();
 	write_student("tiny", s);
 	student_free(s);
+	write_trainer_state();
 	return 0;
 }

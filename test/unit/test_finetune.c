@@ -20,87 +20,8 @@
 #include "core/tokenizer_pretrained.h"
 #include "core/trainer.h"
 #include "core/util.h"
+#include "stories.h"
 #include "unit.h"
-
-#define STORIES_BIN "test/data/stories260K/stories260K.bin"
-#define STORIES_TOK "test/data/stories260K/tok512.bin"
-
-/* ---------------------------------------------------------------- */
-/* stories260K as a base */
-
-typedef struct FileSet
-{
-	void	   *bin;
-	size_t		bin_len;
-	void	   *tok;
-	size_t		tok_len;
-} FileSet;
-
-static void *
-read_file(const char *path, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	void	   *data = NULL;
-	long		size;
-
-	*len = 0;
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 &&
-		fseek(f, 0, SEEK_SET) == 0 && (data = malloc(size)) != NULL &&
-		fread(data, 1, size, f) == (size_t) size)
-		*len = size;
-	fclose(f);
-	return data;
-}
-
-static const void *
-open_file(void *ctx, const char *name, bool required, size_t *len, CoreError *err)
-{
-	FileSet    *files = ctx;
-
-	(void) required;
-	(void) err;
-	if (strcmp(name, "tokenizer") == 0)
-	{
-		*len = files->tok_len;
-		return files->tok;
-	}
-	*len = files->bin_len;
-	return files->bin;
-}
-
-/* stories260K as an imported student, or NULL (with a message). */
-static Student *
-load_base(void)
-{
-	FileSet		files = {0};
-	CheckpointFiles cf = {&files, open_file, NULL};
-	CoreError	err;
-	Checkpoint *ckpt;
-	Tokenizer  *tok;
-	Student    *s = NULL;
-
-	files.bin = read_file(STORIES_BIN, &files.bin_len);
-	files.tok = read_file(STORIES_TOK, &files.tok_len);
-	if (files.bin == NULL || files.tok == NULL)
-		fprintf(stderr, "cannot read %s or %s\n", STORIES_BIN, STORIES_TOK);
-	else if ((ckpt = checkpoint_read(CHECKPOINT_LLAMA2C, &cf, 0, NULL, &err)) == NULL)
-		fprintf(stderr, "stories260K: %s\n", err.message);
-	else
-	{
-		if ((tok = tok_from_source(&ckpt->tokenizer, &err)) == NULL)
-			fprintf(stderr, "stories260K's tokenizer: %s\n", err.message);
-		else if ((s = student_from_checkpoint(tok, ckpt->model, &err)) == NULL)
-			fprintf(stderr, "stories260K as a student: %s\n", err.message);
-		else
-			ckpt->model = NULL;	/* the student's now */
-		checkpoint_free(ckpt);
-	}
-	free(files.bin);
-	free(files.tok);
-	return s;
-}
 
 /* ---------------------------------------------------------------- */
 /* A task on story sentences: which animal does the sentence name? */
