@@ -1,6 +1,7 @@
 -- distill 0.3.0 -> 0.4.0 (ALTER EXTENSION distill UPDATE): students
 -- fine-tuned on an imported model (distill.train's base), LoRA adapters
--- that keep a reference to their base.
+-- that keep a reference to their base, training that goes on from the
+-- checkpoint of a failed or cancelled job (distill.train's resume).
 \echo Use "ALTER EXTENSION distill UPDATE TO '0.4.0'" to load this file. \quit
 
 ALTER TABLE @extschema@.models ADD COLUMN base_id bigint REFERENCES @extschema@.models (id);
@@ -13,7 +14,8 @@ DECLARE
         WHEN 'annotate' THEN '{"task": ["string"], "teacher": ["string"], "source": ["string"]}'
         WHEN 'train' THEN '{"model": ["string"], "task": ["string"], "method": ["string"],
                             "source": ["string", "null"], "rationale_weight": ["number"],
-                            "params": ["object"], "base": ["string", "null"]}'
+                            "params": ["object"], "base": ["string", "null"],
+                            "resume": ["boolean"]}'
         WHEN 'evaluate' THEN '{"model": ["string"], "source": ["string"], "metric": ["string"]}' END;
     required constant text[] := CASE kind WHEN 'annotate' THEN ARRAY['task', 'teacher', 'source']
                                           WHEN 'train' THEN ARRAY['model', 'task']
@@ -56,7 +58,7 @@ BEGIN
     IF kind = 'train' THEN
         args := jsonb_build_object('method', 'step_by_step', 'source', NULL,
                                    'rationale_weight', 1.0, 'params', '{}'::jsonb,
-                                   'base', NULL) || args;
+                                   'base', NULL, 'resume', false) || args;
     ELSIF kind = 'evaluate' THEN
         args := jsonb_build_object('metric', 'exact') || args;
     END IF;
@@ -74,7 +76,8 @@ CREATE FUNCTION @extschema@.train(
     rationale_weight double precision DEFAULT 1.0,
     params           jsonb DEFAULT '{}',
     background       boolean DEFAULT true,
-    base             text DEFAULT NULL)
+    base             text DEFAULT NULL,
+    resume           boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'distill_train'
 LANGUAGE C VOLATILE;
@@ -119,5 +122,5 @@ $$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    @extschema@.train(text, text, text, text, double precision, jsonb, boolean, text)
+    @extschema@.train(text, text, text, text, double precision, jsonb, boolean, text, boolean)
     TO distill_user;

@@ -596,7 +596,8 @@ DECLARE
         WHEN 'annotate' THEN '{"task": ["string"], "teacher": ["string"], "source": ["string"]}'
         WHEN 'train' THEN '{"model": ["string"], "task": ["string"], "method": ["string"],
                             "source": ["string", "null"], "rationale_weight": ["number"],
-                            "params": ["object"], "base": ["string", "null"]}'
+                            "params": ["object"], "base": ["string", "null"],
+                            "resume": ["boolean"]}'
         WHEN 'evaluate' THEN '{"model": ["string"], "source": ["string"], "metric": ["string"]}' END;
     required constant text[] := CASE kind WHEN 'annotate' THEN ARRAY['task', 'teacher', 'source']
                                           WHEN 'train' THEN ARRAY['model', 'task']
@@ -639,7 +640,7 @@ BEGIN
     IF kind = 'train' THEN
         args := jsonb_build_object('method', 'step_by_step', 'source', NULL,
                                    'rationale_weight', 1.0, 'params', '{}'::jsonb,
-                                   'base', NULL) || args;
+                                   'base', NULL, 'resume', false) || args;
     ELSIF kind = 'evaluate' THEN
         args := jsonb_build_object('metric', 'exact') || args;
     END IF;
@@ -892,7 +893,8 @@ CREATE FUNCTION @extschema@.train(
     rationale_weight double precision DEFAULT 1.0,
     params           jsonb DEFAULT '{}',
     background       boolean DEFAULT true,
-    base             text DEFAULT NULL)
+    base             text DEFAULT NULL,
+    resume           boolean DEFAULT false)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'distill_train'
 LANGUAGE C VOLATILE;
@@ -1177,7 +1179,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.schedule(text, interval, text, jsonb),
     @extschema@.unschedule(text),
     @extschema@.enable_schedule(text, boolean),
-    @extschema@.train(text, text, text, text, double precision, jsonb, boolean, text),
+    @extschema@.train(text, text, text, text, double precision, jsonb, boolean, text, boolean),
     @extschema@.drop_model(text),
     @extschema@.tokenize(text, text, text),
     @extschema@.model_cache(),

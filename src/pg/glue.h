@@ -116,6 +116,9 @@ typedef struct JobRun
 	bool		background;		/* in a worker: commit as it goes */
 	MemoryContext memory;		/* lives as long as the job, across commits */
 	TimestampTz last_progress;	/* when progress was last written */
+	int64		spent_checkpoint;	/* another job's training checkpoint
+									 * this one resumed from: removed, with
+									 * its own, once it succeeds */
 } JobRun;
 
 extern JobRun *job_start_here(const char *kind, const char *args_json);
@@ -145,9 +148,33 @@ typedef struct TrainRequest
 	double		rationale_weight;
 	Jsonb	   *params;
 	const char *base;			/* NULL: from scratch */
+	bool		resume;			/* from the checkpoint of a failed or
+								 * cancelled job with the same arguments */
 } TrainRequest;
 
 extern char *run_training(JobRun *run, const TrainRequest *request);
+
+/*
+ * train_state.c: the checkpoints of background training jobs, a file per
+ * job under the data directory, identified by the job's id and created_at
+ * and the base model version trained on.
+ */
+struct StudentTrainer;
+
+typedef struct StateFileId
+{
+	int64		job;
+	TimestampTz created;		/* the job's created_at */
+	int64		base_id;		/* models.id of the base; 0: from scratch */
+} StateFileId;
+
+extern bool state_file_save(const StateFileId *id, const struct StudentTrainer *trainer);
+extern bool state_file_exists(const StateFileId *id);
+extern bool state_file_check(const StateFileId *id, const struct StudentTrainer *trainer,
+							 CoreError *err);
+extern void state_file_restore(const StateFileId *id, struct StudentTrainer *trainer);
+extern void state_file_remove(int64 job);
+extern void state_file_sweep(void);
 
 /* distill.c: settings, and the core's stop check (core/stop.h) */
 extern int	distill_threads;

@@ -515,6 +515,7 @@ plan_work(MemoryContext memory, int *n_claimed)
 	}
 	recover_stopped_workers();
 	purge_old_jobs();
+	state_file_sweep();
 	run_sql("SELECT distill._fire_schedules()", 0, NULL, NULL, NULL, false, 0);
 	if (run_sql("SELECT id, owner FROM distill._claim_jobs($1)", 1,
 				(Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(distill_max_workers)},
@@ -717,7 +718,7 @@ run_job(JobRun *run)
 	if (run_sql_as_owner("SELECT kind, args->>'task', args->>'teacher', args->>'source',"
 						 " args->>'model', args->>'method',"
 						 " (args->>'rationale_weight')::float8, args->'params', args->>'metric',"
-						 " args->>'base'"
+						 " args->>'base', (args->>'resume')::boolean"
 						 " FROM distill.jobs WHERE id = $1",
 						 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)}, NULL, 1)
 		!= SPI_OK_SELECT || SPI_processed != 1)
@@ -741,7 +742,9 @@ run_job(JobRun *run)
 			.base = job_arg(run, 10, "base", true)
 		};
 		bool		isnull;
+		Datum		resume = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 11, &isnull);
 
+		request.resume = !isnull && DatumGetBool(resume);
 		(void) job_arg(run, 7, "rationale_weight", false);
 		(void) job_arg(run, 8, "params", false);
 		request.rationale_weight = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull));
@@ -830,6 +833,10 @@ distill_worker_main(Datum arg)
 		job_commit(&run);
 		job_finish(&run, run_job(&run));
 		end_job();
+		/* once its success is committed, a job needs no checkpoint */
+		state_file_remove(run.id);
+		if (run.spent_checkpoint != 0)
+			state_file_remove(run.spent_checkpoint);
 	}
 	PG_CATCH();
 	{

@@ -547,6 +547,232 @@ student_release(void *student)
 	student_free(student);
 }
 
+/* A training's checkpoints: where it saves them, what it resumes from. */
+typedef struct Checkpoints
+{
+	StateFileId own;			/* this job's */
+	bool		save;			/* at the end of each epoch but the last:
+								 * background jobs only, whose rows
+								 * outlive a failure */
+	StateFileId from;			/* the checkpoint to resume from; job 0:
+								 * none */
+	bool		asked;			/* resume => true: one that does not fit is
+								 * an error */
+	bool		resumed;
+	int			resumed_after;	/* epochs done then */
+} Checkpoints;
+
+/* The created_at and the arguments (as JSON text) of job. */
+static TimestampTz
+job_identity(int64 job, char **args)
+{
+	bool		isnull;
+	TimestampTz created;
+
+	if (run_sql_as_owner("SELECT created_at, args::text FROM distill.jobs WHERE id = $1",
+						 1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(job)}, NULL, 1)
+		!= SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "job " INT64_FORMAT " vanished", job);
+	created = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												1, &isnull));
+	*args = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return created;
+}
+
+/*
+ * The checkpoint that resume => true goes on from: that of the newest
+ * failed or cancelled training job of the calling role with the same
+ * arguments (args, as distill.train builds them; resume aside) that left
+ * one.  Raises when there is none.
+ */
+static StateFileId
+resume_source(const char *args, const char *model)
+{
+	StateFileId found = {0};
+
+	if (run_sql_as_owner("SELECT id, created_at FROM distill.jobs"
+						 " WHERE kind = 'train' AND owner = $1 AND status IN ('failed', 'cancelled')"
+						 "   AND args - 'resume' = distill._job_args('train', $2::jsonb) - 'resume'"
+						 " ORDER BY id DESC LIMIT 100",
+						 2, (Oid[]) {REGROLEOID, TEXTOID},
+						 (Datum[]) {ObjectIdGetDatum(GetUserId()), CStringGetTextDatum(args)},
+						 NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read distill.jobs");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		bool		isnull;
+
+		found.job = DatumGetInt64(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 1, &isnull));
+		found.created = DatumGetTimestampTz(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
+		if (state_file_exists(&found))
+			return found;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("there is no checkpoint to resume the training of model \"%s\" from", model),
+			 errdetail("No failed or cancelled training job of role %s with these arguments left one: a background training job saves one at the end of each epoch but the last, which is removed once the job succeeds.",
+					   GetUserNameFromId(GetUserId(), false)),
+			 errhint("Run distill.train without resume => true to train from the beginning.")));
+	return found;				/* not reached */
+}
+
+/*
+ * Where this training saves its checkpoints, and which it resumes from: a
+ * background job run again after its worker died goes on from its own;
+ * resume => true, from the newest one of its arguments.
+ */
+static Checkpoints
+plan_checkpoints(const JobRun *run, const TrainRequest *request)
+{
+	Checkpoints cp = {.save = run->background, .asked = request->resume};
+	char	   *args;
+
+	cp.own.job = run->id;
+	cp.own.created = job_identity(run->id, &args);
+	if (run->background && state_file_exists(&cp.own))
+		cp.from = cp.own;
+	else if (request->resume)
+		cp.from = resume_source(args, request->model);
+	return cp;
+}
+
+/*
+ * Restore the trainer from cp->from.  A job's own checkpoint that does not
+ * fit (the source returns other rows now) is dropped, with a warning, and
+ * training starts over, unless resume => true asked for it.
+ */
+static void
+resume_training(JobRun *run, Checkpoints *cp, StudentTrainer *trainer)
+{
+	CoreError	err;
+	bool		own = cp->from.job == cp->own.job;
+
+	if (!state_file_check(&cp->from, trainer, &err))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (own && !cp->asked)
+		{
+			ereport(WARNING,
+					(errmsg("training job " INT64_FORMAT " starts from the beginning", run->id),
+					 errdetail("Its checkpoint cannot be resumed: %s.", err.message)));
+			state_file_remove(cp->own.job);
+			return;
+		}
+		ereport(ERROR,
+				(errcode(core_error_code(&err)),
+				 errmsg("cannot resume from the checkpoint of job " INT64_FORMAT ": %s",
+						cp->from.job, err.message),
+				 err.kind == CORE_ERR_INVALID_INPUT ?
+				 errdetail("A resumed training must read the same rows, in the same order, with the same parameters and base as the one it goes on from.") : 0,
+				 errhint("Run distill.train without resume => true to train from the beginning.")));
+	}
+	state_file_restore(&cp->from, trainer);
+	cp->resumed = true;
+	cp->resumed_after = trainer_epochs_done(trainer);
+	if (!own && run->background)
+		run->spent_checkpoint = cp->from.job;
+	ereport(run->background ? LOG : NOTICE,
+			(errmsg("resuming training after epoch %d from the checkpoint of job " INT64_FORMAT,
+					cp->resumed_after, cp->from.job)));
+}
+
+/*
+ * At the end of an epoch with more to come, save the checkpoint; the one
+ * this training resumed from, if another job's, is then behind it.
+ */
+static void
+save_checkpoint(JobRun *run, const Checkpoints *cp, const StudentTrainer *trainer)
+{
+	if (state_file_save(&cp->own, trainer) && run->spent_checkpoint != 0)
+	{
+		state_file_remove(run->spent_checkpoint);
+		run->spent_checkpoint = 0;
+	}
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * How fast training goes, for the job's message.  The rate is measured
+ * from the first unit of training work of this run, after the set-up
+ * (loading, the tokenizer's training, tokenizing, a restore), over the
+ * steps this run made, so validation and logging count as they come.
+ */
+typedef struct Pace
+{
+	TimestampTz started;		/* when this run began, set-up included */
+	TimestampTz first_work;		/* when training work began */
+	int			first_step;		/* steps done by then (a resumed run's) */
+	int			epochs;
+	double		label_loss;		/* of the last logged steps; NaN before */
+	double		tokens_per_second;
+} Pace;
+
+/* Steps this run makes before it estimates the time left. */
+#define ESTIMATE_MIN_STEPS 3
+
+/* "45 s", "3 min 15 s", "2 h 5 min" */
+static void
+format_duration(char *buf, size_t len, double seconds)
+{
+	long		s = seconds > 0.0 ? (long) (seconds + 0.5) : 0;
+
+	if (s < 60)
+		snprintf(buf, len, "%ld s", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%ld min %ld s", s / 60, s % 60);
+	else
+		snprintf(buf, len, "%ld h %ld min", s / 3600, s % 3600 / 60);
+}
+
+static double
+seconds_since(TimestampTz from, TimestampTz now)
+{
+	return (double) (now - from) / USECS_PER_SEC;
+}
+
+/*
+ * The job's message after a unit of work: where training stands, its loss
+ * and speed, the time it took and the time left.  Called for every step:
+ * everything is on the stack.
+ */
+static void
+report_pace(JobRun *run, Pace *pace, TrainEvent event, const TrainProgress *p)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			steps = p->step - pace->first_step;
+	char		loss[64] = "";
+	char		elapsed[32];
+	char		left[48];
+	char		message[256];
+
+	if (event == TRAIN_STEP)
+	{
+		pace->label_loss = p->label_loss;
+		pace->tokens_per_second = p->tokens_per_second;
+	}
+	if (!isnan(pace->label_loss))
+		snprintf(loss, sizeof(loss), ", label loss %.4f, %.0f tokens/s",
+				 pace->label_loss, pace->tokens_per_second);
+	format_duration(elapsed, sizeof(elapsed), seconds_since(pace->started, now));
+	if (p->step >= p->total_steps)
+		snprintf(left, sizeof(left), "finishing");
+	else if (steps < ESTIMATE_MIN_STEPS)
+		snprintf(left, sizeof(left), "estimating the time left");
+	else
+	{
+		char		duration[32];
+
+		format_duration(duration, sizeof(duration),
+						seconds_since(pace->first_work, now) / steps * (p->total_steps - p->step));
+		snprintf(left, sizeof(left), "about %s left", duration);
+	}
+	snprintf(message, sizeof(message), "train: epoch %d of %d%s, step %d of %d%s, %s elapsed, %s",
+			 p->epoch, pace->epochs, p->validating ? ", validating" : "", p->step,
+			 p->total_steps, loss, elapsed, left);
+	job_progress(run, (double) p->step / Max(p->total_steps, 1), message);
+}
+
 /*
  * Train to the end, checking for interrupts between bounded units of work
  * (the core asks interrupt_pending() within them, from the tokenizer's
@@ -556,11 +782,10 @@ student_release(void *student)
 static CoreGuard *
 train_student(JobRun *run, const NewVersion *version, StudentParams *params,
 			  CoreGuard *base, const TrainingSet *set, const TaskDef *task,
-			  const char **metrics)
+			  Checkpoints *cp, Pace *pace, const char **metrics)
 {
 	CoreError	err;
 	const CoreError *failure;
-	char		message[128];
 	StopCheck	stop = {interrupt_pending, NULL};
 	StudentTrainer *trainer;
 	CoreGuard  *trainer_guard;
@@ -597,18 +822,24 @@ train_student(JobRun *run, const NewVersion *version, StudentParams *params,
 				 errhint("Raise memory_mb in params (or maintenance_work_mem, when memory_mb is not given), or train a smaller model, or LoRA adapters on a base.") : 0));
 	}
 	trainer_guard = core_guard_new(trainer, trainer_release);
+	if (cp->from.job != 0)
+		resume_training(run, cp, trainer);
 
+	pace->first_work = GetCurrentTimestamp();
+	pace->first_step = trainer_steps_done(trainer);
 	while ((event = trainer_advance(trainer, &progress)) != TRAIN_DONE)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (event != TRAIN_STEP && event != TRAIN_EPOCH)
-			continue;
-		log_progress(run, version, &progress);
-		job_commit(run);
-		/* on the stack: a long training must not allocate per step */
-		snprintf(message, sizeof(message), "train: epoch %d, step %d of %d, label loss %.4f",
-				 progress.epoch, progress.step, progress.total_steps, progress.label_loss);
-		job_progress(run, (double) progress.step / Max(progress.total_steps, 1), message);
+		/* saved before the epoch's row is logged: a logged epoch is saved */
+		if (event == TRAIN_EPOCH && cp->save && progress.epoch < params->epochs)
+			save_checkpoint(run, cp, trainer);
+		if (event == TRAIN_STEP || event == TRAIN_EPOCH)
+		{
+			log_progress(run, version, &progress);
+			job_commit(run);
+		}
+		/* a long training must not allocate per step: see report_pace() */
+		report_pace(run, pace, event, &progress);
 	}
 	CHECK_FOR_INTERRUPTS();
 	if ((failure = trainer_error(trainer)) != NULL)
@@ -705,9 +936,11 @@ base_release(void *student)
 char *
 run_training(JobRun *run, const TrainRequest *request)
 {
+	Pace		pace = {.started = GetCurrentTimestamp(), .label_loss = NAN};
 	TrainMethod method = parse_method(request->method);
 	StudentParams params = checked_params(request);
 	TaskDef    *task = load_task(request->task);
+	Checkpoints cp = plan_checkpoints(run, request);
 	NewVersion	version = new_model_version(request->model);
 	TrainingSet set = load_training_set(training_query(task->name, method, request->source),
 										task, method);
@@ -719,24 +952,33 @@ run_training(JobRun *run, const TrainRequest *request)
 		.labels = task->labels ? labels_array(task) : (Datum) 0
 	};
 	int			number;
+	char	   *resumed = "";
 
 	if (request->base != NULL)
 		base_guard = core_guard_new(load_base_student(request->base, &base), base_release);
 	row.base = request->base ? &base : NULL;
-	student_guard = train_student(run, &version, &params, base_guard, &set, task,
-								  &row.metrics);
+	cp.own.base_id = cp.from.base_id = base.id;
+	pace.epochs = params.epochs;
+	student_guard = train_student(run, &version, &params, base_guard, &set, task, &cp,
+								  &pace, &row.metrics);
 	row.params = params_json_text(&params, params.rationale_weight, row.base);
 	number = store_model_version(&version, request->model, &row, student_guard->object,
 								 NULL);
 	core_guard_release(student_guard);
-	return psprintf("model \"%s\" version %d: %s", request->model, number, row.metrics);
+	if (cp.resumed && cp.from.job == run->id)
+		resumed = psprintf(" (resumed after epoch %d)", cp.resumed_after);
+	else if (cp.resumed)
+		resumed = psprintf(" (resumed after epoch %d of job " INT64_FORMAT ")",
+						   cp.resumed_after, cp.from.job);
+	return psprintf("model \"%s\" version %d%s: %s", request->model, number, resumed,
+					row.metrics);
 }
 
 Datum
 distill_train(PG_FUNCTION_ARGS)
 {
 	static const char *const arg_names[] = {"model", "task", "method", NULL,
-	"rationale_weight", "params", "background"};
+	"rationale_weight", "params", "background", NULL, "resume"};
 	TrainRequest request;
 	char	   *args;
 	JobRun	   *run;
@@ -752,20 +994,25 @@ distill_train(PG_FUNCTION_ARGS)
 	request.rationale_weight = PG_GETARG_FLOAT8(4);
 	request.params = PG_GETARG_JSONB_P(5);
 	request.base = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
+	request.resume = PG_GETARG_BOOL(8);
 	checked_params(&request);
 	args = psprintf("{\"model\": %s, \"task\": %s, \"method\": %s, \"source\": %s,"
-					" \"rationale_weight\": %.17g, \"params\": %s, \"base\": %s}",
+					" \"rationale_weight\": %.17g, \"params\": %s, \"base\": %s,"
+					" \"resume\": %s}",
 					json_string(request.model), json_string(request.task),
 					json_string(request.method),
 					request.source ? json_string(request.source) : "null",
 					request.rationale_weight,
 					JsonbToCString(NULL, &request.params->root, VARSIZE(request.params)),
-					request.base ? json_string(request.base) : "null");
+					request.base ? json_string(request.base) : "null",
+					request.resume ? "true" : "false");
 	if (PG_GETARG_BOOL(6))
 	{
 		/* refused now rather than when the job starts */
 		SPI_connect();
 		checked_model_owner(request.model);
+		if (request.resume)
+			(void) resume_source(args, request.model);
 		SPI_finish();
 		PG_RETURN_INT64(job_submit("train", args));
 	}
