@@ -593,7 +593,7 @@ resume_source(const char *args, const char *model)
 	if (run_sql_as_owner("SELECT id, created_at FROM distill.jobs"
 						 " WHERE kind = 'train' AND owner = $1 AND status IN ('failed', 'cancelled')"
 						 "   AND args - 'resume' = distill._job_args('train', $2::jsonb) - 'resume'"
-						 " ORDER BY id DESC LIMIT 100",
+						 " ORDER BY id DESC",
 						 2, (Oid[]) {REGROLEOID, TEXTOID},
 						 (Datum[]) {ObjectIdGetDatum(GetUserId()), CStringGetTextDatum(args)},
 						 NULL, 0) != SPI_OK_SELECT)
@@ -611,7 +611,7 @@ resume_source(const char *args, const char *model)
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("there is no checkpoint to resume the training of model \"%s\" from", model),
-			 errdetail("No failed or cancelled training job of role %s with these arguments left one: a background training job saves one at the end of each epoch but the last, which is removed once the job succeeds.",
+			 errdetail("No failed or cancelled training job of role %s with these arguments left one. A background training job saves one at the end of each epoch but the last, and removes it when it succeeds.",
 					   GetUserNameFromId(GetUserId(), false)),
 			 errhint("Run distill.train without resume => true to train from the beginning.")));
 	return found;				/* not reached */
