@@ -149,7 +149,8 @@ SELECT array_agg(j) = ARRAY[:gone]::bigint[] AS checkpoint_saved FROM checkpoint
 DELETE FROM distill.jobs WHERE id = :gone;
 SELECT eventually('SELECT count(*) = 0 FROM checkpoint_jobs()') AS swept;
 
--- clean up
+-- clean up (the log of trainings that left no model, too)
+DELETE FROM distill.training_log WHERE job_id IN (:job, :tale_job, :gone);
 SELECT distill.drop_model('moody');
 SELECT distill.drop_task('mood');
 DROP TABLE reviews;

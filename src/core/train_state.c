@@ -452,7 +452,7 @@ position_problem(const StudentTrainer *t, const Position *pos)
 		return "its dropout seed is not that of the seed";
 	if (!meter_consistent(&pos->since_log, pos->step) ||
 		!meter_consistent(&pos->this_epoch, pos->step_in_epoch))
-		return "its loss figures are not numbers";
+		return "its meters do not add up";
 	return NULL;
 }
 
