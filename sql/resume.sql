@@ -114,29 +114,35 @@ SELECT i, (ARRAY['Lily', 'Tom', 'Sue', 'Ben'])[1 + i % 4] || ' saw a big '
 FROM generate_series(1, 64) i;
 SELECT distill.create_task('animal', 'Which animal?', ARRAY['dog', 'cat', 'bird']);
 \set tale_args '''tale_student'', ''animal'', ''distill'', ''SELECT body AS input, animal AS label FROM stories ORDER BY i'', params => ''{"epochs": 2, "lr": 0.003, "max_input_tokens": 16, "max_target_tokens": 4, "validation_fraction": 0}'', base => ''tale'''
+\set lora_args '''tale_lora'', ''animal'', ''distill'', ''SELECT body AS input, animal AS label FROM stories ORDER BY i'', params => ''{"epochs": 2, "lr": 0.003, "max_input_tokens": 16, "max_target_tokens": 4, "validation_fraction": 0, "lora_rank": 4}'', base => ''tale'''
 SELECT pg_advisory_lock(4242);
 SELECT distill.train(:tale_args) AS tale_job \gset
-SELECT eventually($$SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted$$, 60)
+SELECT distill.train(:lora_args) AS lora_job \gset
+SELECT eventually($$SELECT count(*) = 2 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted$$, 60)
        AS after_epoch_1;
-SELECT distill.cancel(:tale_job);
+SELECT distill.cancel(:tale_job), distill.cancel(:lora_job);
 SELECT pg_advisory_unlock(4242);
 SET client_min_messages = warning;
-SELECT distill.train(:tale_args, resume => true, background => false) > 0 AS resumed;
-SELECT distill.train(:tale_args, background => false) > 0 AS straight;
+SELECT distill.train(:tale_args, resume => true, background => false) > 0 AS resumed,
+       distill.train(:lora_args, resume => true, background => false) > 0 AS lora_resumed;
+SELECT distill.train(:tale_args, background => false) > 0 AS straight,
+       distill.train(:lora_args, background => false) > 0 AS lora_straight;
 RESET client_min_messages;
-SELECT count(DISTINCT (SELECT string_agg(md5(c.data), ',' ORDER BY c.seq)
-                       FROM distill.model_chunks c WHERE c.model_id = m.id)) AS distinct_weights,
-       count(*) AS versions
-FROM distill.models m WHERE name = 'tale_student';
+-- (with LoRA, the adapters alone are stored, and saved)
+SELECT name, count(DISTINCT (SELECT string_agg(md5(c.data), ',' ORDER BY c.seq)
+                             FROM distill.model_chunks c WHERE c.model_id = m.id)) AS distinct_weights,
+       count(*) AS versions, bool_and(base_id IS NOT NULL) AS adapters
+FROM distill.models m WHERE name IN ('tale_student', 'tale_lora') GROUP BY name ORDER BY name;
 -- a new version of the base: the checkpoint is of the old one
 SELECT distill.import_model('tale', :'models' || '/stories260K.bin',
                             tokenizer => :'models' || '/tok512.bin') AS imported;
 SELECT error_of(format('SELECT distill.train(%s, resume => true, background => false)', :'tale_args'));
 SELECT distill.drop_model('tale_student');
+SELECT distill.drop_model('tale_lora');
 SELECT distill.drop_model('tale');
 SELECT distill.drop_task('animal');
 DROP TABLE stories;
-DELETE FROM distill.jobs WHERE id = :tale_job;
+DELETE FROM distill.jobs WHERE id IN (:tale_job, :lora_job);
 
 -- the checkpoint of a job that is no longer there is swept away
 SELECT pg_advisory_lock(4242);
@@ -150,7 +156,7 @@ DELETE FROM distill.jobs WHERE id = :gone;
 SELECT eventually('SELECT count(*) = 0 FROM checkpoint_jobs()') AS swept;
 
 -- clean up (the log of trainings that left no model, too)
-DELETE FROM distill.training_log WHERE job_id IN (:job, :tale_job, :gone);
+DELETE FROM distill.training_log WHERE job_id IN (:job, :tale_job, :lora_job, :gone);
 SELECT distill.drop_model('moody');
 SELECT distill.drop_task('mood');
 DROP TABLE reviews;

@@ -18,10 +18,14 @@
  *   examples      named values: counts and a fingerprint of the token rows
  *   progress      counters, generators, the best epoch, the meters
  *   order         u32 per training row: their order in this epoch
- *   weights       f32 per parameter
+ *   weights       f32 per parameter of the model; or, with LoRA,
+ *   adapters      f32 per parameter of the adapters, which alone train
+ *                 (the frozen base is not in the state: it is restored
+ *                 onto the same base, which the caller sees to)
  *   adam          u64 updates made, f32 last learning rate, u32 0, then
- *                 the first and the second moments, f32 per parameter
- *   best_weights  f32 per parameter: the best epoch's; only with
+ *                 the first and the second moments, f32 per trained
+ *                 parameter
+ *   best_weights  f32 per trained parameter: the best epoch's; only with
  *                 validation, once an epoch has ended
  *
  * A section of named values is a list of entries: u8 length of the name,
@@ -31,8 +35,9 @@
  * name of what differs.  Every size is known from the trainer before a
  * byte of a section is read, so damaged sizes cannot ask for memory, and
  * the progress is checked for consistency (an order that is a
- * permutation, counters that agree) before it is used.  Further blocks of
- * parameters (LoRA adapters and their optimizer) come as further sections.
+ * permutation, counters that agree) before it is used.  A new kind of
+ * state (another block of parameters, another optimizer) comes as a
+ * further section, in a new format version.
  */
 #include <math.h>
 #include <stdio.h>
@@ -105,6 +110,22 @@ add_real(NamedList *l, const char *name, double value)
 	add_named(l, name, 'f', bits);
 }
 
+/* Parameters that train: the model's, or its LoRA adapters'. */
+static size_t
+trained_count(const StudentTrainer *t)
+{
+	size_t		n;
+
+	(void) trained_params(t, &n);
+	return n;
+}
+
+static const char *
+trained_section(const StudentTrainer *t)
+{
+	return t->model->lora != NULL ? "adapters" : "weights";
+}
+
 static void
 model_values(const StudentTrainer *t, NamedList *l)
 {
@@ -132,9 +153,16 @@ model_values(const StudentTrainer *t, NamedList *l)
 	add_real(l, "logit_scale", c->logit_scale);
 	add_int(l, "tensors", t->model->n_tensors);
 	add_int(l, "parameters", (int64_t) t->model->n_params);
+	add_int(l, "lora_rank", t->lora.rank);
+	add_real(l, "lora_alpha", t->lora.alpha);
+	add_int(l, "lora_targets", t->lora.targets);
+	add_int(l, "trained parameters", (int64_t) trained_count(t));
 }
 
-/* Every parameter but memory_mb and log_every, which change no result. */
+/*
+ * Every parameter but memory_mb, work_mem_mb and log_every, which change
+ * no result.
+ */
 static void
 params_values(const StudentTrainer *t, NamedList *l)
 {
@@ -160,6 +188,9 @@ params_values(const StudentTrainer *t, NamedList *l)
 	add_int(l, "prefix_lm", p->prefix_lm);
 	add_int(l, "tied_embeddings", p->tied_embeddings);
 	add_named(l, "seed", 'x', p->seed);
+	add_int(l, "lora_rank", p->lora_rank);
+	add_real(l, "lora_alpha", p->lora_alpha);
+	add_int(l, "lora_targets", p->lora_targets);
 }
 
 /* CRC-32C of n 4-byte words, as little-endian bytes. */
@@ -581,7 +612,7 @@ uint64_t
 trainer_state_bytes(const StudentTrainer *t)
 {
 	uint64_t	frame = SECTION_HEAD_BYTES + SECTION_TAIL_BYTES;
-	uint64_t	weights = (uint64_t) t->model->n_params * 4;
+	uint64_t	weights = (uint64_t) trained_count(t) * 4;
 	int			sections = BASE_SECTIONS + has_best_weights(t);
 
 	return HEADER_BYTES + sections * frame + TRAILER_BYTES +
@@ -603,13 +634,15 @@ trainer_save_state(const StudentTrainer *t, TrainerStateWrite write, void *ctx,
 	uint8_t		progress[PROGRESS_BYTES];
 	uint8_t		adam[ADAM_HEAD_BYTES] = {0};
 	uint32_t	lr_bits;
-	size_t		n = t->model != NULL ? t->model->n_params : 0;
+	size_t		n;
+	const float *trained;
 
 	if (t->failed || t->phase == PHASE_DONE || t->model == NULL)
 	{
 		core_error(err, CORE_ERR_INVALID_INPUT, "training has ended: there is no state to save");
 		return false;
 	}
+	trained = trained_params(t, &n);
 	memcpy(header, STATE_MAGIC, 4);
 	le_put_u32(header + 4, STATE_VERSION);
 	le_put_u32(header + 8, BASE_SECTIONS + has_best_weights(t));
@@ -632,8 +665,8 @@ trainer_save_state(const StudentTrainer *t, TrainerStateWrite write, void *ctx,
 	out_words(&o, t->order, t->n_train);
 	out_end(&o);
 
-	out_begin(&o, "weights", (uint64_t) n * 4);
-	out_words(&o, t->model->params, n);
+	out_begin(&o, trained_section(t), (uint64_t) n * 4);
+	out_words(&o, trained, n);
 	out_end(&o);
 
 	memcpy(&lr_bits, &t->optim->last_lr, 4);
@@ -918,7 +951,7 @@ in_floats(In *in, const char *name, float *into, size_t n)
 static bool
 in_adam(In *in, const StudentTrainer *t, const Targets *into, Restored *r)
 {
-	size_t		n = t->model->n_params;
+	size_t		n = trained_count(t);
 	uint8_t		head[ADAM_HEAD_BYTES];
 	uint64_t	size;
 	uint64_t	step;
@@ -986,7 +1019,7 @@ read_state(const StudentTrainer *t, In *in, const Targets *into, Restored *r)
 	NamedList	model = {.n = 0},
 				params = {.n = 0},
 				examples = {.n = 0};
-	size_t		n = t->model->n_params;
+	size_t		n = trained_count(t);
 	uint32_t	n_sections;
 	bool		best;
 
@@ -1003,7 +1036,7 @@ read_state(const StudentTrainer *t, In *in, const Targets *into, Restored *r)
 	if (n_sections != BASE_SECTIONS + (uint32_t) best)
 		return corrupt(in, "%s", "its number of sections does not fit its progress");
 	in->touched = into->params != NULL;
-	return in_floats(in, "weights", into->params, n) &&
+	return in_floats(in, trained_section(t), into->params, n) &&
 		in_adam(in, t, into, r) &&
 		(!best || in_floats(in, "best_weights", into->best, n)) &&
 		in_trailer(in);
@@ -1080,13 +1113,14 @@ trainer_restore_state(StudentTrainer *t, TrainerStateRead read, void *ctx,
 {
 	In			in;
 	Restored	r;
-	Targets		into = {t->model ? t->model->params : NULL, t->optim ? t->optim->m : NULL,
-	t->optim ? t->optim->v : NULL, t->best_params};
+	Targets		into;
 	CoreError	why;
+	size_t		n;
 	bool		ok;
 
 	if (!begin_reading(t, read, ctx, err, &in, &r))
 		return false;
+	into = (Targets) {trained_params(t, &n), t->optim->m, t->optim->v, t->best_params};
 	in.err = &why;
 	ok = read_state(t, &in, &into, &r);
 	if (ok)

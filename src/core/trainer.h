@@ -170,20 +170,22 @@ extern int	trainer_epochs_done(const StudentTrainer *trainer);
 /*
  * Saving where training stands, to go on from there in another process
  * (train_state.c).  The state is everything a trainer built from the same
- * params and examples needs to continue as if it had never stopped: all
- * the weights, AdamW's moments and step count, the best epoch's weights
- * and accuracy, the epoch and step counters, the shuffle and dropout
- * generators, the skipped steps, the meters of the logged means.  With one
- * thread, a trainer restored from a state saved after epoch k ends with
- * the same bits as one that ran all epochs.
+ * params and examples needs to continue as if it had never stopped: the
+ * weights that train (all of them; with LoRA, the adapters', the frozen
+ * base being the caller's to provide again), AdamW's moments and step
+ * count, the best epoch's weights and accuracy, the epoch and step
+ * counters, the shuffle and dropout generators, the skipped steps, the
+ * meters of the logged means.  With one thread, a trainer restored from
+ * a state saved after epoch k ends with the same bits as one that ran all
+ * epochs.
  *
  * It is a stream of named sections (a header, then each section's name,
  * size, bytes and CRC-32C, then a CRC-32C of the headers and section
  * CRCs), written and read through the caller's function in pieces of at
  * most TRAINER_STATE_PIECE bytes, so that a state of gigabytes never sits
  * in memory.  It names the model configuration, the training parameters
- * (all but memory_mb and log_every, which change no result) and a
- * fingerprint of the tokenized examples that it belongs to.
+ * (all but memory_mb, work_mem_mb and log_every, which change no result)
+ * and a fingerprint of the tokenized examples that it belongs to.
  *
  * trainer_save_state() may be called between any two trainer_advance()
  * calls until training ends; the trainer is unchanged.  write returns

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/crc32c.h"
+#include "core/lora.h"
 #include "core/trainer.h"
 #include "core/util.h"
 #include "stories.h"
@@ -249,6 +250,14 @@ stops_here(const StopAt *at, TrainEvent e, const TrainProgress *p)
 		(at->validating && p->validating);
 }
 
+/* The weights that train: the model's, or its LoRA adapters'. */
+static const float *
+trained(const Model *m, size_t *n)
+{
+	*n = m->lora != NULL ? m->lora->n_params : m->n_params;
+	return m->lora != NULL ? m->lora->params : m->params;
+}
+
 /*
  * The weights at the end (trainer_model()) and the best epoch's (of the
  * student), as one malloc'd array of 2 n floats.
@@ -258,16 +267,17 @@ finish(StudentTrainer *t, size_t *n)
 {
 	TrainProgress p;
 	Student    *s;
+	const float *last;
 	float	   *out;
 
 	while (trainer_advance(t, &p) != TRAIN_DONE)
 		;
 	CHECKF(trainer_error(t) == NULL, "%s", trainer_error(t)->message);
-	*n = trainer_model(t)->n_params;
+	last = trained(trainer_model(t), n);
 	out = malloc(2 * *n * sizeof(float));
-	memcpy(out, trainer_model(t)->params, *n * sizeof(float));
+	memcpy(out, last, *n * sizeof(float));
 	s = trainer_take_best(t);
-	memcpy(out + *n, s->model->params, *n * sizeof(float));
+	memcpy(out + *n, trained(s->model, n), *n * sizeof(float));
 	student_free(s);
 	return out;
 }
@@ -624,6 +634,7 @@ main(void)
 	static Rows rows;
 	Setup		scratch = {.on_base = false, .rows = rows.examples, .n_rows = N_ROWS};
 	Setup		base = {.on_base = true, .rows = rows.examples, .n_rows = N_ROWS};
+	Setup		lora;
 	StopAt		places[] = {{1, 0, false}, {2, 0, false}, {0, 5, false}, {0, 0, true}};
 	StopAt		after_one = {1, 0, false};
 	Buffer		state = {0};
@@ -632,9 +643,12 @@ main(void)
 	make_rows(&rows);
 	scratch_params(&scratch.params);
 	base_params(&base.params);
+	lora = base;
+	lora.params.lora_rank = 4;
 
 	test_same_bits("from scratch", &scratch, places, 4);
 	test_same_bits("stories260K fine-tuned", &base, places, 2);
+	test_same_bits("stories260K with LoRA adapters", &lora, places, 2);
 
 	if (run_and_save(&scratch, &after_one, &state))
 	{
