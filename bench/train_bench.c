@@ -9,10 +9,15 @@
  *                       peak-GFLOP/s" of training steps
  *   train_bench dump D_MODEL DIR     -> initial weights, batches and C
  *                    results on the check batch, as raw little-endian files
+ *   train_bench pretrained full THREADS
+ *                    -> "s/step tokens/s GFLOP/s GFLOP-per-step
+ *                       peak-GFLOP/s peak-RSS-kB sgemm-share" of training
+ *                       steps of SmolLM2-135M's shape (bench/pretrained)
  *
  * Each mode prints one line of numbers on stdout (medians over repetitions:
- * the machine is shared and noisy); bench/train formats them.  Sizes and
- * repetitions come from the environment (env_int() calls below).
+ * the machine is shared and noisy); bench/train and bench/pretrained format
+ * them.  Sizes and repetitions come from the environment (env_int() calls
+ * below).
  */
 #define _GNU_SOURCE
 #include <cblas.h>
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core/model.h"
@@ -30,6 +36,7 @@
 #include "core/util.h"
 
 #include "bench.h"
+#include "bench_135m.h"
 
 /* Shape of the benchmark: the model besides d_model, the batch, repetitions. */
 typedef struct BenchParams
@@ -43,6 +50,14 @@ typedef struct BenchParams
 	int			peak_size;		/* n of the n x n x n sgemm */
 	int			peak_reps;
 } BenchParams;
+
+/* What make_batch() makes (see there). */
+typedef enum BatchKind
+{
+	BATCH_PREFIX_LM,			/* full rows, loss after a prefix */
+	BATCH_CHECK,				/* every kind of row */
+	BATCH_CAUSAL				/* full rows, loss on every token */
+} BatchKind;
 
 /* A batch and the arrays behind its ModelBatch. */
 typedef struct BenchBatch
@@ -77,16 +92,17 @@ env_int(const char *name, int fallback)
 	return value != NULL && *value != '\0' ? atoi(value) : fallback;
 }
 
+/* The batch's shape defaults to batch_size x seq_len. */
 static BenchParams
-read_params(void)
+read_params(int batch_size, int seq_len)
 {
 	BenchParams p;
 
 	p.n_layers = env_int("BENCH_LAYERS", 4);
 	p.n_heads = env_int("BENCH_HEADS", 4);
 	p.vocab_size = env_int("BENCH_VOCAB", 4096);
-	p.batch_size = env_int("BENCH_BATCH", 32);
-	p.seq_len = env_int("BENCH_SEQ", 128);
+	p.batch_size = env_int("BENCH_BATCH", batch_size);
+	p.seq_len = env_int("BENCH_SEQ", seq_len);
 	p.steps = env_int("STEPS", 5);
 	p.peak_size = env_int("PEAK_SIZE", 2048);
 	p.peak_reps = env_int("PEAK_REPS", 5);
@@ -168,7 +184,14 @@ create_peak_problem(int n)
 	pp.c = pp.b + size;
 	for (size_t i = 0; i < 2 * size; i++)
 		pp.a[i] = (float) (i % 7) - 3.0f;
+	memset(pp.c, 0, size * sizeof(float));	/* its pages, before any timing */
 	return pp;
+}
+
+static void
+free_peak_problem(PeakProblem *pp)
+{
+	free(pp->a);
 }
 
 /* GFLOP/s of one product. */
@@ -195,7 +218,7 @@ run_peak(const BenchParams *p, int threads)
 		gflops[r] = peak_gflops(&pp);
 	printf("%.1f\n", median(gflops, p->peak_reps));
 	free(gflops);
-	free(pp.a);
+	free_peak_problem(&pp);
 }
 
 /* ---------------------------------------------------------------- */
@@ -230,13 +253,15 @@ random_below(uint64_t *state, int n)
  * sequence has a prefix (the task and input) and a target after it, whose
  * tokens weigh 1 / (targets in the batch), a mean over them.
  *
- * The speed batch is full (every sequence seq_len tokens) with prefixes of
- * 1/4 to 3/4 of it.  The check batch has every kind of row: lengths from 2
- * to seq_len (padding after them), prefixes from 0 (plain causal) to
- * length - 1.
+ * The speed batch (BATCH_PREFIX_LM) is full (every sequence seq_len
+ * tokens) with prefixes of 1/4 to 3/4 of it.  The check batch has every
+ * kind of row: lengths from 2 to seq_len (padding after them), prefixes
+ * from 0 (plain causal) to length - 1.  BATCH_CAUSAL is full with no
+ * prefix: the loss is on every token but the first, as in fine-tuning a
+ * causal LM on plain text.
  */
 static BenchBatch
-make_batch(const BenchParams *p, bool full_length, uint64_t seed)
+make_batch(const BenchParams *p, BatchKind kind, uint64_t seed)
 {
 	int			B = p->batch_size;
 	int			T = p->seq_len;
@@ -249,10 +274,11 @@ make_batch(const BenchParams *p, bool full_length, uint64_t seed)
 	b.weights = xmalloc((size_t) B * T * sizeof(float));
 	for (int s = 0; s < B; s++)
 	{
-		int			len = full_length ? T : 2 + random_below(&state, T - 1);
-		int			prefix = full_length
+		int			len = kind == BATCH_CHECK
+			? 2 + random_below(&state, T - 1) : T;
+		int			prefix = kind == BATCH_PREFIX_LM
 			? T / 4 + random_below(&state, T / 2 + 1)
-			: random_below(&state, len);
+			: kind == BATCH_CHECK ? random_below(&state, len) : 0;
 
 		b.lengths[s] = len;
 		b.prefix_lengths[s] = prefix;
@@ -343,44 +369,132 @@ create_optimizer(const Model *model)
 	return opt;
 }
 
+/* Medians over the timed steps of a training run. */
+typedef struct StepFigures
+{
+	double		seconds;		/* of a step */
+	double		sgemm_share;	/* of a step's time inside cblas_sgemm */
+	double		peak;			/* sgemm GFLOP/s measured between the steps */
+} StepFigures;
+
+/*
+ * Times p->steps training steps on the batch after a warm-up step (first
+ * touch of the buffers, BLAS threads), and measures the sgemm peak between
+ * them: the machine is shared, so "of peak" compares figures of the same
+ * moments.  The peak's matrices are allocated for each measurement and
+ * freed after it (they are big enough to be mapped and unmapped), so that
+ * they are no part of the process's peak RSS.
+ */
+static StepFigures
+time_training_steps(const BenchParams *p, Model *model, Optimizer *opt,
+					const BenchBatch *b, int threads)
+{
+	double	   *seconds = xmalloc(3 * p->steps * sizeof(double));
+	double	   *sgemm_share = seconds + p->steps;
+	double	   *peak = sgemm_share + p->steps;
+	StepFigures figures;
+
+	model_set_threads(threads);
+	train_step(model, opt, b);
+	for (int s = 0; s < p->steps; s++)
+	{
+		double		start = now();
+		PeakProblem pp;
+
+		sgemm_seconds = 0.0;
+		train_step(model, opt, b);
+		seconds[s] = now() - start;
+		sgemm_share[s] = sgemm_seconds / seconds[s];
+		pp = create_peak_problem(p->peak_size);
+		peak[s] = peak_gflops(&pp);
+		free_peak_problem(&pp);
+	}
+	figures.seconds = median(seconds, p->steps);
+	figures.sgemm_share = median(sgemm_share, p->steps);
+	figures.peak = median(peak, p->steps);
+	free(seconds);
+	return figures;
+}
+
 /*
  * Tokens/s and GFLOP/s of forward + backward + AdamW on the speed batch,
  * the share of the step spent in cblas_sgemm, the GFLOP of one step, and
- * the sgemm peak measured between the steps: the machine is shared, so
- * "of peak" compares figures of the same moments.  Medians over the timed
- * steps, after a warm-up step (first touch of the buffers, BLAS threads).
+ * the sgemm peak measured between the steps.
  */
 static void
 run_training(const BenchParams *p, int d_model, int threads)
 {
 	Model	   *model = create_model(p, d_model);
 	Optimizer  *opt = create_optimizer(model);
-	BenchBatch	b = make_batch(p, true, 1);
-	PeakProblem pp = create_peak_problem(p->peak_size);
+	BenchBatch	b = make_batch(p, BATCH_PREFIX_LM, 1);
 	double		flops = training_flops(model, &b);
-	double	   *seconds = xmalloc(3 * p->steps * sizeof(double));
-	double	   *sgemm_share = seconds + p->steps;
-	double	   *peak = sgemm_share + p->steps;
-	double		step_time;
+	StepFigures f = time_training_steps(p, model, opt, &b, threads);
 
-	model_set_threads(threads);
-	train_step(model, opt, &b);
-	for (int s = 0; s < p->steps; s++)
-	{
-		double		start = now();
+	printf("%.0f %.1f %.3f %.1f %.1f\n", b.n_tokens / f.seconds,
+		   flops / f.seconds / 1e9, f.sgemm_share, flops / 1e9, f.peak);
+	free_batch(&b);
+	optim_free(opt);
+	model_free(model);
+}
 
-		sgemm_seconds = 0.0;
-		train_step(model, opt, &b);
-		seconds[s] = now() - start;
-		sgemm_share[s] = sgemm_seconds / seconds[s];
-		peak[s] = peak_gflops(&pp);
-	}
-	step_time = median(seconds, p->steps);
-	printf("%.0f %.1f %.3f %.1f %.1f\n", b.n_tokens / step_time,
-		   flops / step_time / 1e9, median(sgemm_share, p->steps), flops / 1e9,
-		   median(peak, p->steps));
-	free(seconds);
-	free(pp.a);
+/* ---------------------------------------------------------------- */
+/* Training a model of SmolLM2-135M's shape */
+
+/* The process's peak resident set so far, in kB. */
+static long
+peak_rss_kb(void)
+{
+	struct rusage usage;
+
+	return getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : -1;
+}
+
+static Model *
+create_model_135m(const BenchParams *p)
+{
+	ModelConfig config;
+	CoreError	err;
+	Model	   *model;
+
+	config_135m(&config);
+	model = model_create(&config, &err);
+	if (model == NULL ||
+		!model_alloc_training(model, p->batch_size, p->seq_len, &err))
+		die("%s", err.message);
+	model_init_weights(model, 1234);
+	return model;
+}
+
+/*
+ * Fine-tuning SmolLM2-135M's shape (random weights) on a batch of
+ * batch_size x seq_len random ids (BENCH_BATCH, BENCH_SEQ: 8 x 256), the
+ * loss on every token but the first of each row: "full" trains every
+ * parameter with AdamW.  Prints seconds a step, tokens/s, GFLOP/s, the
+ * GFLOP of one step (training_flops()), the sgemm peak measured between
+ * the steps, the process's peak RSS in kB (everything it allocated:
+ * weights, gradients, AdamW's moments, activations), and the share of a
+ * step inside cblas_sgemm.
+ */
+static void
+run_pretrained(BenchParams p, const char *mode, int threads)
+{
+	Model	   *model;
+	Optimizer  *opt;
+	BenchBatch	b;
+	double		flops;
+	StepFigures f;
+
+	if (strcmp(mode, "full") != 0)
+		die("unknown training mode \"%s\" (full)", mode);
+	model = create_model_135m(&p);
+	p.vocab_size = model->config.vocab_size;
+	opt = create_optimizer(model);
+	b = make_batch(&p, BATCH_CAUSAL, 1);
+	flops = training_flops(model, &b);
+	f = time_training_steps(&p, model, opt, &b, threads);
+	printf("%.3f %.0f %.1f %.1f %.1f %ld %.3f\n", f.seconds,
+		   b.n_tokens / f.seconds, flops / f.seconds / 1e9, flops / 1e9,
+		   f.peak, peak_rss_kb(), f.sgemm_share);
 	free_batch(&b);
 	optim_free(opt);
 	model_free(model);
@@ -481,8 +595,8 @@ run_dump(const BenchParams *p, int d_model, const char *dir)
 {
 	Model	   *model = create_model(p, d_model);
 	Optimizer  *opt = create_optimizer(model);
-	BenchBatch	check = make_batch(p, false, 2);
-	BenchBatch	speed = make_batch(p, true, 1);
+	BenchBatch	check = make_batch(p, BATCH_CHECK, 2);
+	BenchBatch	speed = make_batch(p, BATCH_PREFIX_LM, 1);
 	size_t		n = (size_t) p->batch_size * p->seq_len;
 	float	   *nll = xmalloc(n * sizeof(float));
 
@@ -510,15 +624,19 @@ run_dump(const BenchParams *p, int d_model, const char *dir)
 int
 main(int argc, char **argv)
 {
-	BenchParams p = read_params();
+	bool		pretrained = argc == 4 && strcmp(argv[1], "pretrained") == 0;
+	BenchParams p = pretrained ? read_params(8, 256) : read_params(32, 128);
 
-	if (argc == 3 && strcmp(argv[1], "peak") == 0)
+	if (pretrained)
+		run_pretrained(p, argv[2], atoi(argv[3]));
+	else if (argc == 3 && strcmp(argv[1], "peak") == 0)
 		run_peak(&p, atoi(argv[2]));
 	else if (argc == 4 && strcmp(argv[1], "train") == 0)
 		run_training(&p, atoi(argv[2]), atoi(argv[3]));
 	else if (argc == 4 && strcmp(argv[1], "dump") == 0)
 		run_dump(&p, atoi(argv[2]), argv[3]);
 	else
-		die("usage: train_bench peak THREADS | train D_MODEL THREADS | dump D_MODEL DIR");
+		die("usage: train_bench peak THREADS | train D_MODEL THREADS | dump D_MODEL DIR"
+			" | pretrained full THREADS");
 	return 0;
 }

@@ -11,15 +11,24 @@ and batches that train_bench wrote to DIR.
                                        "max|dlogp| max|dloss| max-grad-rel-err"
     train_torch.py speed DIR THREADS   training steps on the speed batch:
                                        prints "tokens/s"
+    train_torch.py pretrained MODE THREADS
+                                       fine-tuning SmolLM2-135M's shape
+                                       (random weights) on random ids, MODE
+                                       full or lora (bench/pretrained):
+                                       prints "s/step tokens/s peak-RSS-kB"
 
 The model (see src/core/model.h): token embedding; per layer pre-RMSNorm,
 q/k/v projections, rotary positions ("rotate half" layout), attention with
 the prefix-LM mask, o_proj, residual; pre-RMSNorm, SwiGLU MLP, residual;
 final RMSNorm; logits = logit_scale * h @ embed_tokens^T (tied).  Module
 and parameter names are Hugging Face Llama's, as in the C tensor table.
+Attention is F.scaled_dot_product_attention where PyTorch has it (2.0 and
+later); Debian 12's 1.13 has not, and does the products and the masked
+softmax one by one.
 """
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -90,10 +99,13 @@ class Attention(nn.Module):
         group = self.n_heads // self.n_kv_heads
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
-        probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        out = (probs @ v).transpose(1, 2).reshape(B, T, -1)
-        return self.o_proj(out)
+        if hasattr(F, "scaled_dot_product_attention"):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+            probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            out = probs @ v
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
 
 
 class MLP(nn.Module):
@@ -263,6 +275,98 @@ def speed(directory, threads):
     print(f"{int(batch['lengths'].sum()) / statistics.median(seconds):.0f}")
 
 
+# SmolLM2-135M's shape (bench/bench_135m.h): causal, no biases, tied.
+CONFIG_135M = {"vocab_size": 49152, "d_model": 576, "n_layers": 30, "n_heads": 9,
+               "n_kv_heads": 3, "d_ff": 1536, "max_seq_len": 2048, "tied_embeddings": 1,
+               "prefix_lm": 0, "qkv_bias": 0, "rope_theta": 100000.0, "norm_eps": 1e-5,
+               "logit_scale": 1.0}
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus scaling * B A x, as PEFT's LoRA Linear: A
+    Kaiming-uniform (a = sqrt(5), nn.Linear's own init), B zeros, no
+    dropout."""
+
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base_layer = base
+        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        self.scaling = alpha / rank
+
+    def forward(self, x):
+        return self.base_layer(x) + self.lora_B(self.lora_A(x)) * self.scaling
+
+
+def attach_lora(model, rank, alpha):
+    """Freeze every parameter, then wrap each target projection in LoRA;
+    returns the adapters' parameters (the only ones that train)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name in LORA_TARGETS:
+                if hasattr(parent, name):
+                    setattr(parent, name, LoRALinear(getattr(parent, name), rank, alpha))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def causal_batch(batch_size, seq_len, vocab_size):
+    """Random ids, every row full, the loss the mean over every token but
+    the first of each row (train_bench.c's BATCH_CAUSAL)."""
+    g = torch.Generator().manual_seed(1)
+    weights = torch.full((batch_size, seq_len), 1.0 / (batch_size * (seq_len - 1)))
+    weights[:, 0] = 0.0
+    return {"tokens": torch.randint(vocab_size, (batch_size, seq_len), generator=g),
+            "lengths": torch.full((batch_size,), seq_len),
+            "prefix": torch.zeros(batch_size, dtype=torch.long),
+            "weights": weights}
+
+
+def pretrained(mode, threads):
+    """Seconds a step, tokens/s and this process's peak RSS (kB) of
+    forward + backward + clipping + AdamW on SmolLM2-135M's shape with
+    random weights (nn's own init, N(0, 1) embeddings), a batch of
+    BENCH_BATCH x BENCH_SEQ (8 x 256) random ids: "full" trains every
+    parameter (AdamW's decay on the block matrices, as src/core/optim.c),
+    "lora" adapters of rank LORA_RANK (16), alpha LORA_ALPHA (32) on every
+    projection of the blocks, all else frozen.  The median of TORCH_STEPS
+    steps after a warm-up step; optimizer settings are optim.c's defaults."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(1234)
+    config = CONFIG_135M
+    model = Student(config)
+    batch = causal_batch(int(os.environ.get("BENCH_BATCH", "8")),
+                         int(os.environ.get("BENCH_SEQ", "256")), config["vocab_size"])
+    if mode == "full":
+        matrices = [p for n, p in model.named_parameters() if p.dim() == 2 and ".layers." in n]
+        others = [p for n, p in model.named_parameters() if not (p.dim() == 2 and ".layers." in n)]
+        groups = [{"params": matrices, "weight_decay": 0.01}, {"params": others, "weight_decay": 0.0}]
+    elif mode == "lora":
+        groups = [{"params": attach_lora(model, int(os.environ.get("LORA_RANK", "16")),
+                                         float(os.environ.get("LORA_ALPHA", "32"))),
+                   "weight_decay": 0.01}]
+    else:
+        sys.exit(f"unknown training mode {mode!r} (full, lora)")
+    trained = [p for group in groups for p in group["params"]]
+    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    seconds = []
+    for step in range(1 + int(os.environ.get("TORCH_STEPS", "3"))):
+        start = time.perf_counter()
+        opt.zero_grad()
+        model.loss(batch).backward()
+        nn.utils.clip_grad_norm_(trained, 1.0)
+        opt.step()
+        if step > 0:
+            seconds.append(time.perf_counter() - start)
+    step_s = statistics.median(seconds)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{step_s:.3f} {int(batch['lengths'].sum()) / step_s:.0f} {peak_kb}")
+
+
 def info():
     with open("/proc/self/maps") as f:
         blas = {line.split()[-1] for line in f if "libblas" in line}
@@ -276,5 +380,8 @@ if __name__ == "__main__":
         check(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "speed":
         speed(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "pretrained":
+        pretrained(sys.argv[2], int(sys.argv[3]))
     else:
-        sys.exit("usage: train_torch.py info | check DIR | speed DIR THREADS")
+        sys.exit("usage: train_torch.py info | check DIR | speed DIR THREADS"
+                 " | pretrained full|lora THREADS")

@@ -32,6 +32,7 @@
 #include "core/tokenizer.h"
 
 #include "bench.h"
+#include "bench_135m.h"
 #include "../test/unit/corpus.h"
 
 #define CQA_PATH "../shared/data/cqa_train.jsonl"
@@ -150,20 +151,6 @@ bench_prediction(int repeat, int threads)
 	model_set_threads(1);
 	model_free(m);
 	return 0;
-}
-
-/* SmolLM2-135M's configuration. */
-static void
-config_135m(ModelConfig *config)
-{
-	model_config_default(config, 49152, 576, 30, 9);
-	config->n_kv_heads = 3;
-	config->d_ff = 1536;
-	config->max_seq_len = 2048;
-	config->prefix_lm = false;
-	config->rope_theta = 100000.0f;
-	config->norm_eps = 1e-5f;
-	config->logit_scale = 1.0f;
 }
 
 /* Median GFLOP/s of packed_matmul over rows x n_in -> n_out. */
