@@ -224,22 +224,29 @@ run_peak(const BenchParams *p, int threads)
 /* ---------------------------------------------------------------- */
 /* Model and batches */
 
+/* A model of config with random weights and buffers for p's batches. */
 static Model *
-create_model(const BenchParams *p, int d_model)
+create_training_model(const ModelConfig *config, const BenchParams *p)
 {
-	ModelConfig config;
 	CoreError	err;
-	Model	   *model;
+	Model	   *model = model_create(config, &err);
 
-	model_config_default(&config, p->vocab_size, d_model, p->n_layers,
-						 p->n_heads);
-	config.max_seq_len = p->seq_len;
-	model = model_create(&config, &err);
 	if (model == NULL ||
 		!model_alloc_training(model, p->batch_size, p->seq_len, &err))
 		die("%s", err.message);
 	model_init_weights(model, 1234);
 	return model;
+}
+
+static Model *
+create_model(const BenchParams *p, int d_model)
+{
+	ModelConfig config;
+
+	model_config_default(&config, p->vocab_size, d_model, p->n_layers,
+						 p->n_heads);
+	config.max_seq_len = p->seq_len;
+	return create_training_model(&config, p);
 }
 
 static int
@@ -449,22 +456,6 @@ peak_rss_kb(void)
 	return getrusage(RUSAGE_SELF, &usage) == 0 ? usage.ru_maxrss : -1;
 }
 
-static Model *
-create_model_135m(const BenchParams *p)
-{
-	ModelConfig config;
-	CoreError	err;
-	Model	   *model;
-
-	config_135m(&config);
-	model = model_create(&config, &err);
-	if (model == NULL ||
-		!model_alloc_training(model, p->batch_size, p->seq_len, &err))
-		die("%s", err.message);
-	model_init_weights(model, 1234);
-	return model;
-}
-
 /*
  * Fine-tuning SmolLM2-135M's shape (random weights) on a batch of
  * batch_size x seq_len random ids (BENCH_BATCH, BENCH_SEQ: 8 x 256), the
@@ -478,6 +469,7 @@ create_model_135m(const BenchParams *p)
 static void
 run_pretrained(BenchParams p, const char *mode, int threads)
 {
+	ModelConfig config;
 	Model	   *model;
 	Optimizer  *opt;
 	BenchBatch	b;
@@ -486,7 +478,8 @@ run_pretrained(BenchParams p, const char *mode, int threads)
 
 	if (strcmp(mode, "full") != 0)
 		die("unknown training mode \"%s\" (full)", mode);
-	model = create_model_135m(&p);
+	config_135m(&config);
+	model = create_training_model(&config, &p);
 	p.vocab_size = model->config.vocab_size;
 	opt = create_optimizer(model);
 	b = make_batch(&p, BATCH_CAUSAL, 1);
