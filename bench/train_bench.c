@@ -9,7 +9,7 @@
  *                       peak-GFLOP/s" of training steps
  *   train_bench dump D_MODEL DIR     -> initial weights, batches and C
  *                    results on the check batch, as raw little-endian files
- *   train_bench pretrained full THREADS
+ *   train_bench pretrained full|lora THREADS
  *                    -> "s/step tokens/s GFLOP/s GFLOP-per-step
  *                       peak-GFLOP/s peak-RSS-kB sgemm-share" of training
  *                       steps of SmolLM2-135M's shape (bench/pretrained)
@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "core/lora.h"
 #include "core/model.h"
 #include "core/model_ops.h"
 #include "core/optim.h"
@@ -46,6 +47,7 @@ typedef struct BenchParams
 	int			vocab_size;
 	int			batch_size;
 	int			seq_len;
+	int			micro_batch;	/* sequences per forward and backward */
 	int			steps;			/* timed training steps, after one warm-up */
 	int			peak_size;		/* n of the n x n x n sgemm */
 	int			peak_reps;
@@ -103,11 +105,14 @@ read_params(int batch_size, int seq_len)
 	p.vocab_size = env_int("BENCH_VOCAB", 4096);
 	p.batch_size = env_int("BENCH_BATCH", batch_size);
 	p.seq_len = env_int("BENCH_SEQ", seq_len);
+	p.micro_batch = env_int("MICRO_BATCH", p.batch_size);
 	p.steps = env_int("STEPS", 5);
 	p.peak_size = env_int("PEAK_SIZE", 2048);
 	p.peak_reps = env_int("PEAK_REPS", 5);
 	if (p.steps < 1 || p.peak_reps < 1 || p.seq_len < 2 || p.batch_size < 1)
 		die("STEPS, PEAK_REPS and BENCH_BATCH must be >= 1, BENCH_SEQ >= 2");
+	if (p.micro_batch < 1 || p.micro_batch > p.batch_size)
+		die("MICRO_BATCH must be 1 .. BENCH_BATCH");
 	return p;
 }
 
@@ -224,17 +229,23 @@ run_peak(const BenchParams *p, int threads)
 /* ---------------------------------------------------------------- */
 /* Model and batches */
 
-/* A model of config with random weights and buffers for p's batches. */
+/*
+ * A model of config with random weights, LoRA adapters of lora (NULL:
+ * none) and buffers for p's batches.
+ */
 static Model *
-create_training_model(const ModelConfig *config, const BenchParams *p)
+create_training_model(const ModelConfig *config, const LoraConfig *lora,
+					  const BenchParams *p)
 {
 	CoreError	err;
 	Model	   *model = model_create(config, &err);
 
-	if (model == NULL ||
-		!model_alloc_training(model, p->batch_size, p->seq_len, &err))
+	if (model == NULL)
 		die("%s", err.message);
 	model_init_weights(model, 1234);
+	if ((lora != NULL && !lora_attach(model, lora, 1234, &err)) ||
+		!model_alloc_training(model, p->micro_batch, p->seq_len, &err))
+		die("%s", err.message);
 	return model;
 }
 
@@ -246,7 +257,7 @@ create_model(const BenchParams *p, int d_model)
 	model_config_default(&config, p->vocab_size, d_model, p->n_layers,
 						 p->n_heads);
 	config.max_seq_len = p->seq_len;
-	return create_training_model(&config, p);
+	return create_training_model(&config, NULL, p);
 }
 
 static int
@@ -328,6 +339,11 @@ free_batch(BenchBatch *b)
  * sequence and head, the tied head over the target rows.  Backward does
  * two products per forward one, so a step is 3x the forward.  Backward's
  * recomputation of the head's logits (a memory saving) is not counted.
+ *
+ * With LoRA adapters the base is frozen: backward computes the input
+ * gradient of each base product and not its weight gradient, so the
+ * linear layers and the head count 2x the forward, attention still 3x;
+ * each adapter adds 3x its forward, 2 rows (in + out) rank.
  */
 static double
 training_flops(const Model *model, const BenchBatch *b)
@@ -341,27 +357,55 @@ training_flops(const Model *model, const BenchBatch *b)
 								 c->d_ff * d);
 	double		attention = 0.0;
 
+	double		head = 2.0 * b->n_targets * d * c->vocab_size;
+
 	for (int s = 0; s < b->mb.batch_size; s++)
 		attention += 2.0 * 2.0 * b->lengths[s] * b->lengths[s] * q_dim;
-	return 3.0 * (c->n_layers * (rows * per_row + attention) +
-				  2.0 * b->n_targets * d * c->vocab_size);
+	if (model->lora != NULL)
+		return 2.0 * (c->n_layers * rows * per_row + head) +
+			3.0 * c->n_layers * attention +
+			3.0 * 2.0 * rows * model->lora->n_params;
+	return 3.0 * (c->n_layers * (rows * per_row + attention) + head);
 }
 
-/* One optimizer step on the batch; returns the loss. */
+/*
+ * One optimizer step on the batch (of the adapters, if any), its
+ * sequences micro_batch at a time (backward accumulates; the weights are
+ * the whole batch's, so the losses add up to its loss); the loss.
+ */
 static float
-train_step(Model *model, Optimizer *opt, const BenchBatch *b)
+train_step(Model *model, Optimizer *opt, const BenchBatch *b, int micro_batch)
 {
-	float		loss;
+	float		loss = 0.0f;
+	ParamBlock	block;
 
 	model_zero_grad(model);
-	loss = model_forward(model, &b->mb, true);
-	if (isnan(loss))
-		die("the model rejected the batch");
-	model_backward(model);
-	optim_step(opt, model);
+	for (int first = 0; first < b->mb.batch_size; first += micro_batch)
+	{
+		size_t		cells = (size_t) first * b->mb.seq_len;
+		ModelBatch	mb = b->mb;
+
+		mb.batch_size = b->mb.batch_size - first < micro_batch
+			? b->mb.batch_size - first : micro_batch;
+		mb.tokens += cells;
+		mb.lengths += first;
+		mb.prefix_lengths += first;
+		mb.weights += cells;
+		if (mb.token_nll != NULL)
+			mb.token_nll += cells;
+		loss += model_forward(model, &mb, true);
+		if (isnan(loss))
+			die("the model rejected the batch");
+		model_backward(model);
+	}
+	if (model->lora != NULL)
+		optim_step_block(opt, lora_param_block(model, &block));
+	else
+		optim_step(opt, model);
 	return loss;
 }
 
+/* AdamW with optim.c's defaults, of the model or of its adapters. */
 static Optimizer *
 create_optimizer(const Model *model)
 {
@@ -370,7 +414,9 @@ create_optimizer(const Model *model)
 	Optimizer  *opt;
 
 	optim_config_default(&config, 1e-3f, 1000);
-	opt = optim_create(model, &config, &err);
+	opt = model->lora != NULL
+		? optim_create_for(model->lora->n_params, &config, &err)
+		: optim_create(model, &config, &err);
 	if (opt == NULL)
 		die("%s", err.message);
 	return opt;
@@ -402,14 +448,14 @@ time_training_steps(const BenchParams *p, Model *model, Optimizer *opt,
 	StepFigures figures;
 
 	model_set_threads(threads);
-	train_step(model, opt, b);
+	train_step(model, opt, b, p->micro_batch);
 	for (int s = 0; s < p->steps; s++)
 	{
 		double		start = now();
 		PeakProblem pp;
 
 		sgemm_seconds = 0.0;
-		train_step(model, opt, b);
+		train_step(model, opt, b, p->micro_batch);
 		seconds[s] = now() - start;
 		sgemm_share[s] = sgemm_seconds / seconds[s];
 		pp = create_peak_problem(p->peak_size);
@@ -460,26 +506,34 @@ peak_rss_kb(void)
  * Fine-tuning SmolLM2-135M's shape (random weights) on a batch of
  * batch_size x seq_len random ids (BENCH_BATCH, BENCH_SEQ: 8 x 256), the
  * loss on every token but the first of each row: "full" trains every
- * parameter with AdamW.  Prints seconds a step, tokens/s, GFLOP/s, the
- * GFLOP of one step (training_flops()), the sgemm peak measured between
- * the steps, the process's peak RSS in kB (everything it allocated:
- * weights, gradients, AdamW's moments, activations), and the share of a
- * step inside cblas_sgemm.
+ * parameter with AdamW, "lora" adapters of rank LORA_RANK (16), alpha
+ * LORA_ALPHA (32) on every projection of the blocks (q, k, v, o, gate, up,
+ * down) over the frozen base, as train_torch.py does in PyTorch.  Prints
+ * seconds a step, tokens/s, GFLOP/s, the GFLOP of one step
+ * (training_flops()), the sgemm peak measured between the steps, the
+ * process's peak RSS in kB (everything it allocated: weights, gradients,
+ * AdamW's moments, activations), and the share of a step inside
+ * cblas_sgemm.
  */
 static void
 run_pretrained(BenchParams p, const char *mode, int threads)
 {
 	ModelConfig config;
+	LoraConfig	lora = {
+		.rank = env_int("LORA_RANK", 16),
+		.alpha = env_int("LORA_ALPHA", 32),
+		.targets = LORA_ALL_TARGETS
+	};
 	Model	   *model;
 	Optimizer  *opt;
 	BenchBatch	b;
 	double		flops;
 	StepFigures f;
 
-	if (strcmp(mode, "full") != 0)
-		die("unknown training mode \"%s\" (full)", mode);
+	if (strcmp(mode, "full") != 0 && strcmp(mode, "lora") != 0)
+		die("unknown training mode \"%s\" (full, lora)", mode);
 	config_135m(&config);
-	model = create_training_model(&config, &p);
+	model = create_training_model(&config, strcmp(mode, "lora") == 0 ? &lora : NULL, &p);
 	p.vocab_size = model->config.vocab_size;
 	opt = create_optimizer(model);
 	b = make_batch(&p, BATCH_CAUSAL, 1);
@@ -630,6 +684,6 @@ main(int argc, char **argv)
 		run_dump(&p, atoi(argv[2]), argv[3]);
 	else
 		die("usage: train_bench peak THREADS | train D_MODEL THREADS | dump D_MODEL DIR"
-			" | pretrained full THREADS");
+			" | pretrained full|lora THREADS");
 	return 0;
 }

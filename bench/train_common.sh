@@ -9,7 +9,8 @@
 PYTHON=/usr/bin/python3
 # Only the model's files: others in src/core may be mid-edit.
 TRAIN_CORE_SOURCES="src/core/model.c src/core/model_ops.c src/core/model_train.c src/core/model_infer.c
-                    src/core/packed.c src/core/pool.c src/core/optim.c src/core/util.c src/core/error.c"
+                    src/core/packed.c src/core/pool.c src/core/optim.c src/core/util.c src/core/error.c
+                    src/core/lora.c"
 
 # Install the Debian packages given that are missing, when we are root.
 ensure_packages() {

@@ -330,7 +330,9 @@ def pretrained(mode, threads):
     """Seconds a step, tokens/s and this process's peak RSS (kB) of
     forward + backward + clipping + AdamW on SmolLM2-135M's shape with
     random weights (nn's own init, N(0, 1) embeddings), a batch of
-    BENCH_BATCH x BENCH_SEQ (8 x 256) random ids: "full" trains every
+    BENCH_BATCH x BENCH_SEQ (8 x 256) random ids, MICRO_BATCH sequences
+    (all) per forward and backward (gradient accumulation, as
+    train_bench.c): "full" trains every
     parameter (AdamW's decay on the block matrices, as src/core/optim.c),
     "lora" adapters of rank LORA_RANK (16), alpha LORA_ALPHA (32) on every
     projection of the blocks, all else frozen.  The median of TORCH_STEPS
@@ -353,11 +355,15 @@ def pretrained(mode, threads):
         sys.exit(f"unknown training mode {mode!r} (full, lora)")
     trained = [p for group in groups for p in group["params"]]
     opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    micro = int(os.environ.get("MICRO_BATCH", "0")) or len(batch["lengths"])
+    micro_batches = [{key: value[first:first + micro] for key, value in batch.items()}
+                     for first in range(0, len(batch["lengths"]), micro)]
     seconds = []
     for step in range(1 + int(os.environ.get("TORCH_STEPS", "3"))):
         start = time.perf_counter()
         opt.zero_grad()
-        model.loss(batch).backward()
+        for part in micro_batches:  # the weights are the whole batch's
+            model.loss(part).backward()
         nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         if step > 0:
