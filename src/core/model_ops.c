@@ -373,7 +373,8 @@ typedef struct AttentionTile
 /*
  * The tiles of a sequence of length len and prefix p: ATTENTION_TILE_ROWS
  * queries each, the last one shorter.  Keys that no query of a tile sees
- * are left out of its products, so that the causal mask halves the work.
+ * are left out of its products: under the causal mask a sequence of
+ * length L takes about (L + ATTENTION_TILE_ROWS) / 2L of the L x L block.
  */
 static inline AttentionTile
 attention_tile(int first, int len, int prefix)
