@@ -14,7 +14,10 @@
  *     threads: the packed matrix products of one token (decoding) and of
  *     64 (a prompt) in GFLOP/s; prompt processing (64 tokens) and greedy
  *     decoding (64 tokens) as bench/pretrained measures them inside
- *     PostgreSQL; one AdamW step over its 135M parameters.
+ *     PostgreSQL; one AdamW step over its 135M parameters; the bytes of
+ *     the training activations (model_activation_bytes()) at 1 x 256,
+ *     8 x 256 and 1 x 2048 tokens, and one forward + backward of 8 x 256
+ *     and of 1 x 2048 tokens.
  *
  * Training throughput is bench/train's, distill_predict over many rows
  * bench/predict's.  Each figure is the median of REPEAT runs (default 5).
@@ -336,6 +339,92 @@ bench_adamw(int repeat)
 	return 0;
 }
 
+/*
+ * Median seconds of one training forward + backward of B x T random
+ * tokens, every next token weighted, with n_threads threads (after one
+ * warm-up).
+ */
+static double
+time_training_step(Model *m, int B, int T, int n_threads, int repeat)
+{
+	int32_t    *tokens = malloc((size_t) B * T * sizeof(int32_t));
+	int32_t    *lengths = malloc(B * sizeof(int32_t));
+	float	   *weights = malloc((size_t) B * T * sizeof(float));
+	ModelBatch	batch = {B, T, tokens, lengths, NULL, weights, NULL};
+	double		s[MAX_REPEAT];
+
+	for (int i = 0; i < B * T; i++)
+	{
+		tokens[i] = 100 + (i * 7919) % 40000;
+		weights[i] = i % T == 0 ? 0.0f : 1.0f / (B * (T - 1));
+	}
+	for (int b = 0; b < B; b++)
+		lengths[b] = T;
+	model_set_threads(n_threads);
+	for (int r = -1; r < repeat; r++)
+	{
+		double		t0 = now();
+
+		model_zero_grad(m);
+		model_forward(m, &batch, true);
+		model_backward(m);
+		if (r >= 0)
+			s[r] = now() - t0;
+	}
+	free(tokens);
+	free(lengths);
+	free(weights);
+	return median(s, repeat);
+}
+
+/*
+ * Training at SmolLM2-135M's shape: the activations' bytes at three batch
+ * shapes, and forward + backward of two of them with 1 and 2 threads.
+ */
+static int
+bench_training_135m(int repeat)
+{
+	static const int shapes[][2] = {{1, 256}, {8, 256}, {1, 2048}};
+	static const int timed[] = {1, 2};	/* indexes into shapes */
+	ModelConfig config;
+	CoreError	err = {0};
+	Model	   *m;
+
+	config_135m(&config);
+	config.tied_embeddings = true;
+	printf("training activations at SmolLM2-135M's shape (model_activation_bytes):");
+	for (int s = 0; s < 3; s++)
+		printf("%s %d x %d: %.1f MB", s ? "," : "", shapes[s][0], shapes[s][1],
+			   model_activation_bytes(&config, shapes[s][0], shapes[s][1]) / 1048576.0);
+	printf("\n");
+	if ((m = model_create(&config, &err)) == NULL)
+	{
+		fprintf(stderr, "model_create: %s\n", err.message);
+		return 1;
+	}
+	model_init_weights(m, 1);
+	for (int i = 0; i < 2; i++)
+	{
+		int			B = shapes[timed[i]][0],
+					T = shapes[timed[i]][1];
+		double		s[2];
+
+		if (!model_alloc_training(m, B, T, &err))
+		{
+			fprintf(stderr, "model_alloc_training: %s\n", err.message);
+			return 1;
+		}
+		for (int t = 0; t < 2; t++)
+			s[t] = time_training_step(m, B, T, t + 1, repeat);
+		printf("forward + backward of %d x %d tokens: 1 thread %.2f s, 2 threads %.2f s\n",
+			   B, T, s[0], s[1]);
+		model_free_training(m);
+	}
+	model_set_threads(1);
+	model_free(m);
+	return 0;
+}
+
 /* Is part asked for?  No arguments ask for all. */
 static bool
 wanted(int argc, char **argv, const char *part)
@@ -346,7 +435,10 @@ wanted(int argc, char **argv, const char *part)
 	return argc == 1;
 }
 
-/* Arguments pick the parts: tokenizer prediction packed 135m adamw. */
+/*
+ * Arguments pick the parts: tokenizer prediction packed 135m adamw
+ * training.
+ */
 int
 main(int argc, char **argv)
 {
@@ -370,5 +462,7 @@ main(int argc, char **argv)
 		status |= bench_prediction_135m(repeat);
 	if (wanted(argc, argv, "adamw"))
 		status |= bench_adamw(repeat);
+	if (wanted(argc, argv, "training"))
+		status |= bench_training_135m(repeat);
 	return status;
 }

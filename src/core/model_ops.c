@@ -265,9 +265,11 @@ rope_backward(float *dx, int n, int row_stride, int n_heads, int head_dim,
 
 /*
  * Softmax over the first n_visible of the n entries of row, in place; the
- * masked entries after them become 0.
+ * masked entries after them become 0.  Returns the log of the normalizer,
+ * log(sum(e^row[j])) over the visible entries, from which backward makes
+ * the weights again.
  */
-VECTOR_CLONES static void
+VECTOR_CLONES static float
 softmax_visible(float *row, int n_visible, int n)
 {
 	float		max = row[0];
@@ -288,6 +290,35 @@ softmax_visible(float *row, int n_visible, int n)
 		row[j] *= inv;
 	for (int j = n_visible; j < n; j++)
 		row[j] = 0.0f;
+	return max + logf(sum);
+}
+
+/* The weights of a row from its scores: e^(s - lse), 0 where masked. */
+VECTOR_CLONES static void
+softmax_again(float *row, float lse, int n_visible, int n)
+{
+#pragma omp simd
+	for (int j = 0; j < n_visible; j++)
+		row[j] = exp_vec(row[j] - lse);
+	for (int j = n_visible; j < n; j++)
+		row[j] = 0.0f;
+}
+
+/*
+ * dS = P * (dP - rowsum(P * dP)), in place of dP, on a row of n entries
+ * (0 where P is 0: masked).
+ */
+VECTOR_CLONES static void
+softmax_backward_row(float *dp, const float *p, int n)
+{
+	float		dot = 0.0f;
+
+#pragma omp simd reduction(+:dot)
+	for (int j = 0; j < n; j++)
+		dot += p[j] * dp[j];
+#pragma omp simd
+	for (int j = 0; j < n; j++)
+		dp[j] = p[j] * (dp[j] - dot);
 }
 
 /* Keys a query at position i sees: j < max(i + 1, n_bidir). */
@@ -320,18 +351,71 @@ v_column(AttentionShape s, int h)
 	return k_column(s, h) + s.n_kv_heads * s.head_dim;
 }
 
+size_t
+attention_scratch_floats(int T)
+{
+	size_t		rows = T < ATTENTION_TILE_ROWS ? T : ATTENTION_TILE_ROWS;
+
+	return 2 * rows * T;
+}
+
 /*
- * Per sequence and head, only the len x len block of real tokens is
- * computed: padding neither attends nor is attended to.
+ * One tile of a head's attention: queries first .. first + rows - 1 of a
+ * sequence, over the keys 0 .. n_keys - 1 that the last of them sees.
+ */
+typedef struct AttentionTile
+{
+	int			first;
+	int			rows;
+	int			n_keys;
+} AttentionTile;
+
+/*
+ * The tiles of a sequence of length len and prefix p: ATTENTION_TILE_ROWS
+ * queries each, the last one shorter.  Keys that no query of a tile sees
+ * are left out of its products: under the causal mask a sequence of
+ * length L takes about (L + ATTENTION_TILE_ROWS) / 2L of the L x L block.
+ */
+static inline AttentionTile
+attention_tile(int first, int len, int prefix)
+{
+	AttentionTile t;
+
+	t.first = first;
+	t.rows = len - first < ATTENTION_TILE_ROWS ? len - first : ATTENTION_TILE_ROWS;
+	t.n_keys = visible_keys(first + t.rows - 1, prefix);
+	return t;
+}
+
+/*
+ * Scaled scores S = scale Q K^T of a tile of head h into scores
+ * [rows, n_keys]; rows points at the sequence's first row of qkv.
+ */
+static void
+tile_scores(float *scores, const float *rows, AttentionTile t,
+			AttentionShape s, int h)
+{
+	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+				t.rows, t.n_keys, s.head_dim, 1.0f / sqrtf((float) s.head_dim),
+				rows + (size_t) t.first * qkv_stride + q_column(s, h), qkv_stride,
+				rows + k_column(s, h), qkv_stride,
+				0.0f, scores, t.n_keys);
+}
+
+/*
+ * Per sequence, head and tile of queries, only the keys of real tokens
+ * the queries see are multiplied: padding neither attends nor is attended
+ * to.  The weights are not kept, only each row's log-normalizer.
  */
 void
-attention_forward(float *out, float *probs, const float *qkv,
+attention_forward(float *out, float *lse, float *scratch, const float *qkv,
 				  const int32_t *lengths, const int32_t *prefix_lengths,
 				  int B, int T, AttentionShape s)
 {
 	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
 	int			out_stride = s.n_heads * s.head_dim;
-	float		scale = 1.0f / sqrtf((float) s.head_dim);
 
 	memset(out, 0, (size_t) B * T * out_stride * sizeof(float));
 	for (int b = 0; b < B; b++)
@@ -342,84 +426,94 @@ attention_forward(float *out, float *probs, const float *qkv,
 
 		for (int h = 0; h < s.n_heads; h++)
 		{
-			float	   *att = probs + ((size_t) b * s.n_heads + h) * T * T;
+			float	   *head_lse = lse + ((size_t) b * s.n_heads + h) * T;
 
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-						len, len, s.head_dim, scale,
-						rows + q_column(s, h), qkv_stride,
-						rows + k_column(s, h), qkv_stride,
-						0.0f, att, T);
-			for (int i = 0; i < len; i++)
-				softmax_visible(att + (size_t) i * T,
-								visible_keys(i, prefix), len);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-						len, s.head_dim, len, 1.0f,
-						att, T,
-						rows + v_column(s, h), qkv_stride,
-						0.0f, out + (size_t) b * T * out_stride + h * s.head_dim,
-						out_stride);
+			for (int first = 0; first < len; first += ATTENTION_TILE_ROWS)
+			{
+				AttentionTile t = attention_tile(first, len, prefix);
+
+				tile_scores(scratch, rows, t, s, h);
+				for (int r = 0; r < t.rows; r++)
+					head_lse[first + r] =
+						softmax_visible(scratch + (size_t) r * t.n_keys,
+										visible_keys(first + r, prefix), t.n_keys);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+							t.rows, s.head_dim, t.n_keys, 1.0f,
+							scratch, t.n_keys,
+							rows + v_column(s, h), qkv_stride,
+							0.0f, out + ((size_t) b * T + first) * out_stride + q_column(s, h),
+							out_stride);
+			}
 		}
 	}
 }
 
 /*
- * With P the attention weights, S the scaled scores and O = P V:
- *   dP = dO V^T,  dV += P^T dO,
+ * Per tile, the weights P = e^(S - lse) are made again from Q and K (the
+ * one product more than a backward that keeps them); then with S the
+ * scaled scores and O = P V:
+ *   dV += P^T dO,  dP = dO V^T,
  *   dS = P * (dP - rowsum(P * dP))    (0 where masked, since P is 0 there),
  *   dQ = scale dS K,  dK += scale dS^T Q.
- * dV and dK accumulate because query heads of a group share them.
+ * dV and dK accumulate over the tiles, and over the query heads of a group,
+ * which share them.
  */
 void
 attention_backward(float *dqkv, float *scratch, const float *dout,
-				   const float *qkv, const float *probs,
+				   const float *qkv, const float *lse,
 				   const int32_t *lengths, const int32_t *prefix_lengths,
 				   int B, int T, AttentionShape s)
 {
 	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
 	int			out_stride = s.n_heads * s.head_dim;
 	float		scale = 1.0f / sqrtf((float) s.head_dim);
-	float	   *datt = scratch;
+	float	   *p = scratch;
+	float	   *dp = scratch + attention_scratch_floats(T) / 2;
 
 	memset(dqkv, 0, (size_t) B * T * qkv_stride * sizeof(float));
 	for (int b = 0; b < B; b++)
 	{
 		int			len = lengths[b];
+		int			prefix = prefix_lengths ? prefix_lengths[b] : 0;
 		const float *rows = qkv + (size_t) b * T * qkv_stride;
 		float	   *drows = dqkv + (size_t) b * T * qkv_stride;
-		const float *dO = dout + (size_t) b * T * out_stride;
 
 		for (int h = 0; h < s.n_heads; h++)
 		{
-			const float *att = probs + ((size_t) b * s.n_heads + h) * T * T;
-			const float *dOh = dO + h * s.head_dim;
+			const float *head_lse = lse + ((size_t) b * s.n_heads + h) * T;
 
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-						len, len, s.head_dim, 1.0f,
-						dOh, out_stride, rows + v_column(s, h), qkv_stride,
-						0.0f, datt, T);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-						len, s.head_dim, len, 1.0f,
-						att, T, dOh, out_stride,
-						1.0f, drows + v_column(s, h), qkv_stride);
-			for (int i = 0; i < len; i++)
+			for (int first = 0; first < len; first += ATTENTION_TILE_ROWS)
 			{
-				const float *p = att + (size_t) i * T;
-				float	   *dp = datt + (size_t) i * T;
-				float		dot = 0.0f;
+				AttentionTile t = attention_tile(first, len, prefix);
+				const float *dO = dout + ((size_t) b * T + first) * out_stride +
+					q_column(s, h);
 
-				for (int j = 0; j < len; j++)
-					dot += p[j] * dp[j];
-				for (int j = 0; j < len; j++)
-					dp[j] = p[j] * (dp[j] - dot);
+				tile_scores(p, rows, t, s, h);
+				for (int r = 0; r < t.rows; r++)
+					softmax_again(p + (size_t) r * t.n_keys, head_lse[first + r],
+								  visible_keys(first + r, prefix), t.n_keys);
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+							t.n_keys, s.head_dim, t.rows, 1.0f,
+							p, t.n_keys, dO, out_stride,
+							1.0f, drows + v_column(s, h), qkv_stride);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+							t.rows, t.n_keys, s.head_dim, 1.0f,
+							dO, out_stride, rows + v_column(s, h), qkv_stride,
+							0.0f, dp, t.n_keys);
+				for (int r = 0; r < t.rows; r++)
+					softmax_backward_row(dp + (size_t) r * t.n_keys,
+										 p + (size_t) r * t.n_keys, t.n_keys);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+							t.rows, s.head_dim, t.n_keys, scale,
+							dp, t.n_keys, rows + k_column(s, h), qkv_stride,
+							1.0f, drows + (size_t) first * qkv_stride + q_column(s, h),
+							qkv_stride);
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+							t.n_keys, s.head_dim, t.rows, scale,
+							dp, t.n_keys,
+							rows + (size_t) first * qkv_stride + q_column(s, h), qkv_stride,
+							1.0f, drows + k_column(s, h), qkv_stride);
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-						len, s.head_dim, len, scale,
-						datt, T, rows + k_column(s, h), qkv_stride,
-						1.0f, drows + q_column(s, h), qkv_stride);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-						len, s.head_dim, len, scale,
-						datt, T, rows + q_column(s, h), qkv_stride,
-						1.0f, drows + k_column(s, h), qkv_stride);
 		}
 	}
 }

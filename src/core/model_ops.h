@@ -55,9 +55,13 @@ extern void rope_backward(float *dx, int n, int row_stride, int n_heads,
  * Self-attention over a batch of B sequences of row stride T, from the
  * rows of qkv = [q heads | k heads | v heads] (after rotary).  Query i of a
  * sequence of length len and prefix p sees the keys j < max(i + 1, p)
- * (p = 0: causal); rows i >= len are padding, their output is 0.  probs
- * keeps the attention weights for backward: [B, n_heads, T, T].  scratch:
- * T*T floats.
+ * (p = 0: causal); rows i >= len are padding, their output is 0.
+ *
+ * The attention weights are not kept (at [B, n_heads, T, T] they would
+ * outgrow everything else): lse keeps the log of each row's softmax
+ * normalizer, [B, n_heads, T], and backward makes the weights again from
+ * qkv and lse, ATTENTION_TILE_ROWS queries at a time.  Both work in a
+ * scratch of attention_scratch_floats(T) floats.
  */
 typedef struct AttentionShape
 {
@@ -66,12 +70,15 @@ typedef struct AttentionShape
 	int			head_dim;
 } AttentionShape;
 
-extern void attention_forward(float *out, float *probs, const float *qkv,
-							  const int32_t *lengths,
+#define ATTENTION_TILE_ROWS 64
+
+extern size_t attention_scratch_floats(int T);
+extern void attention_forward(float *out, float *lse, float *scratch,
+							  const float *qkv, const int32_t *lengths,
 							  const int32_t *prefix_lengths, int B, int T,
 							  AttentionShape shape);
 extern void attention_backward(float *dqkv, float *scratch, const float *dout,
-							   const float *qkv, const float *probs,
+							   const float *qkv, const float *lse,
 							   const int32_t *lengths,
 							   const int32_t *prefix_lengths, int B, int T,
 							   AttentionShape shape);

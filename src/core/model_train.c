@@ -30,7 +30,7 @@ typedef struct LayerActivations
 	float	   *attn_in;		/* RMSNorm(x) [N, d_model] */
 	float	   *attn_rstd;		/* [N] */
 	float	   *qkv;			/* after rotary [N, qkv_dim] */
-	float	   *att_probs;		/* [B, n_heads, T, T] */
+	float	   *att_lse;		/* softmax log-normalizers [B, n_heads, T] */
 	float	   *att_out;		/* heads concatenated [N, n_heads * head_dim] */
 	float	   *mlp_in;			/* RMSNorm(x) [N, d_model] */
 	float	   *mlp_rstd;		/* [N] */
@@ -65,6 +65,8 @@ struct ModelActivations
 								 * before each sublayer, then at the end */
 	LayerActivations *layers;
 	float	   *branch;			/* [N, d_model] sublayer output, scratch */
+	float	   *att_scratch;	/* attention_scratch_floats(T), forward and
+								 * backward */
 	float	   *final_out;		/* [N, d_model] */
 	float	   *final_rstd;		/* [N] */
 	float	   *head_in;		/* [M, d_model] */
@@ -80,7 +82,6 @@ struct ModelActivations
 	float	   *d_qkv;			/* [N, qkv_dim] */
 	float	   *d_gate_up;		/* [N, 2 d_ff] */
 	float	   *d_mlp_act;		/* [N, d_ff] */
-	float	   *d_att_scratch;	/* [T, T] */
 	float	   *d_head_in;		/* [M, d_model] */
 
 	float	   *float_block;	/* what the pointers above point into */
@@ -160,7 +161,7 @@ layout_activations(const ModelConfig *c, ModelActivations *a, Carver *f,
 		la->attn_in = carve(f, N * d);
 		la->attn_rstd = carve(f, N);
 		la->qkv = carve(f, N * qkv_dim);
-		la->att_probs = carve(f, B * c->n_heads * T * T);
+		la->att_lse = carve(f, B * c->n_heads * T);
 		la->att_out = carve(f, N * q_dim);
 		la->mlp_in = carve(f, N * d);
 		la->mlp_rstd = carve(f, N);
@@ -168,6 +169,7 @@ layout_activations(const ModelConfig *c, ModelActivations *a, Carver *f,
 		la->mlp_act = carve(f, N * ff);
 	}
 	a->branch = carve(f, N * d);
+	a->att_scratch = carve(f, attention_scratch_floats(T));
 	a->final_out = carve(f, N * d);
 	a->final_rstd = carve(f, N);
 	a->head_in = carve(f, N * d);
@@ -182,7 +184,6 @@ layout_activations(const ModelConfig *c, ModelActivations *a, Carver *f,
 	a->d_qkv = carve(f, N * qkv_dim);
 	a->d_gate_up = carve(f, N * 2 * ff);
 	a->d_mlp_act = carve(f, N * ff);
-	a->d_att_scratch = carve(f, T * T);
 	a->d_head_in = carve(f, N * d);
 }
 
@@ -415,8 +416,9 @@ layer_forward(Model *model, int l)
 		lora_forward(model->lora, l, LORA_SITE_QKV, la->attn_in, la->qkv, N);
 	rope_forward(la->qkv, N, qkv_dim, c->n_heads + c->n_kv_heads,
 				 model->head_dim, a->positions, model->rope_cos, model->rope_sin);
-	attention_forward(la->att_out, la->att_probs, la->qkv, a->lengths,
-					  a->prefix_lengths, a->B, a->T, attention_shape(model));
+	attention_forward(la->att_out, la->att_lse, a->att_scratch, la->qkv,
+					  a->lengths, a->prefix_lengths, a->B, a->T,
+					  attention_shape(model));
 	linear_forward(a->branch, la->att_out, w->o_proj, NULL, N, q_dim, d);
 	if (model->lora != NULL)
 		lora_forward(model->lora, l, LORA_SITE_O, la->att_out, a->branch, N);
@@ -558,8 +560,8 @@ layer_backward(Model *model, int l)
 	if (model->lora != NULL)
 		lora_backward(model->lora, l, LORA_SITE_O, la->att_out, d_branch,
 					  a->d_att_out, N);
-	attention_backward(a->d_qkv, a->d_att_scratch, a->d_att_out, la->qkv,
-					   la->att_probs, a->lengths, a->prefix_lengths, a->B, a->T,
+	attention_backward(a->d_qkv, a->att_scratch, a->d_att_out, la->qkv,
+					   la->att_lse, a->lengths, a->prefix_lengths, a->B, a->T,
 					   attention_shape(model));
 	rope_backward(a->d_qkv, N, qkv_dim, c->n_heads + c->n_kv_heads,
 				  model->head_dim, a->positions, model->rope_cos, model->rope_sin);

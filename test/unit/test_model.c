@@ -392,7 +392,7 @@ typedef struct AttnCtx
 {
 	float	   *qkv,
 			   *out,
-			   *probs,
+			   *lse,
 			   *probe;
 	int32_t		lengths[AT_B];
 	int32_t		prefix[AT_B];
@@ -403,8 +403,10 @@ attention_loss(void *p)
 {
 	AttnCtx    *c = p;
 	AttentionShape s = {AT_H, AT_KV, AT_HD};
+	float		scratch[2 * AT_T * AT_T];
 
-	attention_forward(c->out, c->probs, c->qkv, c->lengths, c->prefix,
+	CHECK(attention_scratch_floats(AT_T) <= 2 * AT_T * AT_T);
+	attention_forward(c->out, c->lse, scratch, c->qkv, c->lengths, c->prefix,
 					  AT_B, AT_T, s);
 	return probe_sum(c->out, c->probe, AT_B * AT_T * AT_OUT);
 }
@@ -415,48 +417,209 @@ check_attention(const char *what, const int32_t *prefix)
 	AttnCtx		c = {.lengths = {5, 3, 4}};
 	AttentionShape s = {AT_H, AT_KV, AT_HD};
 	float	   *dqkv = malloc(AT_B * AT_T * AT_QKV * sizeof(float));
-	float		scratch[AT_T * AT_T];
+	float		scratch[2 * AT_T * AT_T];
 
 	memcpy(c.prefix, prefix, sizeof(c.prefix));
 	c.qkv = random_array(AT_B * AT_T * AT_QKV, 1.5f);
 	c.out = random_array(AT_B * AT_T * AT_OUT, 1.0f);
-	c.probs = random_array(AT_B * AT_H * AT_T * AT_T, 1.0f);
+	c.lse = random_array(AT_B * AT_H * AT_T, 1.0f);
 	c.probe = random_array(AT_B * AT_T * AT_OUT, 1.0f);
 
 	attention_loss(&c);
-	attention_backward(dqkv, scratch, c.probe, c.qkv, c.probs, c.lengths,
+	attention_backward(dqkv, scratch, c.probe, c.qkv, c.lse, c.lengths,
 					   c.prefix, AT_B, AT_T, s);
 	check_op_gradient(what, c.qkv, dqkv, AT_B * AT_T * AT_QKV, attention_loss, &c);
-
-	/* masked weights are exactly 0; rows sum to 1 */
-	{
-		bool		mask_ok = true;
-
-		for (int b = 0; b < AT_B; b++)
-			for (int h = 0; h < AT_H; h++)
-				for (int i = 0; i < c.lengths[b]; i++)
-				{
-					const float *row = c.probs + ((b * AT_H + h) * AT_T + i) * AT_T;
-					float		sum = 0.0f;
-
-					for (int j = 0; j < c.lengths[b]; j++)
-					{
-						bool		visible = j <= i || j < c.prefix[b];
-
-						if (!visible && row[j] != 0.0f)
-							mask_ok = false;
-						sum += row[j];
-					}
-					if (fabsf(sum - 1.0f) > 1e-5f)
-						mask_ok = false;
-				}
-		CHECKF(mask_ok, "%s: mask", what);
-	}
 	free(c.qkv);
 	free(c.out);
-	free(c.probs);
+	free(c.lse);
 	free(c.probe);
 	free(dqkv);
+}
+
+/*
+ * The attention as it was while training kept its weights: per sequence
+ * and head the whole [T, T] matrix P of weights, 0 where masked, and
+ * backward from it (in double).  out and lse (log of each row's softmax
+ * normalizer) of the forward, and dqkv of sum(out * probe).
+ */
+static void
+reference_attention(double *out, double *lse, double *dqkv, const float *qkv,
+					const float *probe, const int32_t *lengths,
+					const int32_t *prefix, int B, int T, AttentionShape s)
+{
+	int			stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
+	int			out_stride = s.n_heads * s.head_dim;
+	int			group = s.n_heads / s.n_kv_heads;
+	double		scale = 1.0 / sqrt((double) s.head_dim);
+	double	   *P = malloc((size_t) T * T * sizeof(double));
+	double	   *dP = malloc((size_t) T * T * sizeof(double));
+
+	memset(out, 0, (size_t) B * T * out_stride * sizeof(double));
+	memset(lse, 0, (size_t) B * s.n_heads * T * sizeof(double));
+	memset(dqkv, 0, (size_t) B * T * stride * sizeof(double));
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < s.n_heads; h++)
+		{
+			int			len = lengths[b];
+			int			qc = h * s.head_dim;
+			int			kc = (s.n_heads + h / group) * s.head_dim;
+			int			vc = kc + s.n_kv_heads * s.head_dim;
+			const float *rows = qkv + (size_t) b * T * stride;
+			double	   *drows = dqkv + (size_t) b * T * stride;
+			const float *dO = probe + (size_t) b * T * out_stride + qc;
+			double	   *O = out + (size_t) b * T * out_stride + qc;
+
+			for (int i = 0; i < len; i++)
+			{
+				double		max = -INFINITY,
+							sum = 0.0;
+
+				for (int j = 0; j < len; j++)
+				{
+					double		dot = 0.0;
+
+					for (int e = 0; e < s.head_dim; e++)
+						dot += (double) rows[i * stride + qc + e] * rows[j * stride + kc + e];
+					P[i * T + j] = j <= i || j < prefix[b] ? dot * scale : -INFINITY;
+					max = fmax(max, P[i * T + j]);
+				}
+				for (int j = 0; j < len; j++)
+					sum += (P[i * T + j] = exp(P[i * T + j] - max));
+				for (int j = 0; j < len; j++)
+					P[i * T + j] /= sum;
+				lse[((size_t) b * s.n_heads + h) * T + i] = max + log(sum);
+				for (int e = 0; e < s.head_dim; e++)
+					for (int j = 0; j < len; j++)
+						O[i * out_stride + e] += P[i * T + j] * rows[j * stride + vc + e];
+			}
+			/* dP = dO V^T, dV += P^T dO, dS = P (dP - rowsum(P dP)) */
+			for (int i = 0; i < len; i++)
+			{
+				double		dot = 0.0;
+
+				for (int j = 0; j < len; j++)
+				{
+					dP[i * T + j] = 0.0;
+					for (int e = 0; e < s.head_dim; e++)
+					{
+						dP[i * T + j] += (double) dO[i * out_stride + e] * rows[j * stride + vc + e];
+						drows[j * stride + vc + e] += P[i * T + j] * dO[i * out_stride + e];
+					}
+					dot += P[i * T + j] * dP[i * T + j];
+				}
+				for (int j = 0; j < len; j++)
+					dP[i * T + j] = P[i * T + j] * (dP[i * T + j] - dot);
+			}
+			/* dQ = scale dS K, dK += scale dS^T Q */
+			for (int i = 0; i < len; i++)
+				for (int j = 0; j < len; j++)
+					for (int e = 0; e < s.head_dim; e++)
+					{
+						drows[i * stride + qc + e] += scale * dP[i * T + j] * rows[j * stride + kc + e];
+						drows[j * stride + kc + e] += scale * dP[i * T + j] * rows[i * stride + qc + e];
+					}
+		}
+	free(P);
+	free(dP);
+}
+
+/* max |x - ref| / max |ref| */
+static double
+relative_error(const float *x, const double *ref, size_t n)
+{
+	double		max_diff = 0.0,
+				max_ref = 1e-30;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		max_diff = fmax(max_diff, fabs(x[i] - ref[i]));
+		max_ref = fmax(max_ref, fabs(ref[i]));
+	}
+	return max_diff / max_ref;
+}
+
+/*
+ * The op against reference_attention() on 4 sequences of row length 150
+ * (three tiles of queries) with padding (lengths 150, 97, 65 = one tile
+ * and a row, 1): the output, the log-normalizers and the input gradient
+ * agree within float rounding, and padding rows are exactly 0.
+ */
+static void
+check_attention_reference(const char *what, int n_heads, int n_kv_heads,
+						  const int32_t *prefix)
+{
+	enum
+	{
+		B = 4, T = 150, HD = 8
+	};
+	static const int32_t lengths[B] = {150, 97, 65, 1};
+	AttentionShape s = {n_heads, n_kv_heads, HD};
+	size_t		n_qkv = (size_t) B * T * (n_heads + 2 * n_kv_heads) * HD;
+	size_t		n_out = (size_t) B * T * n_heads * HD;
+	size_t		n_lse = (size_t) B * n_heads * T;
+	float	   *qkv = random_array(n_qkv, 2.0f);
+	float	   *probe = random_array(n_out, 1.0f);
+	float	   *out = random_array(n_out, 1.0f);
+	float	   *lse = random_array(n_lse, 1.0f);
+	float	   *dqkv = random_array(n_qkv, 1.0f);
+	float	   *scratch = malloc(attention_scratch_floats(T) * sizeof(float));
+	double	   *ref_out = malloc(n_out * sizeof(double));
+	double	   *ref_lse = malloc(n_lse * sizeof(double));
+	double	   *ref_dqkv = malloc(n_qkv * sizeof(double));
+	double		err_out,
+				err_lse,
+				err_dqkv;
+	bool		padding_zero = true;
+	float	   *lse_real = malloc(n_lse * sizeof(float));
+
+	CHECK(T > 2 * ATTENTION_TILE_ROWS && lengths[2] == ATTENTION_TILE_ROWS + 1);
+	/* padding rows of probe are not gradients of anything: 0 */
+	for (int b = 0; b < B; b++)
+		for (int t = lengths[b]; t < T; t++)
+			memset(probe + ((size_t) b * T + t) * n_heads * HD, 0,
+				   n_heads * HD * sizeof(float));
+	attention_forward(out, lse, scratch, qkv, lengths, prefix, B, T, s);
+	attention_backward(dqkv, scratch, probe, qkv, lse, lengths, prefix, B, T, s);
+	reference_attention(ref_out, ref_lse, ref_dqkv, qkv, probe, lengths, prefix,
+						B, T, s);
+
+	/* lse of padding rows is not defined: compare real rows only */
+	for (size_t i = 0; i < n_lse; i++)
+	{
+		int			b = (int) (i / ((size_t) n_heads * T));
+		int			t = (int) (i % T);
+
+		lse_real[i] = t < lengths[b] ? lse[i] : 0.0f;
+	}
+	err_out = relative_error(out, ref_out, n_out);
+	err_lse = relative_error(lse_real, ref_lse, n_lse);
+	err_dqkv = relative_error(dqkv, ref_dqkv, n_qkv);
+	for (int b = 0; b < B; b++)
+		for (int t = lengths[b]; t < T; t++)
+		{
+			const float *o = out + ((size_t) b * T + t) * n_heads * HD;
+			const float *d = dqkv + ((size_t) b * T + t) * (n_heads + 2 * n_kv_heads) * HD;
+
+			for (int e = 0; e < n_heads * HD; e++)
+				padding_zero &= o[e] == 0.0f;
+			for (int e = 0; e < (n_heads + 2 * n_kv_heads) * HD; e++)
+				padding_zero &= d[e] == 0.0f;
+		}
+	printf("  %-42s vs kept weights: rel err out %.1e, lse %.1e, dqkv %.1e\n",
+		   what, err_out, err_lse, err_dqkv);
+	CHECKF(err_out < 1e-5 && err_lse < 1e-5 && err_dqkv < 1e-5,
+		   "%s: out %g, lse %g, dqkv %g", what, err_out, err_lse, err_dqkv);
+	CHECKF(padding_zero, "%s: padding rows are not 0", what);
+	free(qkv);
+	free(probe);
+	free(out);
+	free(lse);
+	free(lse_real);
+	free(dqkv);
+	free(scratch);
+	free(ref_out);
+	free(ref_lse);
+	free(ref_dqkv);
 }
 
 static void
@@ -467,6 +630,23 @@ test_attention(void)
 
 	check_attention("attention, causal, GQA, padding", causal);
 	check_attention("attention, prefix-LM, GQA, padding", prefix_lm);
+}
+
+/*
+ * Run last, so that the random numbers of the other tests are the ones
+ * they had before it.
+ */
+static void
+test_attention_against_kept_weights(void)
+{
+	int32_t		no_prefix[4] = {0, 0, 0, 0};
+	/* across tiles, at a tile's edge, the whole sequence, one token */
+	int32_t		prefixes[4] = {70, 97, 64, 1};
+
+	check_attention_reference("causal, GQA 4/2", 4, 2, no_prefix);
+	check_attention_reference("prefix-LM, GQA 4/2", 4, 2, prefixes);
+	check_attention_reference("causal, 3 heads", 3, 3, no_prefix);
+	check_attention_reference("prefix-LM, one key/value head of 4", 4, 1, prefixes);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1415,5 +1595,6 @@ main(void)
 	test_determinism();
 	test_serialization();
 	test_overfit();
+	test_attention_against_kept_weights();
 	return unit_summary("model");
 }

@@ -458,52 +458,57 @@ test_small_model_one_thread(void)
 	model_free(m);
 }
 
-/* A small model's training batch: 4 sequences of 32 tokens. */
+/* A small model's training batch: 4 sequences of up to 96 tokens. */
 typedef struct TrainCtx
 {
-	int32_t		tokens[128];
+	int32_t		tokens[4 * 96];
 	int32_t		lengths[4];
 	int32_t		prefix[4];
-	float		weights[128];
+	float		weights[4 * 96];
 	ModelBatch	batch;
 } TrainCtx;
 
+/*
+ * Rows of T tokens (at most 96), lengths T - 3b, prefixes T/4 + b: with
+ * T > ATTENTION_TILE_ROWS, attention takes its queries in two tiles.
+ */
 static Model *
-training_model(TrainCtx *ctx)
+training_model(TrainCtx *ctx, int T)
 {
 	ModelConfig c;
 	CoreError	err = {0};
 	Model	   *m;
 
 	model_config_default(&c, 4096, 128, 2, 4);
-	c.max_seq_len = 32;
+	c.max_seq_len = T;
 	c.dropout = 0.1f;
 	m = model_create(&c, &err);
-	CHECKF(m != NULL && model_alloc_training(m, 4, 32, &err), "%s", err.message);
+	CHECKF(m != NULL && model_alloc_training(m, 4, T, &err), "%s", err.message);
 	model_init_weights(m, 9);
 	for (int b = 0; b < 4; b++)
 	{
-		ctx->lengths[b] = 32 - 3 * b;
-		ctx->prefix[b] = 8 + b;
-		for (int t = 0; t < 32; t++)
+		ctx->lengths[b] = T - 3 * b;
+		ctx->prefix[b] = T / 4 + b;
+		for (int t = 0; t < T; t++)
 		{
-			ctx->tokens[b * 32 + t] = (b * 1009 + t * 7919) % 4096;
-			ctx->weights[b * 32 + t] = t >= ctx->prefix[b] && t < ctx->lengths[b] ? 0.01f : 0.0f;
+			ctx->tokens[b * T + t] = (b * 1009 + t * 7919) % 4096;
+			ctx->weights[b * T + t] = t >= ctx->prefix[b] && t < ctx->lengths[b] ? 0.01f : 0.0f;
 		}
 	}
 	ctx->batch = (ModelBatch)
 	{
-		4, 32, ctx->tokens, ctx->lengths, ctx->prefix, ctx->weights, NULL
+		4, T, ctx->tokens, ctx->lengths, ctx->prefix, ctx->weights, NULL
 	};
 	return m;
 }
 
 /*
- * Three training steps (forward, backward, AdamW) with 1 and with 2 pool
- * threads; OpenBLAS has one thread in both, so the bits must agree.
+ * Three training steps (forward, backward, AdamW) on rows of T tokens with
+ * 1 and with 2 pool threads; OpenBLAS has one thread in both, so the bits
+ * must agree.
  */
 static void
-test_training_same_bits(void)
+test_training_same_bits(int T)
 {
 	TrainCtx	ctx[2];
 	Model	   *m[2];
@@ -515,7 +520,7 @@ test_training_same_bits(void)
 	optim_config_default(&oc, 1e-3f, 10);
 	for (int t = 0; t < 2; t++)
 	{
-		m[t] = training_model(&ctx[t]);
+		m[t] = training_model(&ctx[t], T);
 		opt[t] = optim_create(m[t], &oc, NULL);
 		pool_set_threads(t + 1);
 		for (int step = 0; step < 3; step++)
@@ -553,6 +558,8 @@ main(void)
 	test_row_ops_same_bits();
 	test_prediction_same_bits();
 	test_small_model_one_thread();
-	test_training_same_bits();
+	test_training_same_bits(32);
+	CHECK(96 > ATTENTION_TILE_ROWS);
+	test_training_same_bits(96);
 	return unit_summary("pool");
 }
