@@ -130,11 +130,6 @@ store_blob_chunks(int64 id, const char *data, size_t len)
 }
 
 /*
- * Insert the model as the next version of its name.  The advisory lock
- * serializes concurrent stores of one name, so versions stay unique and
- * gapless, and the first version's owner is the owner of all.
- */
-/*
  * The weights of a student as chunks of model id, and their header
  * (malloc'd): all of them, or its LoRA adapters alone (over base).
  */
@@ -156,14 +151,22 @@ store_weights(int64 id, const Student *student, const uint8_t *dtypes,
 	{
 		store_blob_chunks(id, adapters, len);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		free(adapters);
+		free(header);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	free(adapters);
 	return header;
 }
 
+/*
+ * Insert the model as the next version of its name.  The advisory lock
+ * serializes concurrent stores of one name, so versions stay unique and
+ * gapless, and the first version's owner is the owner of all.
+ */
 int
 store_model_version(const NewVersion *version, const char *name,
 					const ModelRow *row, const Student *student,
