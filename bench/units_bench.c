@@ -397,6 +397,7 @@ bench_training_135m(int repeat)
 		printf("%s %d x %d: %.1f MB", s ? "," : "", shapes[s][0], shapes[s][1],
 			   model_activation_bytes(&config, shapes[s][0], shapes[s][1]) / 1048576.0);
 	printf("\n");
+	fflush(stdout);
 	if ((m = model_create(&config, &err)) == NULL)
 	{
 		fprintf(stderr, "model_create: %s\n", err.message);
@@ -418,6 +419,7 @@ bench_training_135m(int repeat)
 			s[t] = time_training_step(m, B, T, t + 1, repeat);
 		printf("forward + backward of %d x %d tokens: 1 thread %.2f s, 2 threads %.2f s\n",
 			   B, T, s[0], s[1]);
+		fflush(stdout);
 		model_free_training(m);
 	}
 	model_set_threads(1);
@@ -436,8 +438,8 @@ wanted(int argc, char **argv, const char *part)
 }
 
 /*
- * Arguments pick the parts: tokenizer prediction packed 135m adamw
- * training.
+ * Arguments pick the parts: tokenizer prediction packed 135m adamw, and
+ * training, which runs only when named.
  */
 int
 main(int argc, char **argv)
@@ -462,7 +464,8 @@ main(int argc, char **argv)
 		status |= bench_prediction_135m(repeat);
 	if (wanted(argc, argv, "adamw"))
 		status |= bench_adamw(repeat);
-	if (wanted(argc, argv, "training"))
+	/* minutes rather than seconds: only when named */
+	if (argc > 1 && wanted(argc, argv, "training"))
 		status |= bench_training_135m(repeat);
 	return status;
 }
