@@ -16,8 +16,8 @@
  *     decoding (64 tokens) as bench/pretrained measures them inside
  *     PostgreSQL; one AdamW step over its 135M parameters; the bytes of
  *     the training activations (model_activation_bytes()) at 1 x 256,
- *     8 x 256 and 1 x 2048 tokens, and one forward + backward of 8 x 256
- *     and of 1 x 2048 tokens.
+ *     8 x 256 and 1 x 2048 tokens, one forward + backward of 8 x 256 and
+ *     of 1 x 2048 tokens, and of these the attention of one layer.
  *
  * Training throughput is bench/train's, distill_predict over many rows
  * bench/predict's.  Each figure is the median of REPEAT runs (default 5).
@@ -30,9 +30,11 @@
 #include <time.h>
 
 #include "core/model.h"
+#include "core/model_ops.h"
 #include "core/optim.h"
 #include "core/packed.h"
 #include "core/tokenizer.h"
+#include "core/util.h"
 
 #include "bench.h"
 #include "bench_135m.h"
@@ -378,8 +380,65 @@ time_training_step(Model *m, int B, int T, int n_threads, int repeat)
 }
 
 /*
+ * Median milliseconds of attention_forward() and attention_backward() of
+ * one layer of SmolLM2-135M (9 heads over 3, head_dim 64) on B x T random
+ * rows, causal, with one thread.
+ */
+static void
+time_attention(int B, int T, int repeat, double *forward_ms,
+			   double *backward_ms)
+{
+	AttentionShape s = {9, 3, 64};
+	size_t		n = (size_t) B * T;
+	size_t		qkv_dim = (9 + 2 * 3) * 64,
+				out_dim = 9 * 64;
+	float	   *qkv = malloc(n * qkv_dim * sizeof(float));
+	float	   *dqkv = malloc(n * qkv_dim * sizeof(float));
+	float	   *out = malloc(n * out_dim * sizeof(float));
+	float	   *dout = malloc(n * out_dim * sizeof(float));
+	float	   *lse = malloc(n * 9 * sizeof(float));
+	float	   *scratch = malloc(attention_scratch_floats(T) * sizeof(float));
+	int32_t    *lengths = malloc(B * sizeof(int32_t));
+	double		f[MAX_REPEAT],
+				b[MAX_REPEAT];
+	uint64_t	state = 1;
+
+	for (size_t i = 0; i < n * qkv_dim; i++)
+		qkv[i] = (float) (splitmix64_next(&state) >> 40) * 0x1.0p-24f - 0.5f;
+	for (size_t i = 0; i < n * out_dim; i++)
+		dout[i] = (float) (splitmix64_next(&state) >> 40) * 0x1.0p-24f - 0.5f;
+	for (int i = 0; i < B; i++)
+		lengths[i] = T;
+	model_set_threads(1);
+	for (int r = -1; r < repeat; r++)
+	{
+		double		t0 = now(),
+					t1;
+
+		attention_forward(out, lse, scratch, qkv, lengths, NULL, B, T, s);
+		t1 = now();
+		attention_backward(dqkv, scratch, dout, qkv, lse, lengths, NULL, B, T, s);
+		if (r >= 0)
+		{
+			f[r] = (t1 - t0) * 1e3;
+			b[r] = (now() - t1) * 1e3;
+		}
+	}
+	*forward_ms = median(f, repeat);
+	*backward_ms = median(b, repeat);
+	free(qkv);
+	free(dqkv);
+	free(out);
+	free(dout);
+	free(lse);
+	free(scratch);
+	free(lengths);
+}
+
+/*
  * Training at SmolLM2-135M's shape: the activations' bytes at three batch
- * shapes, and forward + backward of two of them with 1 and 2 threads.
+ * shapes, and forward + backward of two of them with 1 and 2 threads, and
+ * the attention of one layer at those two.
  */
 static int
 bench_training_135m(int repeat)
@@ -421,6 +480,16 @@ bench_training_135m(int repeat)
 			   B, T, s[0], s[1]);
 		fflush(stdout);
 		model_free_training(m);
+	}
+	for (int i = 0; i < 2; i++)
+	{
+		double		forward_ms,
+					backward_ms;
+
+		time_attention(shapes[timed[i]][0], shapes[timed[i]][1], repeat,
+					   &forward_ms, &backward_ms);
+		printf("attention of one layer, %d x %d tokens, 1 thread: forward %.1f ms, backward %.1f ms\n",
+			   shapes[timed[i]][0], shapes[timed[i]][1], forward_ms, backward_ms);
 	}
 	model_set_threads(1);
 	model_free(m);
