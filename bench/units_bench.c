@@ -450,7 +450,6 @@ bench_training_135m(int repeat)
 	Model	   *m;
 
 	config_135m(&config);
-	config.tied_embeddings = true;
 	printf("training activations at SmolLM2-135M's shape (model_activation_bytes):");
 	for (int s = 0; s < 3; s++)
 		printf("%s %d x %d: %.1f MB", s ? "," : "", shapes[s][0], shapes[s][1],
