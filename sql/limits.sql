@@ -146,6 +146,21 @@ SELECT distill.train('m', 'limits', 'distill',
                      params => '{"d_model": 512, "heads": 8, "layers": 1, "vocab_size": 300,
                                  "memory_mb": 80, "max_input_tokens": 4000}',
                      background => false);
+-- A budget that holds fewer sequences than a batch runs each batch as
+-- micro-batches: metrics say how many sequences at a time
+SET client_min_messages = warning;
+SELECT distill.train('m_' || mb, 'limits', 'distill',
+                     'SELECT repeat(body || '' '', 40) AS input, label FROM limit_reviews',
+                     params => format('{"d_model": 64, "heads": 2, "layers": 1, "vocab_size": 300,
+                                        "batch_size": 16, "epochs": 1, "max_input_tokens": 256,
+                                        "memory_mb": %s}', mb)::jsonb,
+                     background => false) > 0 AS trained
+FROM (VALUES (32), (256)) budgets (mb);
+RESET client_min_messages;
+SELECT name, params->>'memory_mb' AS memory_mb, params->>'batch_size' AS batch_size,
+       metrics->>'micro_batch' AS micro_batch
+FROM distill.models WHERE name IN ('m_32', 'm_256') ORDER BY name;
+SELECT distill.drop_model(name) FROM (VALUES ('m_32'), ('m_256')) models (name);
 -- which is a limit (program_limit_exceeded), not a wrong argument
 DO $$
 BEGIN

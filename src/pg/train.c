@@ -852,7 +852,8 @@ train_student(JobRun *run, const NewVersion *version, StudentParams *params,
 	params->memory_mb = trainer_memory_mb(trainer);	/* the budget in force */
 	*metrics = psprintf("{\"val_accuracy\": %s, \"best_epoch\": %d, \"steps\": %d,"
 						" \"train_examples\": %d, \"validation_examples\": %d,"
-						" \"rationale_examples\": %d, \"vocab_size\": %d, \"d_ff\": %d%s}",
+						" \"rationale_examples\": %d, \"vocab_size\": %d, \"d_ff\": %d,"
+						" \"micro_batch\": %d%s}",
 						isnan(trainer_best_accuracy(trainer)) ? "null" :
 						psprintf("%.6f", trainer_best_accuracy(trainer)),
 						trainer_best_epoch(trainer), progress.step,
@@ -860,6 +861,7 @@ train_student(JobRun *run, const NewVersion *version, StudentParams *params,
 						trainer_validation_examples(trainer),
 						trainer_rationale_examples(trainer),
 						config->vocab_size, config->d_ff,
+						trainer_micro_batch_size(trainer),
 						trainer_model(trainer)->lora == NULL ? "" :
 						psprintf(", \"lora_params\": %zu",
 								 trainer_model(trainer)->lora->n_params));
