@@ -3,6 +3,7 @@
  * the machine's cblas_sgemm peak, and the data for the PyTorch cross-check
  * in train_torch.py.  bench/train builds and runs it; see bench/README.md.
  *
+ *   train_bench blas                 -> the kernels OpenBLAS chose
  *   train_bench peak THREADS         -> "GFLOP/s" of a square cblas_sgemm
  *   train_bench train D_MODEL THREADS
  *                    -> "tokens/s GFLOP/s sgemm-share GFLOP-per-step
@@ -333,12 +334,14 @@ free_batch(BenchBatch *b)
 /* Training speed */
 
 /*
- * FLOPs of the matrix products of one training step, 2 m n k each, as the
- * model computes them: the linear layers over all rows of the batch,
- * attention (Q K^T and P V) over the length x length block of each
- * sequence and head, the tied head over the target rows.  Backward does
- * two products per forward one, so a step is 3x the forward.  Backward's
- * recomputation of the head's logits (a memory saving) is not counted.
+ * FLOPs of the matrix products of one training step, 2 m n k each: the
+ * linear layers over all rows of the batch, attention (Q K^T and P V) over
+ * the length x length block of each sequence and head, the tied head over
+ * the target rows.  Backward does two products per forward one, so a step
+ * is 3x the forward.  A nominal count, the same for PyTorch: the model
+ * skips the keys the causal mask hides (about (T + 64) / 2T of the block)
+ * and makes Q K^T and the head's logits again in backward (memory
+ * savings); neither is counted.
  *
  * With LoRA adapters the base is frozen: backward computes the input
  * gradient of each base product and not its weight gradient, so the
@@ -676,6 +679,8 @@ main(int argc, char **argv)
 
 	if (pretrained)
 		run_pretrained(p, argv[2], atoi(argv[3]));
+	else if (argc == 2 && strcmp(argv[1], "blas") == 0)
+		printf("%s\n", openblas_get_corename());
 	else if (argc == 3 && strcmp(argv[1], "peak") == 0)
 		run_peak(&p, atoi(argv[2]));
 	else if (argc == 4 && strcmp(argv[1], "train") == 0)
@@ -683,7 +688,7 @@ main(int argc, char **argv)
 	else if (argc == 4 && strcmp(argv[1], "dump") == 0)
 		run_dump(&p, atoi(argv[2]), argv[3]);
 	else
-		die("usage: train_bench peak THREADS | train D_MODEL THREADS | dump D_MODEL DIR"
+		die("usage: train_bench blas | peak THREADS | train D_MODEL THREADS | dump D_MODEL DIR"
 			" | pretrained full|lora THREADS");
 	return 0;
 }

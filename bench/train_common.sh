@@ -44,8 +44,20 @@ torch_available() {
 # bench/train_torch.py with n threads (the first argument; the others are
 # train_torch.py's), its OpenMP and OpenBLAS pools both pinned to n
 # (torch.set_num_threads alone leaves OpenBLAS's at the number of cores).
+# OpenMP's threads wait passively: by default GNU OpenMP's spin between
+# PyTorch's element-wise loops, on the cores OpenBLAS's threads need (on 2
+# cores with OpenBLAS's Haswell kernels, 2-thread training of the 135M
+# shape ran at 129 tokens/s spinning, 187 not).
 torch_with_threads() {
 	local n=$1
 	shift
-	OMP_NUM_THREADS=$n OPENBLAS_NUM_THREADS=$n "$PYTHON" bench/train_torch.py "$@"
+	OMP_NUM_THREADS=$n OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} OPENBLAS_NUM_THREADS=$n \
+		"$PYTHON" bench/train_torch.py "$@"
+}
+
+# The kernels OpenBLAS runs ("Haswell", "Cooperlake", ...): those it
+# detects for the CPU, unless OPENBLAS_CORETYPE in the environment names
+# others, for distill and PyTorch alike.
+blas_kernels() {
+	"$WORK/train_bench" blas
 }
