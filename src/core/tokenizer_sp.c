@@ -61,7 +61,11 @@ sp_byte_piece(const char *s, size_t len)
 	return strcmp(again, text) == 0 ? (int) byte : -1;
 }
 
-/* The initial symbols of one character: its token, its bytes, or unknown. */
+/*
+ * The initial symbols of one character: its token, else the tokens of its
+ * bytes when the vocabulary has one for each of them, else unknown (which
+ * the loader requires of a vocabulary that lacks some byte tokens).
+ */
 static bool
 push_character(const Pretrained *p, const char *c, size_t n, IdList *out)
 {
@@ -69,8 +73,9 @@ push_character(const Pretrained *p, const char *c, size_t n, IdList *out)
 
 	if (id >= 0)
 		return idlist_push(out, id);
-	if (p->byte_id[(uint8_t) c[0]] < 0)
-		return idlist_push(out, p->unk);
+	for (size_t k = 0; k < n; k++)
+		if (p->byte_id[(uint8_t) c[k]] < 0)
+			return idlist_push(out, p->unk);
 	for (size_t k = 0; k < n; k++)
 		if (!idlist_push(out, p->byte_id[(uint8_t) c[k]]))
 			return false;
