@@ -45,16 +45,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/checkpoint.h"
 #include "core/student.h"
-#include "core/tokenizer_pretrained.h"
 #include "core/trainer.h"
 #include "core/util.h"
 
 #include "bench.h"
-
-#define STORIES_BIN "test/data/stories260K/stories260K.bin"
-#define STORIES_TOK "test/data/stories260K/tok512.bin"
+#include "../test/unit/stories.h"
 
 #define SENTENCES_PER_STORY 8
 #define MIN_WORDS 5
@@ -97,76 +93,6 @@ env_int(const char *name, int fallback)
 	const char *v = getenv(name);
 
 	return v != NULL && *v != '\0' ? atoi(v) : fallback;
-}
-
-/* ---------------------------------------------------------------- */
-/* stories260K */
-
-typedef struct Files
-{
-	void	   *bin;
-	size_t		bin_len;
-	void	   *tok;
-	size_t		tok_len;
-} Files;
-
-static void *
-read_file(const char *path, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	void	   *data = NULL;
-	long		size;
-
-	*len = 0;
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 &&
-		fseek(f, 0, SEEK_SET) == 0 && (data = malloc(size)) != NULL &&
-		fread(data, 1, size, f) == (size_t) size)
-		*len = size;
-	fclose(f);
-	return data;
-}
-
-static const void *
-open_file(void *ctx, const char *name, bool required, size_t *len, CoreError *err)
-{
-	Files	   *files = ctx;
-
-	(void) required;
-	(void) err;
-	if (strcmp(name, "tokenizer") == 0)
-	{
-		*len = files->tok_len;
-		return files->tok;
-	}
-	*len = files->bin_len;
-	return files->bin;
-}
-
-/* stories260K as an imported student, or NULL (with a message). */
-static Student *
-load_base(Files *files)
-{
-	CheckpointFiles cf = {files, open_file, NULL};
-	CoreError	err;
-	Checkpoint *ckpt = checkpoint_read(CHECKPOINT_LLAMA2C, &cf, 0, NULL, &err);
-	Tokenizer  *tok;
-	Student    *s = NULL;
-
-	if (ckpt == NULL)
-	{
-		fprintf(stderr, "stories260K: %s\n", err.message);
-		return NULL;
-	}
-	if ((tok = tok_from_source(&ckpt->tokenizer, &err)) == NULL)
-		fprintf(stderr, "stories260K's tokenizer: %s\n", err.message);
-	else if ((s = student_from_checkpoint(tok, ckpt->model, &err)) == NULL)
-		fprintf(stderr, "stories260K as a student: %s\n", err.message);
-	else
-		ckpt->model = NULL;		/* the student's now */
-	checkpoint_free(ckpt);
-	return s;
 }
 
 /* ---------------------------------------------------------------- */
@@ -630,7 +556,7 @@ static const char *const arm_names[] = {"pretrained", "random init"};
 
 typedef struct Bench
 {
-	Files		files;
+	StoriesFiles files;
 	Tokenizer  *tokenizer;		/* a copy, for students that borrow a model */
 	Rows		dev;
 	Rows		test;
@@ -685,7 +611,7 @@ accuracy(const Bench *b, const StudentTrainer *t, const StudentParams *p,
 static Student *
 arm_base(Bench *b, Arm arm, uint64_t seed)
 {
-	Student    *base = load_base(&b->files);
+	Student    *base = stories_student(&b->files);
 
 	if (base != NULL && arm == ARM_RANDOM)
 	{
@@ -962,21 +888,15 @@ main(void)
 
 	model_set_threads(env_int("THREADS", 1));
 	b.batch = env_int("BATCH", 8);
-	b.files.bin = read_file(STORIES_BIN, &b.files.bin_len);
-	b.files.tok = read_file(STORIES_TOK, &b.files.tok_len);
-	if (b.files.bin == NULL || b.files.tok == NULL)
-	{
-		fprintf(stderr, "cannot read %s or %s (run from the repository root)\n",
-				STORIES_BIN, STORIES_TOK);
+	if (!stories_read(&b.files))
 		return 1;
-	}
 	if (n_seeds < 1 || n_seeds > MAX_SEEDS || epochs[0] < 1 || epochs[0] > MAX_EPOCHS ||
 		epochs[1] < 1 || epochs[1] > MAX_EPOCHS || n_lrs == 0)
 	{
 		fprintf(stderr, "SEEDS 1..%d, EPOCHS_* 1..%d, LRS not empty\n", MAX_SEEDS, MAX_EPOCHS);
 		return 1;
 	}
-	if ((base = load_base(&b.files)) == NULL)
+	if ((base = stories_student(&b.files)) == NULL)
 		return 1;
 	make_data(base, n_stories, &data);
 	b.tokenizer = base->tokenizer;
@@ -1015,7 +935,6 @@ main(void)
 	list_free(&data.dev);
 	list_free(&data.test);
 	tok_free(b.tokenizer);
-	free(b.files.bin);
-	free(b.files.tok);
+	stories_free(&b.files);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * stories.h - stories260K (test/data/stories260K), the one real pretrained
- * model here, loaded as a student to fine-tune, for the unit tests that
- * need a base.
+ * model here, loaded as a student to fine-tune (or as a checkpoint), for
+ * the unit tests that need a base and for bench/learning.c.
  */
 #ifndef DISTILL_UNIT_STORIES_H
 #define DISTILL_UNIT_STORIES_H
@@ -61,35 +61,67 @@ stories_open_file(void *ctx, const char *name, bool required, size_t *len,
 	return files->bin;
 }
 
+/* Both files, read whole; false, with a message, when one cannot be. */
+static inline bool
+stories_read(StoriesFiles *files)
+{
+	files->bin = stories_read_file(STORIES_BIN, &files->bin_len);
+	files->tok = stories_read_file(STORIES_TOK, &files->tok_len);
+	if (files->bin != NULL && files->tok != NULL)
+		return true;
+	fprintf(stderr, "cannot read %s or %s (run from the repository root)\n",
+			STORIES_BIN, STORIES_TOK);
+	return false;
+}
+
+static inline void
+stories_free(StoriesFiles *files)
+{
+	free(files->bin);
+	free(files->tok);
+}
+
+/* The checkpoint of the files read, its context cut to max_seq (0: whole). */
+static inline Checkpoint *
+stories_checkpoint(StoriesFiles *files, int max_seq, CoreError *err)
+{
+	CheckpointFiles cf = {files, stories_open_file, NULL};
+
+	return checkpoint_read(CHECKPOINT_LLAMA2C, &cf, max_seq, NULL, err);
+}
+
+/* stories260K from the files read as an imported student, or NULL (with a message). */
+static inline Student *
+stories_student(StoriesFiles *files)
+{
+	CoreError	err;
+	Checkpoint *ckpt = stories_checkpoint(files, 0, &err);
+	Tokenizer  *tok;
+	Student    *s = NULL;
+
+	if (ckpt == NULL)
+	{
+		fprintf(stderr, "stories260K: %s\n", err.message);
+		return NULL;
+	}
+	if ((tok = tok_from_source(&ckpt->tokenizer, &err)) == NULL)
+		fprintf(stderr, "stories260K's tokenizer: %s\n", err.message);
+	else if ((s = student_from_checkpoint(tok, ckpt->model, &err)) == NULL)
+		fprintf(stderr, "stories260K as a student: %s\n", err.message);
+	else
+		ckpt->model = NULL;		/* the student's now */
+	checkpoint_free(ckpt);
+	return s;
+}
+
 /* stories260K as an imported student, or NULL (with a message). */
 static inline Student *
 load_base(void)
 {
 	StoriesFiles files = {0};
-	CheckpointFiles cf = {&files, stories_open_file, NULL};
-	CoreError	err;
-	Checkpoint *ckpt;
-	Tokenizer  *tok;
-	Student    *s = NULL;
+	Student    *s = stories_read(&files) ? stories_student(&files) : NULL;
 
-	files.bin = stories_read_file(STORIES_BIN, &files.bin_len);
-	files.tok = stories_read_file(STORIES_TOK, &files.tok_len);
-	if (files.bin == NULL || files.tok == NULL)
-		fprintf(stderr, "cannot read %s or %s\n", STORIES_BIN, STORIES_TOK);
-	else if ((ckpt = checkpoint_read(CHECKPOINT_LLAMA2C, &cf, 0, NULL, &err)) == NULL)
-		fprintf(stderr, "stories260K: %s\n", err.message);
-	else
-	{
-		if ((tok = tok_from_source(&ckpt->tokenizer, &err)) == NULL)
-			fprintf(stderr, "stories260K's tokenizer: %s\n", err.message);
-		else if ((s = student_from_checkpoint(tok, ckpt->model, &err)) == NULL)
-			fprintf(stderr, "stories260K as a student: %s\n", err.message);
-		else
-			ckpt->model = NULL;	/* the student's now */
-		checkpoint_free(ckpt);
-	}
-	free(files.bin);
-	free(files.tok);
+	stories_free(&files);
 	return s;
 }
 

@@ -32,14 +32,14 @@
 #include "core/optim.h"
 #include "core/pool.h"
 #include "core/util.h"
+#include "stories.h"
+#include "helpers.h"
 #include "unit.h"
 
 #define MODEL_TOL 1e-2
 #define OP_TOL 1e-3
 #define FD_EPS 1e-2f
 
-#define STORIES_BIN "test/data/stories260K/stories260K.bin"
-#define STORIES_TOK "test/data/stories260K/tok512.bin"
 #define GOLDEN_JSON "test/data/lora/golden.json"
 
 /* ---------------------------------------------------------------- */
@@ -76,51 +76,6 @@ copy_floats(const float *x, size_t n)
 
 	memcpy(c, x, n * sizeof(float));
 	return c;
-}
-
-/*
- * Max-norm relative error between the analytic gradient and central
- * differences of loss() in each of the n elements of x.
- */
-static double
-gradient_error(float *x, const float *analytic, size_t n,
-			   double (*loss) (void *), void *ctx, float eps)
-{
-	double		max_diff = 0.0;
-	double		max_num = 1e-12;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		float		saved = x[i];
-		double		plus,
-					minus,
-					numeric;
-
-		x[i] = saved + eps;
-		plus = loss(ctx);
-		x[i] = saved - eps;
-		minus = loss(ctx);
-		x[i] = saved;
-		numeric = (plus - minus) / (2.0 * (double) eps);
-		max_diff = fmax(max_diff, fabs(numeric - analytic[i]));
-		max_num = fmax(max_num, fabs(numeric));
-	}
-	return max_diff / max_num;
-}
-
-/* Max |a - b| / max |b|: a tensor's error held to its own scale. */
-static double
-relative_error(const float *a, const double *b, size_t n)
-{
-	double		max_diff = 0.0,
-				max_ref = 1e-30;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		max_diff = fmax(max_diff, fabs((double) a[i] - b[i]));
-		max_ref = fmax(max_ref, fabs(b[i]));
-	}
-	return max_diff / max_ref;
 }
 
 static void
@@ -210,22 +165,6 @@ batch_loss(void *p)
 
 	c->model->dropout_step = 0;	/* the same dropout masks every time */
 	return model_forward(c->model, &c->batch, true);
-}
-
-/* Threads of this process (/proc/self/status), -1 if unknown. */
-static int
-threads_now(void)
-{
-	FILE	   *f = fopen("/proc/self/status", "r");
-	char		line[256];
-	int			n = -1;
-
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "Threads:", 8) == 0)
-			n = atoi(line + 8);
-	if (f != NULL)
-		fclose(f);
-	return n;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1120,52 +1059,6 @@ test_golden(void)
 /* ---------------------------------------------------------------- */
 /* stories260K */
 
-typedef struct Files
-{
-	uint8_t    *weights;
-	size_t		weights_len;
-	uint8_t    *tokenizer;
-	size_t		tokenizer_len;
-} Files;
-
-static uint8_t *
-read_whole(const char *path, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	uint8_t    *data = NULL;
-	long		size;
-
-	*len = 0;
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 &&
-		fseek(f, 0, SEEK_SET) == 0 && (data = malloc(size + 1)) != NULL &&
-		fread(data, 1, size, f) == (size_t) size)
-		*len = size;
-	fclose(f);
-	return data;
-}
-
-static const void *
-files_open(void *ctx, const char *name, bool required, size_t *len, CoreError *err)
-{
-	Files	   *f = ctx;
-
-	if (strcmp(name, "") == 0)
-	{
-		*len = f->weights_len;
-		return f->weights;
-	}
-	if (strcmp(name, "tokenizer") == 0)
-	{
-		*len = f->tokenizer_len;
-		return f->tokenizer;
-	}
-	if (required)
-		core_error(err, CORE_ERR_INVALID_INPUT, "no file \"%s\"", name);
-	return NULL;
-}
-
 /*
  * Rank 8 adapters on every target of stories260K, trained on four fixed
  * sequences of 32 tokens the model does not know (a fixed permutation of
@@ -1175,8 +1068,7 @@ files_open(void *ctx, const char *name, bool required, size_t *len, CoreError *e
 static void
 test_stories260K(void)
 {
-	Files		f;
-	CheckpointFiles files = {&f, files_open, NULL};
+	StoriesFiles f = {0};
 	CoreError	err = {0};
 	Checkpoint *ckpt;
 	Model	   *m;
@@ -1192,18 +1084,15 @@ test_stories260K(void)
 	float		first = 0.0f,
 				last = 0.0f;
 
-	f.weights = read_whole(STORIES_BIN, &f.weights_len);
-	f.tokenizer = read_whole(STORIES_TOK, &f.tokenizer_len);
-	CHECKF(f.weights != NULL && f.tokenizer != NULL, "cannot read %s", STORIES_BIN);
-	ckpt = checkpoint_read(CHECKPOINT_LLAMA2C, &files, 64, NULL, &err);
+	CHECK(stories_read(&f));
+	ckpt = stories_checkpoint(&f, 64, &err);
+	stories_free(&f);
 	CHECKF(ckpt != NULL, "stories260K: %s", err.message);
 	if (ckpt == NULL)
 		return;
 	m = ckpt->model;
 	ckpt->model = NULL;
 	checkpoint_free(ckpt);
-	free(f.weights);
-	free(f.tokenizer);
 
 	CHECKF(lora_attach(m, &l, 1, &err), "%s", err.message);
 	CHECK(model_alloc_training(m, 4, 32, &err));

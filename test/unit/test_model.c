@@ -22,6 +22,7 @@
 #include "core/model_ops.h"
 #include "core/optim.h"
 #include "core/util.h"
+#include "helpers.h"
 #include "unit.h"
 
 #define OP_TOL 1e-3
@@ -56,36 +57,6 @@ random_array(size_t n, float scale)
 	for (size_t i = 0; i < n; i++)
 		x[i] = uniform(-scale, scale);
 	return x;
-}
-
-/*
- * Max-norm relative error between the analytic gradient and central
- * differences of loss() in each of the n elements of x.
- */
-static double
-gradient_error(float *x, const float *analytic, size_t n,
-			   double (*loss) (void *), void *ctx, float eps)
-{
-	double		max_diff = 0.0;
-	double		max_num = 1e-12;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		float		saved = x[i];
-		double		plus,
-					minus,
-					numeric;
-
-		x[i] = saved + eps;
-		plus = loss(ctx);
-		x[i] = saved - eps;
-		minus = loss(ctx);
-		x[i] = saved;
-		numeric = (plus - minus) / (2.0 * (double) eps);
-		max_diff = fmax(max_diff, fabs(numeric - analytic[i]));
-		max_num = fmax(max_num, fabs(numeric));
-	}
-	return max_diff / max_num;
 }
 
 static void
@@ -521,21 +492,6 @@ reference_attention(double *out, double *lse, double *dqkv, const float *qkv,
 		}
 	free(P);
 	free(dP);
-}
-
-/* max |x - ref| / max |ref| */
-static double
-relative_error(const float *x, const double *ref, size_t n)
-{
-	double		max_diff = 0.0,
-				max_ref = 1e-30;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		max_diff = fmax(max_diff, fabs(x[i] - ref[i]));
-		max_ref = fmax(max_ref, fabs(ref[i]));
-	}
-	return max_diff / max_ref;
 }
 
 /*

@@ -31,6 +31,7 @@
 #include "core/packed.h"
 #include "core/pool.h"
 #include "core/util.h"
+#include "helpers.h"
 #include "unit.h"
 
 static uint64_t rng_state = 7;
@@ -49,22 +50,6 @@ random_array(size_t n, float scale)
 	for (size_t i = 0; i < n; i++)
 		x[i] = uniform(-scale, scale);
 	return x;
-}
-
-/* Threads of this process (/proc/self/status), -1 if unknown. */
-static int
-threads_now(void)
-{
-	FILE	   *f = fopen("/proc/self/status", "r");
-	char		line[256];
-	int			n = -1;
-
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "Threads:", 8) == 0)
-			n = atoi(line + 8);
-	if (f != NULL)
-		fclose(f);
-	return n;
 }
 
 /* Threads besides the pool's (a sanitizer may have one), from main(). */
