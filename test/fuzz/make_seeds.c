@@ -52,18 +52,8 @@ write_seed(const char *target, const char *name,
 		die(path, "cannot write");
 }
 
-/* The eight rows of test_student.c's tiny set, as one corpus. */
-static const StudentExample rows[] = {
-	{"red apple", "fruit", "an apple is a fruit", NULL, 0},
-	{"green pear", "fruit", "a pear is a fruit", NULL, 0},
-	{"big dog", "animal", "a dog is an animal", NULL, 0},
-	{"small cat", "animal", "a cat is an animal", NULL, 0},
-	{"fast car", "vehicle", "a car is a vehicle", NULL, 0},
-	{"old bus", "vehicle", "a bus is a vehicle", NULL, 0},
-	{"ripe plum", "fruit", "a plum is a fruit", NULL, 0},
-	{"wild horse", "animal", "a horse is an animal", NULL, 0},
-};
-#define N_ROWS ((int) (sizeof(rows) / sizeof(rows[0])))
+/* fuzz_trainer.h's eight rows (test_student.c's tiny set), as one corpus. */
+#define N_ROWS ((int) (sizeof(fuzz_state_rows) / sizeof(fuzz_state_rows[0])))
 
 static Tokenizer *
 train_tokenizer(int vocab_size)
@@ -75,9 +65,9 @@ train_tokenizer(int vocab_size)
 
 	for (int i = 0; i < N_ROWS; i++)
 	{
-		texts[3 * i] = rows[i].input;
-		texts[3 * i + 1] = rows[i].label;
-		texts[3 * i + 2] = rows[i].rationale;
+		texts[3 * i] = fuzz_state_rows[i].input;
+		texts[3 * i + 1] = fuzz_state_rows[i].label;
+		texts[3 * i + 2] = fuzz_state_rows[i].rationale;
 	}
 	for (int i = 0; i < 3 * N_ROWS; i++)
 		lens[i] = strlen(texts[i]);
@@ -321,7 +311,7 @@ write_student(const char *name, const Student *s)
 	free(tok);
 }
 
-/* A student as training makes one: one short epoch on the rows above. */
+/* A student as training makes one: one short epoch on fuzz_state_rows. */
 static Student *
 trained_student(void)
 {
@@ -343,7 +333,7 @@ trained_student(void)
 	p.max_target_tokens = 4;
 	p.validation_fraction = 0.0;
 	p.dropout = 0.0;
-	trainer = trainer_create(&p, rows, N_ROWS, NULL, 0, NULL, &err);
+	trainer = trainer_create(&p, fuzz_state_rows, N_ROWS, NULL, 0, NULL, &err);
 	if (trainer == NULL)
 		die("trainer_create", err.message);
 	while (trainer_advance(trainer, &progress) != TRAIN_DONE)
