@@ -129,6 +129,29 @@ interrupt_pending(void *arg)
 	return QueryCancelPending || ProcDiePending;
 }
 
+/*
+ * Write all len bytes to fd, again after a signal: 0, or the errno of the
+ * failure (ENOSPC for a short write without one: a full disk).
+ */
+int
+write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0)
+	{
+		ssize_t		n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : ENOSPC;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
 /* A part of a parsed URL, or NULL when absent. */
 static char *
 url_part(CURLU *url, CURLUPart part)

@@ -176,11 +176,12 @@ extern void state_file_restore(const StateFileId *id, struct StudentTrainer *tra
 extern void state_file_remove(int64 job);
 extern void state_file_sweep(void);
 
-/* distill.c: settings, and the core's stop check (core/stop.h) */
+/* distill.c: settings, the core's stop check (core/stop.h), writing a file */
 extern int	distill_threads;
 extern char *distill_api_key_env_prefix;
 extern int	distill_model_cache_mb;
 extern bool interrupt_pending(void *arg);
+extern int	write_all(int fd, const void *data, size_t len);
 
 /*
  * model_store.c: a model version's rows (distill.models, and its weights'

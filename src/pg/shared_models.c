@@ -326,28 +326,14 @@ static bool
 write_piece(void *arg, const void *data, size_t len)
 {
 	ImageFile  *file = arg;
-	const char *p = data;
 
 	if (interrupt_pending(NULL))
 	{
 		file->interrupted = true;
 		return false;
 	}
-	while (len > 0)
-	{
-		ssize_t		n = write(file->fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-		{
-			file->write_errno = n < 0 ? errno : ENOSPC;
-			return false;
-		}
-		p += n;
-		len -= n;
-	}
-	return true;
+	file->write_errno = write_all(file->fd, data, len);
+	return file->write_errno == 0;
 }
 
 static void

@@ -103,26 +103,12 @@ static bool
 write_piece(void *ctx, const void *data, size_t len, CoreError *err)
 {
 	StateFile  *f = ctx;
-	const char *p = data;
 
-	while (len > 0)
-	{
-		ssize_t		n = write(f->fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-		{
-			/* a short write without an error is a full disk */
-			f->saved_errno = n < 0 ? errno : ENOSPC;
-			core_error(err, CORE_ERR_INTERNAL, "could not write \"%s\": %s", f->path,
-					   strerror(f->saved_errno));
-			return false;
-		}
-		p += n;
-		len -= n;
-	}
-	return true;
+	if ((f->saved_errno = write_all(f->fd, data, len)) == 0)
+		return true;
+	core_error(err, CORE_ERR_INTERNAL, "could not write \"%s\": %s", f->path,
+			   strerror(f->saved_errno));
+	return false;
 }
 
 static int64_t
