@@ -213,6 +213,38 @@ compare_u64(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
+/* Offset of the first byte that starts no valid UTF-8 character, or len. */
+static size_t
+invalid_utf8_at(const char *text, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		size_t		n = utf8_char_len((const unsigned char *) text + i, len - i);
+
+		if (n == 0)
+			return i;
+		i += n;
+	}
+	return len;
+}
+
+/*
+ * Is id an added token that the text is searched for?  Only when its bytes
+ * are valid UTF-8, as HF's strings are: in valid text such a token can
+ * only match whole characters, so the stretches between matches are valid
+ * UTF-8 too, which the encoders rely on.  One that is not (a GGUF or a
+ * stored blob can hold any bytes) would cut a character in two.
+ */
+static bool
+is_matched_literal(const Pretrained *p, int32_t id)
+{
+	const char *text = p->pool + p->off[id];
+
+	return (p->type[id] & TT_LITERAL) && invalid_utf8_at(text, p->len[id]) == p->len[id];
+}
+
 /*
  * The added tokens, longest first within each first byte: the scan for
  * them at a position tries only those that begin with its byte, and the
@@ -227,7 +259,7 @@ build_literals(Pretrained *p)
 	uint64_t   *keys;
 
 	for (int32_t id = 0; id < p->n_tokens; id++)
-		n += (p->type[id] & TT_LITERAL) != 0;
+		n += is_matched_literal(p, id);
 	p->literal = malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
 	keys = malloc(sizeof(uint64_t) * (size_t) (n > 0 ? n : 1));
 	if (p->literal == NULL || keys == NULL)
@@ -237,7 +269,7 @@ build_literals(Pretrained *p)
 	}
 	n = 0;
 	for (int32_t id = 0; id < p->n_tokens; id++)
-		if (p->type[id] & TT_LITERAL)
+		if (is_matched_literal(p, id))
 			keys[n++] = (uint64_t) (uint8_t) p->pool[p->off[id]] << 40 |
 				(uint64_t) (PRE_MAX_TOKEN_BYTES - p->len[id]) << 24 | (uint64_t) id;
 	qsort(keys, (size_t) n, sizeof(uint64_t), compare_u64);
@@ -546,23 +578,6 @@ encode_segment(const Pretrained *p, const char *text, size_t len,
 	if (p->kind == TOKENIZER_SP)
 		return sp_encode_segment(p, text, len, at_start, s, out, err);
 	return bbpe_encode_segment(p, text, len, s, out, err);
-}
-
-/* Offset of the first byte that starts no valid UTF-8 character, or len. */
-static size_t
-invalid_utf8_at(const char *text, size_t len)
-{
-	size_t		i = 0;
-
-	while (i < len)
-	{
-		size_t		n = utf8_char_len((const unsigned char *) text + i, len - i);
-
-		if (n == 0)
-			return i;
-		i += n;
-	}
-	return len;
 }
 
 static bool

@@ -108,8 +108,9 @@ extern Tokenizer *tok_from_source(const TokenizerSource *src, CoreError *err);
 
 /*
  * Encode as HF add_special_tokens=False does (added/special tokens that
- * appear literally in the text ARE matched, as HF does; not for llama2.c's
- * tokenizer.bin, whose encoder does not); -1 with err for invalid UTF-8
+ * appear literally in the text ARE matched, as HF does, when their bytes
+ * are valid UTF-8; not for llama2.c's tokenizer.bin, whose encoder does
+ * not); -1 with err for invalid UTF-8
  * input (CORE_ERR_INVALID_INPUT: "invalid UTF-8 at byte N") or out of
  * memory.  Works for every kind (the from-scratch kind accepts any bytes).
  * *ids_out as tok_encode().

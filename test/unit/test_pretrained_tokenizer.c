@@ -702,6 +702,61 @@ test_gguf(void)
 	}
 }
 
+/*
+ * A GGUF may hold an added token whose bytes are not UTF-8: it is not
+ * searched for, since it would cut a character of the text in two (the
+ * stretch after it began mid-character: an endless loop for SentencePiece,
+ * a read past the text for byte level).  The text encodes as without it.
+ */
+static void
+check_added_token_not_utf8(const char *name, GgufArrays *g, int32_t id,
+						   const char *bytes, int vocab_size)
+{
+	static const char text[] = "caf\xc3\xa9 na\xc3\xafve \xe2\x82\xac" "5";
+	Tokenizer  *plain = load_gguf(g, vocab_size);
+	Tokenizer  *odd;
+	int32_t    *want = NULL,
+			   *got = NULL;
+	int			n_want,
+				n_got;
+
+	g->tokens[id] = bytes;
+	g->lens[id] = (uint32_t) strlen(bytes);
+	if (plain == NULL || (odd = load_gguf(g, vocab_size)) == NULL)
+	{
+		tok_free(plain);
+		return;
+	}
+	n_want = tok_encode(plain, text, sizeof(text) - 1, &want);
+	n_got = tok_encode(odd, text, sizeof(text) - 1, &got);
+	CHECKF(n_want > 0 && same_ids(want, n_want, got, n_got),
+		   "%s: an added token \"\\x%02x\" changes the encoding (%d ids, %d)", name,
+		   (uint8_t) bytes[0], n_want, n_got);
+	free(want);
+	free(got);
+	tok_free(odd);
+	tok_free(plain);
+}
+
+static void
+test_added_token_not_utf8(void)
+{
+	GgufArrays	g;
+
+	/* </s>, a control token, as a lone lead byte */
+	if (!gguf_from_llama2c(&g, DATA "llama2/tokenizer.bin.gz", 32000))
+		CHECKF(false, "cannot read llama2/tokenizer.bin.gz");
+	else
+		check_added_token_not_utf8("GGUF llama", &g, 2, "\xc3", 32000);
+	free_gguf(&g);
+	/* <|endoftext|>, a control token, as a lone continuation byte */
+	if (!gguf_from_json(&g, "gpt2", "gpt-2"))
+		CHECKF(false, "gpt2: cannot read tokenizer.json");
+	else
+		check_added_token_not_utf8("GGUF gpt-2", &g, 50256, "\xa9", 50257);
+	free_gguf(&g);
+}
+
 /* GPT-2's byte-to-character map, written again here. */
 static int
 byte_char(int b)
@@ -983,6 +1038,7 @@ main(void)
 	test_llama2c();
 	test_tokenizer_json();
 	test_gguf();
+	test_added_token_not_utf8();
 	test_small_and_refused();
 	test_scratch();
 	{
