@@ -4,7 +4,8 @@
  *
  *   - the tokenizer: training a 4096-token vocabulary on the first 5 MB of
  *     ../shared/data/cqa_train.jsonl (its lines as raw text), and encoding
- *     the whole file;
+ *     the whole file; the Llama 2 tokenizer encoding the same file, and
+ *     one word of 200,000 letters;
  *   - one row's prediction with a d_model 256, 4-layer model (vocabulary
  *     4096, weights packed as the extension packs them): scoring 3 labels
  *     of 2 tokens after a 64-token prefix, and decoding 16 tokens greedily,
@@ -39,36 +40,64 @@
 #include "bench.h"
 #include "bench_135m.h"
 #include "../test/unit/corpus.h"
+#include "../test/unit/stories.h"
 
 #define CQA_PATH "../shared/data/cqa_train.jsonl"
+#define LLAMA2_TOKENIZER "../shared/models/llama2-tokenizer/tokenizer.bin"
+#define LONG_WORD 200000
 #define TRAIN_BYTES (5 << 20)
 #define MAX_REPEAT 64
 
-static int
-bench_tokenizer(int repeat)
+/* Median seconds to encode every line of c with t; *tokens: how many. */
+static double
+encode_lines(const Tokenizer *t, const Corpus *c, int repeat, size_t *tokens)
 {
-	Corpus		c;
+	double		seconds[MAX_REPEAT];
+
+	for (int r = 0; r < repeat; r++)
+	{
+		double		t0 = now();
+
+		*tokens = 0;
+		for (size_t i = 0; i < c->n; i++)
+		{
+			int32_t    *ids;
+			int			k = tok_encode(t, c->texts[i], c->lens[i], &ids);
+
+			*tokens += k > 0 ? k : 0;
+			free(ids);
+		}
+		seconds[r] = now() - t0;
+	}
+	return median(seconds, repeat);
+}
+
+static void
+print_encoding(const char *name, const Corpus *c, size_t tokens, double s)
+{
+	printf("tokenizer: %s: encode %zu bytes -> %zu tokens: %.2f s, %.2f M tokens/s, %.1f MB/s\n",
+		   name, c->bytes, tokens, s, tokens / s / 1e6, c->bytes / s / 1e6);
+}
+
+static int
+bench_trained_tokenizer(int repeat, const Corpus *c)
+{
 	size_t		n = 0,
 				train_bytes = 0,
 				tokens = 0;
-	double		train_s[MAX_REPEAT],
-				encode_s[MAX_REPEAT];
+	double		train_s[MAX_REPEAT];
+	double		encode_s;
 	Tokenizer  *t = NULL;
 	CoreError	err = {0};
 
-	if (!corpus_load_file(&c, CQA_PATH) || c.n == 0)
-	{
-		fprintf(stderr, "cannot read %s (run from the repository root)\n", CQA_PATH);
-		return 1;
-	}
-	while (n < c.n && train_bytes < TRAIN_BYTES)
-		train_bytes += c.lens[n++];
+	while (n < c->n && train_bytes < TRAIN_BYTES)
+		train_bytes += c->lens[n++];
 	for (int r = 0; r < repeat; r++)
 	{
 		double		t0 = now();
 
 		tok_free(t);
-		t = tok_train(c.texts, c.lens, n, 4096, SIZE_MAX, NULL, &err);
+		t = tok_train(c->texts, c->lens, n, 4096, SIZE_MAX, NULL, &err);
 		train_s[r] = now() - t0;
 		if (t == NULL)
 		{
@@ -76,32 +105,74 @@ bench_tokenizer(int repeat)
 			return 1;
 		}
 	}
+	printf("tokenizer: train vocab 4096 on %zu bytes (%zu lines): %.2f s\n",
+		   train_bytes, n, median(train_s, repeat));
+	encode_s = encode_lines(t, c, repeat, &tokens);
+	print_encoding("vocab 4096", c, tokens, encode_s);
+	tok_free(t);
+	return 0;
+}
+
+/*
+ * The Llama 2 tokenizer (SentencePiece-style BPE, 32,000 tokens) on the
+ * same lines, and on one word of LONG_WORD letters: a single merge of
+ * that many symbols, which bpe_merge() does in O(n log n).
+ */
+static int
+bench_llama2_tokenizer(int repeat, const Corpus *c)
+{
+	TokenizerSource src = {.kind = TOKSRC_LLAMA2C, .vocab_size = 32000, .bos_id = -1,
+	.eos_id = -1};
+	void	   *bin = stories_read_file(LLAMA2_TOKENIZER, &src.len);
+	char	   *word = malloc(LONG_WORD);
+	double		word_s[MAX_REPEAT];
+	double		encode_s;
+	size_t		tokens = 0;
+	CoreError	err = {0};
+	Tokenizer  *t;
+
+	src.data = bin;
+	if (bin == NULL || word == NULL || (t = tok_from_source(&src, &err)) == NULL)
+	{
+		fprintf(stderr, "cannot load %s: %s\n", LLAMA2_TOKENIZER, err.message);
+		free(bin);
+		free(word);
+		return 1;
+	}
+	encode_s = encode_lines(t, c, repeat, &tokens);
+	print_encoding("Llama 2", c, tokens, encode_s);
+	memset(word, 'a', LONG_WORD);
 	for (int r = 0; r < repeat; r++)
 	{
 		double		t0 = now();
+		int32_t    *ids;
 
-		tokens = 0;
-		for (size_t i = 0; i < c.n; i++)
-		{
-			int32_t    *ids;
-			int			k = tok_encode(t, c.texts[i], c.lens[i], &ids);
-
-			tokens += k > 0 ? k : 0;
-			free(ids);
-		}
-		encode_s[r] = now() - t0;
+		tokens = tok_encode(t, word, LONG_WORD, &ids);
+		word_s[r] = now() - t0;
+		free(ids);
 	}
-	printf("tokenizer: train vocab 4096 on %zu bytes (%zu lines): %.2f s\n",
-		   train_bytes, n, median(train_s, repeat));
-	{
-		double		s = median(encode_s, repeat);
-
-		printf("tokenizer: encode %zu bytes -> %zu tokens: %.2f s, %.2f M tokens/s, %.1f MB/s\n",
-			   c.bytes, tokens, s, tokens / s / 1e6, c.bytes / s / 1e6);
-	}
+	printf("tokenizer: Llama 2: one word of %d letters -> %zu tokens: %.3f s\n", LONG_WORD,
+		   tokens, median(word_s, repeat));
 	tok_free(t);
-	corpus_free(&c);
+	free(word);
+	free(bin);
 	return 0;
+}
+
+static int
+bench_tokenizer(int repeat)
+{
+	Corpus		c;
+	int			status;
+
+	if (!corpus_load_file(&c, CQA_PATH) || c.n == 0)
+	{
+		fprintf(stderr, "cannot read %s (run from the repository root)\n", CQA_PATH);
+		return 1;
+	}
+	status = bench_trained_tokenizer(repeat, &c) || bench_llama2_tokenizer(repeat, &c);
+	corpus_free(&c);
+	return status;
 }
 
 static int
