@@ -10,6 +10,8 @@
 # target; the input is saved in build/fuzz/crashes/<target>/ and its path
 # printed with the report.  Prints "ok:" or "FAIL:" per target, then
 # "fuzzing: N passed, N failed"; exits non-zero on any failure.
+# FUZZ_SEED, when set, seeds libFuzzer's mutations (else a new seed each
+# run), so that a short run can be repeated.
 set -u
 cd "$(dirname "$0")/../.."
 
@@ -37,12 +39,13 @@ for target in "$@"; do
 	corpus=$corpus_root/$name
 	crashes=build/fuzz/crashes/$name
 	log=build/fuzz/logs/$name.log
-	dict=()
-	[ -f "test/fuzz/$name.dict" ] && dict=("-dict=test/fuzz/$name.dict")
+	options=()
+	[ -f "test/fuzz/$name.dict" ] && options+=("-dict=test/fuzz/$name.dict")
+	[ -n "${FUZZ_SEED:-}" ] && options+=("-seed=$FUZZ_SEED")
 	mkdir -p "$corpus" "$crashes" "$(dirname "$log")"
 	# -timeout: seconds per input; an input taking that long is a bug too
 	"$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-		-print_final_stats=1 -artifact_prefix="$crashes/" "${dict[@]}" \
+		-print_final_stats=1 -artifact_prefix="$crashes/" "${options[@]}" \
 		"$corpus" "test/fuzz/seeds/$name" >"$log" 2>&1
 	status=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
