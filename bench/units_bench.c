@@ -18,7 +18,8 @@
  *     PostgreSQL; one AdamW step over its 135M parameters; the bytes of
  *     the training activations (model_activation_bytes()) at 1 x 256,
  *     8 x 256 and 1 x 2048 tokens, one forward + backward of 8 x 256 and
- *     of 1 x 2048 tokens, and of these the attention of one layer.
+ *     of 1 x 2048 tokens, and at these two shapes the attention of one
+ *     layer.
  *
  * Training throughput is bench/train's, distill_predict over many rows
  * bench/predict's.  Each figure is the median of REPEAT runs (default 5).
@@ -453,10 +454,10 @@ time_training_step(Model *m, int B, int T, int n_threads, int repeat)
 /*
  * Median milliseconds of attention_forward() and attention_backward() of
  * one layer of SmolLM2-135M (9 heads over 3, head_dim 64) on B x T random
- * rows, causal, with one thread.
+ * rows, causal, with threads threads.
  */
 static void
-time_attention(int B, int T, int repeat, double *forward_ms,
+time_attention(int B, int T, int threads, int repeat, double *forward_ms,
 			   double *backward_ms)
 {
 	AttentionShape s = {9, 3, 64};
@@ -480,7 +481,7 @@ time_attention(int B, int T, int repeat, double *forward_ms,
 		dout[i] = (float) (splitmix64_next(&state) >> 40) * 0x1.0p-24f - 0.5f;
 	for (int i = 0; i < B; i++)
 		lengths[i] = T;
-	model_set_threads(1);
+	model_set_threads(threads);
 	for (int r = -1; r < repeat; r++)
 	{
 		double		t0 = now(),
@@ -506,10 +507,31 @@ time_attention(int B, int T, int repeat, double *forward_ms,
 	free(lengths);
 }
 
+/* One layer's attention at 8 x 256 and 1 x 2048 tokens, 1 and 2 threads. */
+static int
+bench_attention(int repeat)
+{
+	static const int shapes[][2] = {{8, 256}, {1, 2048}};
+
+	for (int i = 0; i < 2; i++)
+		for (int threads = 1; threads <= 2; threads++)
+		{
+			double		forward_ms,
+						backward_ms;
+
+			time_attention(shapes[i][0], shapes[i][1], threads, repeat, &forward_ms,
+						   &backward_ms);
+			printf("attention of one layer at SmolLM2-135M's shape, %d x %d tokens, "
+				   "%d thread%s: forward %.1f ms, backward %.1f ms\n", shapes[i][0],
+				   shapes[i][1], threads, threads > 1 ? "s" : "", forward_ms, backward_ms);
+		}
+	model_set_threads(1);
+	return 0;
+}
+
 /*
  * Training at SmolLM2-135M's shape: the activations' bytes at three batch
- * shapes, and forward + backward of two of them with 1 and 2 threads, and
- * the attention of one layer at those two.
+ * shapes, and forward + backward of two of them with 1 and 2 threads.
  */
 static int
 bench_training_135m(int repeat)
@@ -551,16 +573,6 @@ bench_training_135m(int repeat)
 		fflush(stdout);
 		model_free_training(m);
 	}
-	for (int i = 0; i < 2; i++)
-	{
-		double		forward_ms,
-					backward_ms;
-
-		time_attention(shapes[timed[i]][0], shapes[timed[i]][1], repeat,
-					   &forward_ms, &backward_ms);
-		printf("attention of one layer, %d x %d tokens, 1 thread: forward %.1f ms, backward %.1f ms\n",
-			   shapes[timed[i]][0], shapes[timed[i]][1], forward_ms, backward_ms);
-	}
 	model_set_threads(1);
 	model_free(m);
 	return 0;
@@ -577,8 +589,8 @@ wanted(int argc, char **argv, const char *part)
 }
 
 /*
- * Arguments pick the parts: tokenizer prediction packed 135m adamw, and
- * training, which runs only when named.
+ * Arguments pick the parts: tokenizer prediction packed 135m adamw
+ * attention, and training, which runs only when named.
  */
 int
 main(int argc, char **argv)
@@ -603,6 +615,8 @@ main(int argc, char **argv)
 		status |= bench_prediction_135m(repeat);
 	if (wanted(argc, argv, "adamw"))
 		status |= bench_adamw(repeat);
+	if (wanted(argc, argv, "attention"))
+		status |= bench_attention(repeat);
 	/* minutes rather than seconds: only when named */
 	if (argc > 1 && wanted(argc, argv, "training"))
 		status |= bench_training_135m(repeat);

@@ -351,12 +351,36 @@ v_column(AttentionShape s, int h)
 	return k_column(s, h) + s.n_kv_heads * s.head_dim;
 }
 
-size_t
-attention_scratch_floats(int T)
+/* Floats of one lane's scratch: two tiles of scores. */
+static size_t
+lane_scratch_floats(int T)
 {
 	size_t		rows = T < ATTENTION_TILE_ROWS ? T : ATTENTION_TILE_ROWS;
 
 	return 2 * rows * T;
+}
+
+/*
+ * The work is split into lanes: lane k takes the (sequence, key/value
+ * head) pairs k, k + lanes, ..., each with the query heads of its group.
+ * A pair is computed the same way whichever lane or thread takes it, so
+ * the result does not depend on the thread count; the lane count only
+ * bounds how many threads can share the work.  The scratch has room for
+ * ATTENTION_LANES whatever the batch, so that the memory a batch takes
+ * grows linearly with its sequences, as the trainer's plan assumes.
+ */
+static int
+attention_lanes(int B, AttentionShape s)
+{
+	int			pairs = B * s.n_kv_heads;
+
+	return pairs < ATTENTION_LANES ? pairs : ATTENTION_LANES;
+}
+
+size_t
+attention_scratch_floats(int T)
+{
+	return ATTENTION_LANES * lane_scratch_floats(T);
 }
 
 /*
@@ -404,6 +428,83 @@ tile_scores(float *scores, const float *rows, AttentionTile t,
 				0.0f, scores, t.n_keys);
 }
 
+/* What attention's lanes share: the arguments of the call. */
+typedef struct AttentionJob
+{
+	float	   *out;			/* forward: out; backward: dqkv */
+	float	   *lse_out;		/* forward */
+	const float *lse;			/* backward */
+	float	   *scratch;
+	const float *qkv;
+	const float *dout;
+	const int32_t *lengths;
+	const int32_t *prefix_lengths;
+	int			B;
+	int			T;
+	AttentionShape s;
+} AttentionJob;
+
+/*
+ * Run the lanes on the pool, each with OpenBLAS on one thread: the
+ * products of a tile are small, and OpenBLAS's own threads would only
+ * compete with the pool's for the cores.
+ */
+static void
+run_lanes(AttentionJob *job, PoolTask lane)
+{
+	int			blas_threads = openblas_get_num_threads();
+
+	if (blas_threads > 1)
+		openblas_set_num_threads(1);
+	pool_run(attention_lanes(job->B, job->s), lane, job);
+	if (blas_threads > 1)
+		openblas_set_num_threads(blas_threads);
+}
+
+/* One sequence b and query head h, forward. */
+static void
+attention_forward_head(const AttentionJob *job, float *scratch, int b, int h)
+{
+	AttentionShape s = job->s;
+	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
+	int			out_stride = s.n_heads * s.head_dim;
+	int			len = job->lengths[b];
+	int			prefix = job->prefix_lengths ? job->prefix_lengths[b] : 0;
+	const float *rows = job->qkv + (size_t) b * job->T * qkv_stride;
+	float	   *head_lse = job->lse_out + ((size_t) b * s.n_heads + h) * job->T;
+
+	for (int first = 0; first < len; first += ATTENTION_TILE_ROWS)
+	{
+		AttentionTile t = attention_tile(first, len, prefix);
+
+		tile_scores(scratch, rows, t, s, h);
+		for (int r = 0; r < t.rows; r++)
+			head_lse[first + r] =
+				softmax_visible(scratch + (size_t) r * t.n_keys,
+								visible_keys(first + r, prefix), t.n_keys);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+					t.rows, s.head_dim, t.n_keys, 1.0f,
+					scratch, t.n_keys,
+					rows + v_column(s, h), qkv_stride,
+					0.0f, job->out + ((size_t) b * job->T + first) * out_stride + q_column(s, h),
+					out_stride);
+	}
+}
+
+static void
+attention_forward_lane(void *arg, int lane)
+{
+	const AttentionJob *job = arg;
+	int			lanes = attention_lanes(job->B, job->s);
+	int			group = job->s.n_heads / job->s.n_kv_heads;
+	float	   *scratch = job->scratch + (size_t) lane * lane_scratch_floats(job->T);
+
+	for (int pair = lane; pair < job->B * job->s.n_kv_heads; pair += lanes)
+		for (int k = 0; k < group; k++)
+			attention_forward_head(job, scratch, pair / job->s.n_kv_heads,
+								   pair % job->s.n_kv_heads * group + k);
+}
+
 /*
  * Per sequence, head and tile of queries, only the keys of real tokens
  * the queries see are multiplied: padding neither attends nor is attended
@@ -414,38 +515,76 @@ attention_forward(float *out, float *lse, float *scratch, const float *qkv,
 				  const int32_t *lengths, const int32_t *prefix_lengths,
 				  int B, int T, AttentionShape s)
 {
+	AttentionJob job = {.out = out, .lse_out = lse, .scratch = scratch, .qkv = qkv,
+		.lengths = lengths, .prefix_lengths = prefix_lengths, .B = B, .T = T, .s = s};
+
+	memset(out, 0, (size_t) B * T * s.n_heads * s.head_dim * sizeof(float));
+	run_lanes(&job, attention_forward_lane);
+}
+
+/* One sequence b and query head h, backward: dQ of h, dK and dV added. */
+static void
+attention_backward_head(const AttentionJob *job, float *scratch, int b, int h)
+{
+	AttentionShape s = job->s;
 	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
 	int			out_stride = s.n_heads * s.head_dim;
+	float		scale = 1.0f / sqrtf((float) s.head_dim);
+	int			len = job->lengths[b];
+	int			prefix = job->prefix_lengths ? job->prefix_lengths[b] : 0;
+	const float *rows = job->qkv + (size_t) b * job->T * qkv_stride;
+	float	   *drows = job->out + (size_t) b * job->T * qkv_stride;
+	const float *head_lse = job->lse + ((size_t) b * s.n_heads + h) * job->T;
+	float	   *p = scratch;
+	float	   *dp = scratch + lane_scratch_floats(job->T) / 2;
 
-	memset(out, 0, (size_t) B * T * out_stride * sizeof(float));
-	for (int b = 0; b < B; b++)
+	for (int first = 0; first < len; first += ATTENTION_TILE_ROWS)
 	{
-		int			len = lengths[b];
-		int			prefix = prefix_lengths ? prefix_lengths[b] : 0;
-		const float *rows = qkv + (size_t) b * T * qkv_stride;
+		AttentionTile t = attention_tile(first, len, prefix);
+		const float *dO = job->dout + ((size_t) b * job->T + first) * out_stride +
+			q_column(s, h);
 
-		for (int h = 0; h < s.n_heads; h++)
-		{
-			float	   *head_lse = lse + ((size_t) b * s.n_heads + h) * T;
-
-			for (int first = 0; first < len; first += ATTENTION_TILE_ROWS)
-			{
-				AttentionTile t = attention_tile(first, len, prefix);
-
-				tile_scores(scratch, rows, t, s, h);
-				for (int r = 0; r < t.rows; r++)
-					head_lse[first + r] =
-						softmax_visible(scratch + (size_t) r * t.n_keys,
-										visible_keys(first + r, prefix), t.n_keys);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-							t.rows, s.head_dim, t.n_keys, 1.0f,
-							scratch, t.n_keys,
-							rows + v_column(s, h), qkv_stride,
-							0.0f, out + ((size_t) b * T + first) * out_stride + q_column(s, h),
-							out_stride);
-			}
-		}
+		tile_scores(p, rows, t, s, h);
+		for (int r = 0; r < t.rows; r++)
+			softmax_again(p + (size_t) r * t.n_keys, head_lse[first + r],
+						  visible_keys(first + r, prefix), t.n_keys);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+					t.n_keys, s.head_dim, t.rows, 1.0f,
+					p, t.n_keys, dO, out_stride,
+					1.0f, drows + v_column(s, h), qkv_stride);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+					t.rows, t.n_keys, s.head_dim, 1.0f,
+					dO, out_stride, rows + v_column(s, h), qkv_stride,
+					0.0f, dp, t.n_keys);
+		for (int r = 0; r < t.rows; r++)
+			softmax_backward_row(dp + (size_t) r * t.n_keys,
+								 p + (size_t) r * t.n_keys, t.n_keys);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+					t.rows, s.head_dim, t.n_keys, scale,
+					dp, t.n_keys, rows + k_column(s, h), qkv_stride,
+					1.0f, drows + (size_t) first * qkv_stride + q_column(s, h),
+					qkv_stride);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+					t.n_keys, s.head_dim, t.rows, scale,
+					dp, t.n_keys,
+					rows + (size_t) first * qkv_stride + q_column(s, h), qkv_stride,
+					1.0f, drows + k_column(s, h), qkv_stride);
 	}
+}
+
+/* A group's query heads in order: dK and dV add up the same way each time. */
+static void
+attention_backward_lane(void *arg, int lane)
+{
+	const AttentionJob *job = arg;
+	int			lanes = attention_lanes(job->B, job->s);
+	int			group = job->s.n_heads / job->s.n_kv_heads;
+	float	   *scratch = job->scratch + (size_t) lane * lane_scratch_floats(job->T);
+
+	for (int pair = lane; pair < job->B * job->s.n_kv_heads; pair += lanes)
+		for (int k = 0; k < group; k++)
+			attention_backward_head(job, scratch, pair / job->s.n_kv_heads,
+									pair % job->s.n_kv_heads * group + k);
 }
 
 /*
@@ -456,7 +595,7 @@ attention_forward(float *out, float *lse, float *scratch, const float *qkv,
  *   dS = P * (dP - rowsum(P * dP))    (0 where masked, since P is 0 there),
  *   dQ = scale dS K,  dK += scale dS^T Q.
  * dV and dK accumulate over the tiles, and over the query heads of a group,
- * which share them.
+ * which share them: a group is one lane's.
  */
 void
 attention_backward(float *dqkv, float *scratch, const float *dout,
@@ -464,58 +603,13 @@ attention_backward(float *dqkv, float *scratch, const float *dout,
 				   const int32_t *lengths, const int32_t *prefix_lengths,
 				   int B, int T, AttentionShape s)
 {
-	int			qkv_stride = (s.n_heads + 2 * s.n_kv_heads) * s.head_dim;
-	int			out_stride = s.n_heads * s.head_dim;
-	float		scale = 1.0f / sqrtf((float) s.head_dim);
-	float	   *p = scratch;
-	float	   *dp = scratch + attention_scratch_floats(T) / 2;
+	AttentionJob job = {.out = dqkv, .lse = lse, .scratch = scratch, .qkv = qkv,
+		.dout = dout, .lengths = lengths, .prefix_lengths = prefix_lengths, .B = B, .T = T,
+	.s = s};
 
-	memset(dqkv, 0, (size_t) B * T * qkv_stride * sizeof(float));
-	for (int b = 0; b < B; b++)
-	{
-		int			len = lengths[b];
-		int			prefix = prefix_lengths ? prefix_lengths[b] : 0;
-		const float *rows = qkv + (size_t) b * T * qkv_stride;
-		float	   *drows = dqkv + (size_t) b * T * qkv_stride;
-
-		for (int h = 0; h < s.n_heads; h++)
-		{
-			const float *head_lse = lse + ((size_t) b * s.n_heads + h) * T;
-
-			for (int first = 0; first < len; first += ATTENTION_TILE_ROWS)
-			{
-				AttentionTile t = attention_tile(first, len, prefix);
-				const float *dO = dout + ((size_t) b * T + first) * out_stride +
-					q_column(s, h);
-
-				tile_scores(p, rows, t, s, h);
-				for (int r = 0; r < t.rows; r++)
-					softmax_again(p + (size_t) r * t.n_keys, head_lse[first + r],
-								  visible_keys(first + r, prefix), t.n_keys);
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-							t.n_keys, s.head_dim, t.rows, 1.0f,
-							p, t.n_keys, dO, out_stride,
-							1.0f, drows + v_column(s, h), qkv_stride);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-							t.rows, t.n_keys, s.head_dim, 1.0f,
-							dO, out_stride, rows + v_column(s, h), qkv_stride,
-							0.0f, dp, t.n_keys);
-				for (int r = 0; r < t.rows; r++)
-					softmax_backward_row(dp + (size_t) r * t.n_keys,
-										 p + (size_t) r * t.n_keys, t.n_keys);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-							t.rows, s.head_dim, t.n_keys, scale,
-							dp, t.n_keys, rows + k_column(s, h), qkv_stride,
-							1.0f, drows + (size_t) first * qkv_stride + q_column(s, h),
-							qkv_stride);
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-							t.n_keys, s.head_dim, t.rows, scale,
-							dp, t.n_keys,
-							rows + (size_t) first * qkv_stride + q_column(s, h), qkv_stride,
-							1.0f, drows + k_column(s, h), qkv_stride);
-			}
-		}
-	}
+	memset(dqkv, 0, (size_t) B * T * (s.n_heads + 2 * s.n_kv_heads) * s.head_dim *
+		   sizeof(float));
+	run_lanes(&job, attention_backward_lane);
 }
 
 void

@@ -61,7 +61,9 @@ extern void rope_backward(float *dx, int n, int row_stride, int n_heads,
  * outgrow everything else): lse keeps the log of each row's softmax
  * normalizer, [B, n_heads, T], and backward makes the weights again from
  * qkv and lse, ATTENTION_TILE_ROWS queries at a time.  Both work in a
- * scratch of attention_scratch_floats(T) floats.
+ * scratch of attention_scratch_floats(T) floats, and share the
+ * (sequence, key/value head) pairs out among up to ATTENTION_LANES of the
+ * pool's threads (core/pool.h), with the same result on any number.
  */
 typedef struct AttentionShape
 {
@@ -71,6 +73,7 @@ typedef struct AttentionShape
 } AttentionShape;
 
 #define ATTENTION_TILE_ROWS 64
+#define ATTENTION_LANES 8
 
 extern size_t attention_scratch_floats(int T);
 extern void attention_forward(float *out, float *lse, float *scratch,

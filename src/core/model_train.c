@@ -65,7 +65,7 @@ struct ModelActivations
 								 * before each sublayer, then at the end */
 	LayerActivations *layers;
 	float	   *branch;			/* [N, d_model] sublayer output, scratch */
-	float	   *att_scratch;	/* attention_scratch_floats(T), forward and
+	float	   *att_scratch;	/* attention_scratch_floats(), forward and
 								 * backward */
 	float	   *final_out;		/* [N, d_model] */
 	float	   *final_rstd;		/* [N] */

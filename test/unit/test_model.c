@@ -374,9 +374,9 @@ attention_loss(void *p)
 {
 	AttnCtx    *c = p;
 	AttentionShape s = {AT_H, AT_KV, AT_HD};
-	float		scratch[2 * AT_T * AT_T];
+	float		scratch[ATTENTION_LANES * 2 * AT_T * AT_T];
 
-	CHECK(attention_scratch_floats(AT_T) <= 2 * AT_T * AT_T);
+	CHECK(attention_scratch_floats(AT_T) <= ATTENTION_LANES * 2 * AT_T * AT_T);
 	attention_forward(c->out, c->lse, scratch, c->qkv, c->lengths, c->prefix,
 					  AT_B, AT_T, s);
 	return probe_sum(c->out, c->probe, AT_B * AT_T * AT_OUT);
@@ -388,7 +388,7 @@ check_attention(const char *what, const int32_t *prefix)
 	AttnCtx		c = {.lengths = {5, 3, 4}};
 	AttentionShape s = {AT_H, AT_KV, AT_HD};
 	float	   *dqkv = malloc(AT_B * AT_T * AT_QKV * sizeof(float));
-	float		scratch[2 * AT_T * AT_T];
+	float		scratch[ATTENTION_LANES * 2 * AT_T * AT_T];
 
 	memcpy(c.prefix, prefix, sizeof(c.prefix));
 	c.qkv = random_array(AT_B * AT_T * AT_QKV, 1.5f);

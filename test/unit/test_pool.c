@@ -8,16 +8,18 @@
  *   - results: with 2 threads the packed products, the row-wise ops of
  *     training, prediction (scores, log-probabilities, greedy ids), an
  *     AdamW step and a whole training step (OpenBLAS kept at one thread)
- *     give the same bits as with 1; a small model decodes on one thread.
+ *     give the same bits as with 1; a small model decodes on one thread;
+ *     attention with the pool and OpenBLAS on 2 threads.
  *
- * OpenBLAS stays at one thread throughout (model_single_thread()), so the
- * process's thread count shows whether the pool's workers ran: each
- * comparison first checks that the 2-thread run started them.
+ * OpenBLAS stays at one thread (model_single_thread()) until the last
+ * test, so the process's thread count shows whether the pool's workers
+ * ran: each comparison first checks that the 2-thread run started them.
  *
  * Also runs under ThreadSanitizer (with TSAN_OPTIONS=die_after_fork=0 for
  * the fork; model_ops.c uninstrumented, as TSan cannot run the resolvers
  * of its target_clones).
  */
+#include <cblas.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -529,6 +531,64 @@ test_training_same_bits(int T)
 	}
 }
 
+/*
+ * Attention shares its (sequence, key/value head) pairs among the pool's
+ * threads, each running OpenBLAS on one thread: with distill.threads = 2
+ * (the pool and OpenBLAS at 2, as training sets them) the same bits as on
+ * one thread, at SmolLM2-135M's heads (9 over 3), more pairs (12) than
+ * lanes, and OpenBLAS's thread count as it was after each call.  Last,
+ * since it starts OpenBLAS's threads.
+ */
+static void
+test_attention_same_bits(void)
+{
+	enum
+	{
+		B = 4, T = 150, H = 9, KV = 3, HD = 64
+	};
+	static const int32_t lengths[B] = {150, 97, 65, 1};
+	AttentionShape s = {H, KV, HD};
+	size_t		n_qkv = (size_t) B * T * (H + 2 * KV) * HD;
+	size_t		n_out = (size_t) B * T * H * HD;
+	size_t		n_lse = (size_t) B * H * T;
+	float	   *qkv = random_array(n_qkv, 2.0f);
+	float	   *dout = random_array(n_out, 1.0f);
+	float	   *scratch = malloc(attention_scratch_floats(T) * sizeof(float));
+	float	   *out[2],
+			   *lse[2],
+			   *dqkv[2];
+	int			blas_after[2];
+
+	CHECK(B * KV > ATTENTION_LANES);
+	for (int t = 0; t < 2; t++)
+	{
+		out[t] = malloc(n_out * sizeof(float));
+		lse[t] = calloc(n_lse, sizeof(float));
+		dqkv[t] = malloc(n_qkv * sizeof(float));
+		model_set_threads(t + 1);
+		attention_forward(out[t], lse[t], scratch, qkv, lengths, NULL, B, T, s);
+		attention_backward(dqkv[t], scratch, dout, qkv, lse[t], lengths, NULL, B, T, s);
+		blas_after[t] = openblas_get_num_threads();
+	}
+	/* the caller, the pool's worker and OpenBLAS's */
+	CHECKF(process_threads() == 3, "%d threads", process_threads());
+	CHECKF(blas_after[0] == 1 && blas_after[1] == 2, "OpenBLAS threads after: %d, %d",
+		   blas_after[0], blas_after[1]);
+	CHECK(same_floats(out[0], out[1], n_out));
+	CHECK(same_floats(lse[0], lse[1], n_lse));
+	CHECK(same_floats(dqkv[0], dqkv[1], n_qkv));
+	model_single_thread();
+	for (int t = 0; t < 2; t++)
+	{
+		free(out[t]);
+		free(lse[t]);
+		free(dqkv[t]);
+	}
+	free(qkv);
+	free(dout);
+	free(scratch);
+}
+
 int
 main(void)
 {
@@ -546,5 +606,6 @@ main(void)
 	test_training_same_bits(32);
 	CHECK(96 > ATTENTION_TILE_ROWS);
 	test_training_same_bits(96);
+	test_attention_same_bits();
 	return unit_summary("pool");
 }
