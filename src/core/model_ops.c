@@ -429,8 +429,14 @@ tile_scores(float *scores, const float *rows, AttentionTile t,
 }
 
 /* What attention's lanes share: the arguments of the call. */
-typedef struct AttentionJob
+typedef struct AttentionJob AttentionJob;
+
+/* The work of one sequence b and query head h, in a lane's scratch. */
+typedef void (*AttentionHead) (const AttentionJob *job, float *scratch, int b, int h);
+
+struct AttentionJob
 {
+	AttentionHead head;			/* forward or backward */
 	float	   *out;			/* forward: out; backward: dqkv */
 	float	   *lse_out;		/* forward */
 	const float *lse;			/* backward */
@@ -442,7 +448,25 @@ typedef struct AttentionJob
 	int			B;
 	int			T;
 	AttentionShape s;
-} AttentionJob;
+};
+
+/*
+ * A lane's pairs, each with its group's query heads in order (backward
+ * adds their dK and dV up the same way each time).
+ */
+static void
+attention_lane(void *arg, int lane)
+{
+	const AttentionJob *job = arg;
+	int			lanes = attention_lanes(job->B, job->s);
+	int			n_kv = job->s.n_kv_heads;
+	int			group = job->s.n_heads / n_kv;
+	float	   *scratch = job->scratch + (size_t) lane * lane_scratch_floats(job->T);
+
+	for (int pair = lane; pair < job->B * n_kv; pair += lanes)
+		for (int k = 0; k < group; k++)
+			job->head(job, scratch, pair / n_kv, pair % n_kv * group + k);
+}
 
 /*
  * Run the lanes on the pool, each with OpenBLAS on one thread: the
@@ -450,13 +474,13 @@ typedef struct AttentionJob
  * compete with the pool's for the cores.
  */
 static void
-run_lanes(AttentionJob *job, PoolTask lane)
+run_lanes(AttentionJob *job)
 {
 	int			blas_threads = openblas_get_num_threads();
 
 	if (blas_threads > 1)
 		openblas_set_num_threads(1);
-	pool_run(attention_lanes(job->B, job->s), lane, job);
+	pool_run(attention_lanes(job->B, job->s), attention_lane, job);
 	if (blas_threads > 1)
 		openblas_set_num_threads(blas_threads);
 }
@@ -491,20 +515,6 @@ attention_forward_head(const AttentionJob *job, float *scratch, int b, int h)
 	}
 }
 
-static void
-attention_forward_lane(void *arg, int lane)
-{
-	const AttentionJob *job = arg;
-	int			lanes = attention_lanes(job->B, job->s);
-	int			group = job->s.n_heads / job->s.n_kv_heads;
-	float	   *scratch = job->scratch + (size_t) lane * lane_scratch_floats(job->T);
-
-	for (int pair = lane; pair < job->B * job->s.n_kv_heads; pair += lanes)
-		for (int k = 0; k < group; k++)
-			attention_forward_head(job, scratch, pair / job->s.n_kv_heads,
-								   pair % job->s.n_kv_heads * group + k);
-}
-
 /*
  * Per sequence, head and tile of queries, only the keys of real tokens
  * the queries see are multiplied: padding neither attends nor is attended
@@ -515,11 +525,12 @@ attention_forward(float *out, float *lse, float *scratch, const float *qkv,
 				  const int32_t *lengths, const int32_t *prefix_lengths,
 				  int B, int T, AttentionShape s)
 {
-	AttentionJob job = {.out = out, .lse_out = lse, .scratch = scratch, .qkv = qkv,
-		.lengths = lengths, .prefix_lengths = prefix_lengths, .B = B, .T = T, .s = s};
+	AttentionJob job = {.head = attention_forward_head, .out = out, .lse_out = lse,
+		.scratch = scratch, .qkv = qkv, .lengths = lengths,
+	.prefix_lengths = prefix_lengths, .B = B, .T = T, .s = s};
 
 	memset(out, 0, (size_t) B * T * s.n_heads * s.head_dim * sizeof(float));
-	run_lanes(&job, attention_forward_lane);
+	run_lanes(&job);
 }
 
 /* One sequence b and query head h, backward: dQ of h, dK and dV added. */
@@ -572,21 +583,6 @@ attention_backward_head(const AttentionJob *job, float *scratch, int b, int h)
 	}
 }
 
-/* A group's query heads in order: dK and dV add up the same way each time. */
-static void
-attention_backward_lane(void *arg, int lane)
-{
-	const AttentionJob *job = arg;
-	int			lanes = attention_lanes(job->B, job->s);
-	int			group = job->s.n_heads / job->s.n_kv_heads;
-	float	   *scratch = job->scratch + (size_t) lane * lane_scratch_floats(job->T);
-
-	for (int pair = lane; pair < job->B * job->s.n_kv_heads; pair += lanes)
-		for (int k = 0; k < group; k++)
-			attention_backward_head(job, scratch, pair / job->s.n_kv_heads,
-									pair % job->s.n_kv_heads * group + k);
-}
-
 /*
  * Per tile, the weights P = e^(S - lse) are made again from Q and K (the
  * one product more than a backward that keeps them); then with S the
@@ -603,13 +599,13 @@ attention_backward(float *dqkv, float *scratch, const float *dout,
 				   const int32_t *lengths, const int32_t *prefix_lengths,
 				   int B, int T, AttentionShape s)
 {
-	AttentionJob job = {.out = dqkv, .lse = lse, .scratch = scratch, .qkv = qkv,
-		.dout = dout, .lengths = lengths, .prefix_lengths = prefix_lengths, .B = B, .T = T,
-	.s = s};
+	AttentionJob job = {.head = attention_backward_head, .out = dqkv, .lse = lse,
+		.scratch = scratch, .qkv = qkv, .dout = dout, .lengths = lengths,
+	.prefix_lengths = prefix_lengths, .B = B, .T = T, .s = s};
 
 	memset(dqkv, 0, (size_t) B * T * (s.n_heads + 2 * s.n_kv_heads) * s.head_dim *
 		   sizeof(float));
-	run_lanes(&job, attention_backward_lane);
+	run_lanes(&job);
 }
 
 void
